@@ -1,0 +1,66 @@
+/**
+ * Small helpers for the rule "every wait takes an AbortSignal and has a deadline".
+ * Listeners are always removed when the wait ends, so long-lived signals do not leak.
+ */
+
+/** Calls `fn` once when `signal` aborts. Returns a disposer that removes the listener. */
+export function onAbort(signal: AbortSignal | undefined, fn: (reason: unknown) => void): () => void {
+  if (!signal) return noop;
+  if (signal.aborted) {
+    fn(signal.reason);
+    return noop;
+  }
+  const listener = (): void => fn(signal.reason);
+  signal.addEventListener('abort', listener, { once: true });
+  return () => signal.removeEventListener('abort', listener);
+}
+
+export function noop(): void {}
+
+/**
+ * Resolves after `ms` (an unref'd timer: a pending sleep never keeps the process alive on its own),
+ * or rejects with `signal.reason` as soon as the signal aborts.
+ */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const timer = setTimeout(() => {
+      off();
+      resolve();
+    }, Math.max(0, ms));
+    timer.unref?.();
+    const off = onAbort(signal, (reason) => {
+      clearTimeout(timer);
+      reject(reason);
+    });
+  });
+}
+
+/** Milliseconds left until a `performance.now()` deadline (never negative; Infinity stays Infinity). */
+export function remaining(deadline: number): number {
+  return deadline === Infinity ? Infinity : Math.max(0, deadline - performance.now());
+}
+
+/** A random integer in [0, maxMs): jitter that keeps contending clients from moving in lockstep. */
+export function jitter(maxMs: number): number {
+  return Math.floor(Math.random() * maxMs);
+}
+
+/** Settles like `promise`, or rejects with `signal.reason` as soon as the signal aborts (the promise runs on). */
+export function raceAbort<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return promise;
+  if (signal.aborted) {
+    promise.catch(noop);
+    return Promise.reject(signal.reason);
+  }
+  return new Promise<T>((resolve, reject) => {
+    const off = onAbort(signal, (reason) => {
+      promise.catch(noop);
+      reject(reason);
+    });
+    promise.then(
+      (v) => (off(), resolve(v)),
+      (e) => (off(), reject(e)),
+    );
+  });
+}

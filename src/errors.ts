@@ -1,0 +1,132 @@
+/**
+ * Every error wirelock throws extends WirelockError and carries a stable `code`.
+ * Codes never change meaning; match on `code` (or `instanceof`), not on messages.
+ *
+ * Messages never contain secrets: passwords and tokens are not passed into any of these.
+ */
+
+export class WirelockError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+  override get name(): string {
+    return this.constructor.name;
+  }
+}
+
+/** `waitTimeoutMs` passed before the lock could be acquired. */
+export class LockTimeoutError extends WirelockError {
+  readonly key: string;
+  constructor(key: string, waitedMs: number, options?: { cause?: unknown }) {
+    super('WL_LOCK_TIMEOUT', `timed out after ${Math.round(waitedMs)} ms waiting for lock "${key}"`, options);
+    this.key = key;
+  }
+}
+
+export type LockLostReason = 'expired' | 'stolen' | 'quorum-lost' | 'session-expired';
+
+const lostText: Record<LockLostReason, string> = {
+  expired: 'its lease ran out before it could be extended',
+  stolen: 'another holder owns the key now',
+  'quorum-lost': 'fewer than a quorum of nodes still hold it',
+  'session-expired': 'its etcd session (lease) expired',
+};
+
+/** The lock is no longer held: `lock.signal` aborts with this, and `extend()` rejects with it. */
+export class LockLostError extends WirelockError {
+  readonly key: string;
+  readonly reason: LockLostReason;
+  constructor(key: string, reason: LockLostReason, options?: { cause?: unknown }) {
+    super('WL_LOCK_LOST', `lock "${key}" lost: ${lostText[reason]}`, options);
+    this.key = key;
+    this.reason = reason;
+  }
+}
+
+/** `lock.signal` aborts with this when the holder itself releases the lock (not a loss). */
+export class LockReleasedError extends WirelockError {
+  readonly key: string;
+  constructor(key: string) {
+    super('WL_LOCK_RELEASED', `lock "${key}" was released`);
+    this.key = key;
+  }
+}
+
+/** An operation was started on (or was pending in) a locker or client that has been closed. */
+export class ClosedError extends WirelockError {
+  constructor(what: string) {
+    super('WL_CLOSED', `${what} is closed`);
+  }
+}
+
+/** One node's part in a failed Redlock attempt. */
+export interface QuorumNodeFailure {
+  /** The node's address (host:port), never its credentials. */
+  node: string;
+  /** Why this node did not grant the lock: a held-elsewhere marker, a timeout, an error reply, a refused connection. */
+  cause: unknown;
+}
+
+/** Redlock could not reach a quorum. `nodes[]` holds each failing node's cause. */
+export class QuorumError extends WirelockError {
+  readonly key: string;
+  readonly nodes: QuorumNodeFailure[];
+  readonly attempts: number;
+  constructor(key: string, message: string, nodes: QuorumNodeFailure[], attempts: number) {
+    super('WL_QUORUM', message);
+    this.key = key;
+    this.nodes = nodes;
+    this.attempts = attempts;
+  }
+}
+
+/** The server answered with an error reply (`-ERR …`). `prefix` is its first word. */
+export class RespError extends WirelockError {
+  readonly prefix: string;
+  /** The command's name (first argument) that got the error; never its other arguments. */
+  readonly command: string | undefined;
+  constructor(message: string, command?: string) {
+    super('WL_RESP', command ? `${message} (in reply to ${command})` : message);
+    const space = message.indexOf(' ');
+    this.prefix = space === -1 ? message : message.slice(0, space);
+    this.command = command;
+  }
+}
+
+/** A server sent bytes that are not valid protocol. The connection has been closed. */
+export class ProtocolError extends WirelockError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('WL_PROTOCOL', message, options);
+  }
+}
+
+/** A connection could not be made or was closed. `cause` is the socket's error, if any. */
+export class ConnectionError extends WirelockError {
+  readonly address: string;
+  constructor(address: string, message: string, options?: { cause?: unknown }) {
+    super('WL_CONNECTION', `${address}: ${message}`, options);
+    this.address = address;
+  }
+}
+
+/** A command, call or connection attempt took longer than its timeout. */
+export class TimeoutError extends WirelockError {
+  readonly timeoutMs: number;
+  constructor(message: string, timeoutMs: number) {
+    super('WL_TIMEOUT', message);
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+/** A gRPC call to etcd failed. `grpcCode` is the gRPC status code; the message is etcd's. */
+export class EtcdError extends WirelockError {
+  readonly grpcCode: number;
+  readonly details: string;
+  constructor(grpcCode: number, details: string, options?: { cause?: unknown; method?: string }) {
+    super('WL_ETCD', options?.method ? `${options.method}: ${details}` : details, options);
+    this.grpcCode = grpcCode;
+    this.details = details;
+  }
+}

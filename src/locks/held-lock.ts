@@ -1,0 +1,199 @@
+/**
+ * HeldLock: the Lock handle every backend returns. The backend says how to extend and release; this
+ * class keeps the promises every lock makes the same way everywhere:
+ *
+ * - `validUntil` only moves forward on a confirmed extension, measured from when it was *sent*;
+ * - a local timer aborts `signal` with LockLostError('expired') at validUntil, whatever the network does
+ *   (an extension stuck in a dead socket cannot keep a lock "held" past its lease);
+ * - autoExtend extends about every ttl/3, and retries sooner after a transient failure while time is left;
+ * - release() is idempotent and stops every timer.
+ */
+import { LockLostError, LockReleasedError, type LockLostReason } from '../errors.js';
+import { channels } from '../diagnostics.js';
+import type { Lock } from './types.js';
+
+export interface LockOps {
+  /**
+   * Extends the lease to ttlMs. Resolves with the new validUntil (performance.now() based), rejects with
+   * LockLostError if the lock is definitely gone, or with any other error if the outcome is unknown.
+   */
+  extend(lock: HeldLock, ttlMs: number): Promise<number>;
+  /** Compare-and-delete. Must never delete another holder's lock. */
+  release(lock: HeldLock): Promise<void>;
+}
+
+export interface HeldLockInit {
+  backend: string;
+  key: string;
+  token: string;
+  fence: bigint;
+  validUntil: number;
+  ttlMs: number;
+  autoExtend: boolean;
+  ops: LockOps;
+  /** Called once when the lock stops being held (released or lost), so its locker can forget it. */
+  onEnd?: (lock: HeldLock) => void;
+}
+
+export class HeldLock implements Lock {
+  readonly backend: string;
+  readonly key: string;
+  readonly token: string;
+  readonly fence: bigint;
+  readonly #ops: LockOps;
+  readonly #controller = new AbortController();
+  readonly #onEnd: ((lock: HeldLock) => void) | undefined;
+  #validUntil: number;
+  #ttlMs: number;
+  #autoExtend: boolean;
+  #extendTimer: NodeJS.Timeout | undefined;
+  #expiryTimer: NodeJS.Timeout | undefined;
+  #extending: Promise<void> | undefined;
+  #released: Promise<void> | undefined;
+
+  constructor(init: HeldLockInit) {
+    this.backend = init.backend;
+    this.key = init.key;
+    this.token = init.token;
+    this.fence = init.fence;
+    this.#validUntil = init.validUntil;
+    this.#ttlMs = init.ttlMs;
+    this.#autoExtend = init.autoExtend;
+    this.#ops = init.ops;
+    this.#onEnd = init.onEnd;
+    this.#armExpiry();
+    if (this.#autoExtend) this.#scheduleExtend(this.#ttlMs / 3);
+  }
+
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+
+  get validUntil(): number {
+    return this.#validUntil;
+  }
+
+  /** The lease length extensions ask for. */
+  get ttlMs(): number {
+    return this.#ttlMs;
+  }
+
+  /** True until released or lost. */
+  get held(): boolean {
+    return !this.#controller.signal.aborted;
+  }
+
+  extend(ttlMs?: number): Promise<void> {
+    if (ttlMs !== undefined && (typeof ttlMs !== 'number' || !Number.isFinite(ttlMs) || ttlMs <= 0)) {
+      return Promise.reject(new RangeError(`ttlMs must be a finite number > 0, got ${String(ttlMs)}`));
+    }
+    if (ttlMs !== undefined) this.#ttlMs = ttlMs;
+    return this.#extend();
+  }
+
+  release(): Promise<void> {
+    this.#released ??= this.#release();
+    return this.#released;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.release();
+  }
+
+  /**
+   * Marks the lock lost (for backends that learn of a loss on their own, such as an etcd session).
+   * Aborts `signal` with LockLostError; a no-op once released or lost.
+   */
+  lose(reason: LockLostReason, cause?: unknown): void {
+    if (!this.held) return;
+    const error = new LockLostError(this.key, reason, cause === undefined ? undefined : { cause });
+    this.#stopTimers();
+    if (channels.lockLost.hasSubscribers) {
+      channels.lockLost.publish({ backend: this.backend, key: this.key, token: this.token, fence: this.fence, reason, error });
+    }
+    this.#controller.abort(error);
+    this.#onEnd?.(this);
+  }
+
+  /** Moves validUntil forward (for backends whose lease is renewed elsewhere, such as an etcd session). */
+  renewed(validUntil: number): void {
+    if (!this.held || validUntil <= this.#validUntil) return;
+    this.#validUntil = validUntil;
+    this.#armExpiry();
+  }
+
+  #extend(): Promise<void> {
+    // One extension at a time: a manual extend() during an automatic one waits for it, then goes on its own.
+    const previous = this.#extending ?? Promise.resolve();
+    const run = previous.catch(() => {}).then(() => this.#extendOnce());
+    this.#extending = run;
+    run.finally(() => this.#extending === run && (this.#extending = undefined)).catch(() => {});
+    return run;
+  }
+
+  async #extendOnce(): Promise<void> {
+    if (!this.held) throw this.#controller.signal.reason;
+    let validUntil: number;
+    try {
+      validUntil = await this.#ops.extend(this, this.#ttlMs);
+    } catch (err) {
+      if (err instanceof LockLostError) this.lose(err.reason, err.cause);
+      throw err;
+    }
+    // A release or loss while the extension was in flight wins: do not resurrect the lock.
+    if (!this.held) throw this.#controller.signal.reason;
+    this.#validUntil = validUntil;
+    this.#armExpiry();
+    if (channels.lockExtend.hasSubscribers) {
+      channels.lockExtend.publish({ backend: this.backend, key: this.key, token: this.token, fence: this.fence, validUntil });
+    }
+    if (this.#autoExtend) this.#scheduleExtend(this.#ttlMs / 3);
+  }
+
+  #scheduleExtend(delayMs: number): void {
+    clearTimeout(this.#extendTimer);
+    this.#extendTimer = setTimeout(() => {
+      this.#extendTimer = undefined;
+      this.#extend().catch((err) => {
+        if (!this.held) return; // lost (signal already aborted) or released
+        // Transient failure (timeout, connection): try again soon, while the lease still has time left.
+        const left = this.#validUntil - performance.now();
+        if (left > 0) this.#scheduleExtend(Math.min(Math.max(this.#ttlMs / 10, 10), left / 2));
+        void err;
+      });
+    }, delayMs);
+    this.#extendTimer.unref?.();
+  }
+
+  #armExpiry(): void {
+    clearTimeout(this.#expiryTimer);
+    const left = this.#validUntil - performance.now();
+    this.#expiryTimer = setTimeout(() => this.lose('expired'), Math.max(0, left));
+    this.#expiryTimer.unref?.();
+  }
+
+  #stopTimers(): void {
+    clearTimeout(this.#extendTimer);
+    clearTimeout(this.#expiryTimer);
+    this.#extendTimer = this.#expiryTimer = undefined;
+  }
+
+  async #release(): Promise<void> {
+    const wasHeld = this.held;
+    this.#stopTimers();
+    if (wasHeld) {
+      this.#controller.abort(new LockReleasedError(this.key));
+      this.#onEnd?.(this);
+    }
+    if (channels.lockRelease.hasSubscribers) {
+      channels.lockRelease.publish({ backend: this.backend, key: this.key, token: this.token, fence: this.fence, wasHeld });
+    }
+    if (wasHeld) {
+      await this.#ops.release(this);
+      return;
+    }
+    // Already lost: the compare-and-delete is harmless (it never touches another holder's key) and may
+    // clean up a key whose extension failed only on our side. Its failure has nothing to report.
+    await this.#ops.release(this).catch(() => {});
+  }
+}

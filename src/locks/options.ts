@@ -1,0 +1,51 @@
+/**
+ * Argument checks shared by every locker: bad input is a TypeError/RangeError at once, never a hang.
+ */
+import type { AcquireOptions } from './types.js';
+
+export const DEFAULT_TTL_MS = 10_000;
+
+export interface ResolvedAcquire {
+  ttlMs: number;
+  waitTimeoutMs: number;
+  signal: AbortSignal | undefined;
+  autoExtend: boolean;
+}
+
+export function checkKey(key: unknown): asserts key is string {
+  if (typeof key !== 'string') throw new TypeError(`lock key must be a string, got ${typeof key}`);
+  if (key.length === 0) throw new TypeError('lock key must not be empty');
+}
+
+export function checkTtl(name: string, ttlMs: unknown): number {
+  if (typeof ttlMs !== 'number' || !Number.isFinite(ttlMs) || ttlMs <= 0) {
+    throw new RangeError(`${name} must be a finite number > 0, got ${String(ttlMs)}`);
+  }
+  return ttlMs;
+}
+
+export function resolveAcquire(key: unknown, opts: AcquireOptions | undefined, defaultTtlMs: number): ResolvedAcquire {
+  checkKey(key);
+  if (opts !== undefined && (typeof opts !== 'object' || opts === null)) {
+    throw new TypeError('acquire options must be an object');
+  }
+  const ttlMs = checkTtl('ttlMs', opts?.ttlMs ?? defaultTtlMs);
+  const waitTimeoutMs = opts?.waitTimeoutMs ?? Infinity;
+  if (typeof waitTimeoutMs !== 'number' || Number.isNaN(waitTimeoutMs) || waitTimeoutMs < 0) {
+    throw new RangeError(`waitTimeoutMs must be a number >= 0 (or Infinity), got ${String(waitTimeoutMs)}`);
+  }
+  const signal = opts?.signal;
+  if (signal !== undefined && !(signal instanceof AbortSignal)) throw new TypeError('signal must be an AbortSignal');
+  const autoExtend = opts?.autoExtend ?? true;
+  if (typeof autoExtend !== 'boolean') throw new TypeError('autoExtend must be a boolean');
+  return { ttlMs, waitTimeoutMs, signal, autoExtend };
+}
+
+/**
+ * Clock drift allowance, from the Redlock paper: the holder's and the server's clocks may run at
+ * slightly different rates, so some of the TTL is not counted on. 1% of the TTL, plus 2 ms for the
+ * granularity of Redis's own expiry timer.
+ */
+export function driftMs(ttlMs: number, driftFactor = 0.01): number {
+  return Math.floor(ttlMs * driftFactor) + 2;
+}

@@ -1,0 +1,98 @@
+/**
+ * RedisClient: the public face of the RESP layer. One command connection (reconnecting), scripts sent
+ * by SHA with a NOSCRIPT fallback, and a lazily opened subscriber connection for pub/sub.
+ */
+import { inspect } from 'node:util';
+import type { CommandOptions, RespValue } from './connection.js';
+import type { RespArg } from './encoder.js';
+import { resolveRedisOptions, type RedisOptions, type ResolvedRedisOptions } from './options.js';
+import { ReconnectingConnection } from './reconnecting.js';
+import { Script } from './script.js';
+import { Subscriber, type MessageListener } from './subscriber.js';
+import { ClosedError, RespError } from '../errors.js';
+
+export class RedisClient {
+  readonly #opts: ResolvedRedisOptions;
+  readonly #link: ReconnectingConnection;
+  #subscriber: Subscriber | undefined;
+  #closed = false;
+
+  private constructor(opts: ResolvedRedisOptions) {
+    this.#opts = opts;
+    this.#link = new ReconnectingConnection(opts);
+  }
+
+  /**
+   * Connects (and authenticates) once before resolving, so a wrong address or password fails here.
+   * Later losses reconnect in the background.
+   *
+   * @param url `redis://[user[:pass]@]host[:port][/db]`, `rediss://…` for TLS, or an options object.
+   */
+  static async connect(url: string | RedisOptions): Promise<RedisClient> {
+    const client = new RedisClient(resolveRedisOptions(url));
+    await client.#link.start();
+    return client;
+  }
+
+  /** host:port of the server (never the credentials). */
+  get address(): string {
+    return this.#link.address;
+  }
+
+  /** The default per-command timeout (ms). */
+  get commandTimeoutMs(): number {
+    return this.#opts.commandTimeoutMs;
+  }
+
+  /** Whether a connection is up right now (commands sent while down wait for the reconnect). */
+  get connected(): boolean {
+    return this.#link.current !== undefined;
+  }
+
+  /**
+   * Sends one command and resolves with its reply; an error reply rejects with RespError.
+   * Concurrent sends in the same tick are pipelined in one write.
+   */
+  send(args: Array<RespArg>, opts?: CommandOptions): Promise<RespValue> {
+    if (this.#closed) return Promise.reject(new ClosedError('Redis client'));
+    return this.#link.send(args, opts);
+  }
+
+  /** EVALSHA, and EVAL once if the server answers NOSCRIPT (which also caches the script there). */
+  async evalScript(script: Script, keys: RespArg[], args: RespArg[], opts?: CommandOptions): Promise<RespValue> {
+    if (keys.length !== script.numKeys) {
+      throw new TypeError(`script takes ${script.numKeys} keys, got ${keys.length}`);
+    }
+    try {
+      return await this.send(['EVALSHA', script.sha, script.numKeys, ...keys, ...args], opts);
+    } catch (err) {
+      if (!(err instanceof RespError) || err.prefix !== 'NOSCRIPT') throw err;
+      return this.send(['EVAL', script.lua, script.numKeys, ...keys, ...args], opts);
+    }
+  }
+
+  /**
+   * Subscribes `listener` to `channel` on the subscriber connection (opened on first use).
+   * Resolves with an unsubscribe function once the server has confirmed. The listener gets `null`
+   * after a reconnect, when messages may have been missed.
+   */
+  subscribe(channel: string, listener: MessageListener, signal?: AbortSignal): Promise<() => void> {
+    if (this.#closed) return Promise.reject(new ClosedError('Redis client'));
+    this.#subscriber ??= new Subscriber(this.#opts);
+    return this.#subscriber.subscribe(channel, listener, signal);
+  }
+
+  /** QUIT, then end the socket(s); commands sent earlier get their replies first, later ones reject. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await Promise.all([this.#link.close(), this.#subscriber?.close()]);
+  }
+
+  [inspect.custom](): string {
+    const o = this.#opts;
+    return `RedisClient { ${o.tls ? 'rediss' : 'redis'}://${o.username ? `${o.username}@` : ''}${this.address}/${o.db}${
+      this.#closed ? ' (closed)' : ''
+    } }`;
+  }
+}

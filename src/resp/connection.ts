@@ -1,0 +1,307 @@
+/**
+ * One RESP connection: it owns the socket and the FIFO of commands waiting for their replies.
+ *
+ * Redis answers commands in the order it receives them, so the parser's n-th reply belongs to the
+ * n-th command written. Everything here protects that invariant:
+ * - writes are batched and flushed once per tick (concurrent commands pipeline for free);
+ * - a command aborted before its flush is never written; after its flush it only stops waiting,
+ *   and its reply is read and discarded when it comes;
+ * - a command that times out after being written destroys the connection: its reply may still come,
+ *   and every later reply would be handed to the wrong command;
+ * - when the socket closes, every pending command rejects with ConnectionError and is never replayed
+ *   (it may or may not have been applied: only the caller can decide what that means).
+ */
+import net from 'node:net';
+import tls from 'node:tls';
+import RedisParser from 'redis-parser';
+import { encodeCommand, type RespArg } from './encoder.js';
+import { ConnectionError, ProtocolError, RespError, TimeoutError } from '../errors.js';
+import { channels, redactCommand } from '../diagnostics.js';
+import { noop, onAbort } from '../abort.js';
+
+export type RespValue = string | number | bigint | Buffer | null | RespValue[];
+
+export interface CommandOptions {
+  signal?: AbortSignal;
+  /** Milliseconds to wait for the reply; the connection's default when omitted. */
+  timeoutMs?: number;
+}
+
+export interface ConnectionOptions {
+  host: string;
+  port: number;
+  tls?: tls.ConnectionOptions | undefined;
+  connectTimeoutMs: number;
+  commandTimeoutMs: number;
+  /** Return bulk strings as Buffers instead of UTF-8 strings. */
+  returnBuffers?: boolean | undefined;
+  /** Pub/sub pushes (`message` arrays) are handed here instead of to the FIFO. Subscriber connections only. */
+  onPush?: ((channel: string, message: string | Buffer) => void) | undefined;
+}
+
+interface Pending {
+  readonly name: string;
+  readonly args: ReadonlyArray<RespArg>;
+  readonly bytes: Buffer;
+  readonly resolve: (value: RespValue) => void;
+  readonly reject: (error: unknown) => void;
+  /** true once the caller has been answered (reply, error, abort or timeout); a late reply is discarded. */
+  done: boolean;
+  written: boolean;
+  sentAt: number;
+  timer: NodeJS.Timeout | undefined;
+  offAbort: () => void;
+}
+
+let nextConnectionId = 1;
+
+export class RespConnection {
+  readonly id = nextConnectionId++;
+  readonly address: string;
+  readonly #socket: net.Socket;
+  readonly #parser: RedisParser;
+  readonly #commandTimeoutMs: number;
+  readonly #onPush: ConnectionOptions['onPush'];
+  /** Written commands waiting for their replies, oldest first (a queue with a moving head). */
+  #sent: Pending[] = [];
+  #head = 0;
+  /** Commands accepted this tick, flushed together by #flush. */
+  #unwritten: Pending[] = [];
+  #closed = false;
+  #closeListeners: Array<(error: Error | undefined) => void> = [];
+
+  private constructor(socket: net.Socket, opts: ConnectionOptions, address: string) {
+    this.#socket = socket;
+    this.address = address;
+    this.#commandTimeoutMs = opts.commandTimeoutMs;
+    this.#onPush = opts.onPush;
+    this.#parser = new RedisParser({
+      returnBuffers: opts.returnBuffers ?? false,
+      returnReply: (reply: unknown) => this.#onReply(reply as RespValue),
+      returnError: (err: Error) => this.#onErrorReply(err),
+      returnFatalError: (err: Error) =>
+        this.destroy(new ProtocolError(`${address}: malformed reply from server: ${err.message}`, { cause: err })),
+    });
+    socket.on('data', (chunk: Buffer) => this.#parser.execute(chunk));
+    socket.on('error', (err) => this.destroy(new ConnectionError(address, err.message, { cause: err })));
+    socket.on('close', () => this.destroy(new ConnectionError(address, 'connection closed by server')));
+  }
+
+  /** Opens a TCP (or TLS) connection; rejects with ConnectionError if it fails or takes longer than connectTimeoutMs. */
+  static open(opts: ConnectionOptions): Promise<RespConnection> {
+    const address = `${opts.host}:${opts.port}`;
+    return new Promise((resolve, reject) => {
+      const socket = opts.tls
+        ? tls.connect({ ...opts.tls, host: opts.host, port: opts.port, servername: opts.tls.servername ?? servername(opts.host) })
+        : net.connect({ host: opts.host, port: opts.port });
+      const fail = (error: Error): void => {
+        clearTimeout(timer);
+        socket.destroy();
+        reject(error);
+      };
+      const timer = setTimeout(() => {
+        const cause = new TimeoutError(`connect timed out after ${opts.connectTimeoutMs} ms`, opts.connectTimeoutMs);
+        fail(new ConnectionError(address, cause.message, { cause }));
+      }, opts.connectTimeoutMs);
+      socket.once('error', (err) => fail(new ConnectionError(address, `connect failed: ${err.message}`, { cause: err })));
+      socket.once(opts.tls ? 'secureConnect' : 'connect', () => {
+        clearTimeout(timer);
+        socket.removeAllListeners('error');
+        socket.setNoDelay(true);
+        socket.setKeepAlive(true, 15_000);
+        resolve(new RespConnection(socket, opts, address));
+      });
+    });
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Commands written or about to be written that have not had their reply yet. */
+  get pendingCount(): number {
+    return this.#sent.length - this.#head + this.#unwritten.length;
+  }
+
+  onClose(listener: (error: Error | undefined) => void): void {
+    this.#closeListeners.push(listener);
+  }
+
+  send(args: ReadonlyArray<RespArg>, opts?: CommandOptions): Promise<RespValue> {
+    let bytes: Buffer;
+    try {
+      bytes = encodeCommand(args);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (this.#closed) return Promise.reject(new ConnectionError(this.address, 'connection is closed'));
+    const signal = opts?.signal;
+    if (signal?.aborted) return Promise.reject(signal.reason);
+
+    return new Promise<RespValue>((resolve, reject) => {
+      const cmd: Pending = {
+        name: String(args[0]).toUpperCase(),
+        args,
+        bytes,
+        resolve,
+        reject,
+        done: false,
+        written: false,
+        sentAt: 0,
+        timer: undefined,
+        offAbort: noop,
+      };
+      const timeoutMs = opts?.timeoutMs ?? this.#commandTimeoutMs;
+      if (timeoutMs !== Infinity) {
+        cmd.timer = setTimeout(() => this.#onTimeout(cmd, timeoutMs), timeoutMs);
+      }
+      if (signal) cmd.offAbort = onAbort(signal, (reason) => this.#abandon(cmd, reason));
+      if (this.#unwritten.push(cmd) === 1) process.nextTick(() => this.#flush());
+    });
+  }
+
+  /** QUIT, then end the socket. Commands already sent get their replies first (the server answers in order). */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    try {
+      await this.send(['QUIT'], { timeoutMs: 1000 });
+    } catch {
+      // The socket is ended below either way.
+    }
+    this.destroy();
+  }
+
+  /** Ends the socket now; every pending command rejects with ConnectionError (cause: `error`). */
+  destroy(error?: Error): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#socket.destroy();
+    const pending = [...this.#sent.slice(this.#head), ...this.#unwritten];
+    this.#sent = [];
+    this.#head = 0;
+    this.#unwritten = [];
+    for (const cmd of pending) {
+      const reason =
+        error instanceof ConnectionError
+          ? error
+          : new ConnectionError(this.address, error ? `connection closed: ${error.message}` : 'connection closed', {
+              cause: error,
+            });
+      this.#settle(cmd, reason, false);
+    }
+    if (channels.respClose.hasSubscribers) {
+      channels.respClose.publish({ connection: this.id, address: this.address, error });
+    }
+    for (const listener of this.#closeListeners) listener(error);
+    this.#closeListeners = [];
+  }
+
+  #flush(): void {
+    const batch = this.#unwritten;
+    this.#unwritten = [];
+    if (this.#closed) return;
+    const publish = channels.respCommand.hasSubscribers;
+    const now = performance.now();
+    const chunks: Buffer[] = [];
+    for (const cmd of batch) {
+      if (cmd.done) continue; // aborted or timed out before it was written: it never reaches the wire
+      cmd.written = true;
+      cmd.sentAt = now;
+      this.#sent.push(cmd);
+      chunks.push(cmd.bytes);
+      if (publish) {
+        channels.respCommand.publish({ connection: this.id, address: this.address, args: redactCommand(cmd.args) });
+      }
+    }
+    if (chunks.length === 1) this.#socket.write(chunks[0]!);
+    else if (chunks.length > 1) this.#socket.write(Buffer.concat(chunks));
+  }
+
+  #shift(): Pending | undefined {
+    const cmd = this.#sent[this.#head];
+    if (cmd === undefined) return undefined;
+    this.#sent[this.#head++] = undefined as unknown as Pending;
+    if (this.#head === this.#sent.length) {
+      this.#sent = [];
+      this.#head = 0;
+    } else if (this.#head > 1024 && this.#head * 2 > this.#sent.length) {
+      this.#sent = this.#sent.slice(this.#head);
+      this.#head = 0;
+    }
+    return cmd;
+  }
+
+  #onReply(reply: RespValue): void {
+    if (this.#onPush && Array.isArray(reply) && reply.length === 3 && String(reply[0]) === 'message') {
+      this.#onPush(String(reply[1]), reply[2] as string | Buffer);
+      return;
+    }
+    const cmd = this.#shift();
+    if (!cmd) {
+      this.destroy(new ProtocolError(`${this.address}: reply arrived with no command waiting for it`));
+      return;
+    }
+    if (cmd.done) return; // its caller gave up (abort); the reply is consumed to keep the FIFO aligned
+    if (channels.respReply.hasSubscribers) {
+      channels.respReply.publish({
+        connection: this.id,
+        address: this.address,
+        command: cmd.name,
+        reply,
+        durationMs: performance.now() - cmd.sentAt,
+      });
+    }
+    this.#settle(cmd, undefined, true, reply);
+  }
+
+  #onErrorReply(err: Error): void {
+    const cmd = this.#shift();
+    if (!cmd) {
+      this.destroy(new ProtocolError(`${this.address}: error reply arrived with no command waiting for it`));
+      return;
+    }
+    if (cmd.done) return;
+    this.#settle(cmd, new RespError(err.message, cmd.name), false);
+  }
+
+  #onTimeout(cmd: Pending, timeoutMs: number): void {
+    if (cmd.done) return;
+    const error = new TimeoutError(`${this.address}: ${cmd.name} timed out after ${timeoutMs} ms`, timeoutMs);
+    const wasWritten = cmd.written;
+    this.#settle(cmd, error, false);
+    // A written command's reply may still arrive; the connection can no longer tell whose reply is whose.
+    if (wasWritten) this.destroy(error);
+  }
+
+  #abandon(cmd: Pending, reason: unknown): void {
+    if (cmd.done) return;
+    this.#settle(cmd, reason, false);
+  }
+
+  #settle(cmd: Pending, error: unknown, ok: boolean, value?: RespValue): void {
+    if (cmd.done) return;
+    cmd.done = true;
+    if (cmd.timer) clearTimeout(cmd.timer);
+    cmd.offAbort();
+    if (ok) {
+      cmd.resolve(value ?? null);
+      return;
+    }
+    if (channels.respError.hasSubscribers) {
+      channels.respError.publish({
+        connection: this.id,
+        address: this.address,
+        command: cmd.name,
+        error,
+        written: cmd.written,
+        durationMs: cmd.written ? performance.now() - cmd.sentAt : 0,
+      });
+    }
+    cmd.reject(error);
+  }
+}
+
+/** SNI must not be an IP address; TLS verification of an IP uses the certificate's IP SAN instead. */
+function servername(host: string): string | undefined {
+  return net.isIP(host) ? undefined : host;
+}

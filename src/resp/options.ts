@@ -1,0 +1,100 @@
+/**
+ * Redis connection options, and the `redis://` / `rediss://` URL form of them.
+ *
+ *   redis://[user[:password]@]host[:port][/db]      rediss:// = the same over TLS
+ *
+ * User and password are percent-decoded, so a password with `@` or `:` is written %40 / %3A.
+ */
+import type tls from 'node:tls';
+
+/** Decides whether (and when) to reconnect after a connection is lost: a delay in ms, or false to give up. */
+export type ReconnectStrategy = (attempt: number, cause: Error | undefined) => number | false;
+
+export interface RedisOptions {
+  host?: string;
+  port?: number;
+  /** ACL user name (Redis 6+); AUTH is sent with it when set. */
+  username?: string;
+  password?: string;
+  /** Database index selected on every (re)connect. Default 0. */
+  db?: number;
+  /** true, or node:tls options (ca, cert, key, servername, rejectUnauthorized…). Certificates are verified by default. */
+  tls?: boolean | tls.ConnectionOptions;
+  /** Default 5000. */
+  connectTimeoutMs?: number;
+  /** Default 5000; a timed-out connection is destroyed, never reused. */
+  commandTimeoutMs?: number;
+  /** Default: min(2^attempt × 50, 2000) ms plus up to 200 ms of jitter, forever. */
+  reconnect?: ReconnectStrategy;
+  /** Return bulk strings as Buffers instead of UTF-8 strings. Default false. */
+  returnBuffers?: boolean;
+}
+
+export interface ResolvedRedisOptions {
+  host: string;
+  port: number;
+  username: string | undefined;
+  password: string | undefined;
+  db: number;
+  tls: tls.ConnectionOptions | undefined;
+  connectTimeoutMs: number;
+  commandTimeoutMs: number;
+  reconnect: ReconnectStrategy;
+  returnBuffers: boolean;
+}
+
+export const defaultReconnect: ReconnectStrategy = (attempt) =>
+  Math.min(2 ** attempt * 50, 2000) + Math.floor(Math.random() * 200);
+
+export function parseRedisUrl(url: string): RedisOptions {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    // The URL may hold a password: never echo it back.
+    throw new TypeError('invalid Redis URL (expected redis://[user[:password]@]host[:port][/db])');
+  }
+  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') {
+    throw new TypeError(`unsupported Redis URL scheme "${u.protocol}" (expected redis: or rediss:)`);
+  }
+  const opts: RedisOptions = { host: u.hostname.replace(/^\[(.*)\]$/, '$1') || '127.0.0.1' };
+  if (u.port) opts.port = Number(u.port);
+  if (u.username) opts.username = decodeURIComponent(u.username);
+  if (u.password) opts.password = decodeURIComponent(u.password);
+  const path = u.pathname.replace(/^\//, '');
+  if (path) {
+    if (!/^\d+$/.test(path)) throw new TypeError(`invalid database "${path}" in Redis URL (expected a number)`);
+    opts.db = Number(path);
+  }
+  if (u.protocol === 'rediss:') opts.tls = true;
+  return opts;
+}
+
+export function resolveRedisOptions(input: string | RedisOptions): ResolvedRedisOptions {
+  if (typeof input !== 'string' && (typeof input !== 'object' || input === null)) {
+    throw new TypeError('RedisClient.connect expects a redis:// URL or an options object');
+  }
+  const o = typeof input === 'string' ? parseRedisUrl(input) : input;
+  const port = o.port ?? 6379;
+  if (!Number.isInteger(port) || port <= 0 || port > 65535) throw new RangeError(`invalid port: ${String(port)}`);
+  const db = o.db ?? 0;
+  if (!Number.isInteger(db) || db < 0) throw new RangeError(`invalid db: ${String(db)}`);
+  return {
+    host: o.host ?? '127.0.0.1',
+    port,
+    username: o.username,
+    password: o.password,
+    db,
+    tls: o.tls === true ? {} : o.tls ? o.tls : undefined,
+    connectTimeoutMs: positive('connectTimeoutMs', o.connectTimeoutMs, 5000),
+    commandTimeoutMs: positive('commandTimeoutMs', o.commandTimeoutMs, 5000),
+    reconnect: o.reconnect ?? defaultReconnect,
+    returnBuffers: o.returnBuffers ?? false,
+  };
+}
+
+function positive(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !(value > 0)) throw new RangeError(`${name} must be a positive number, got ${String(value)}`);
+  return value;
+}

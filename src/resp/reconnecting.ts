@@ -1,0 +1,174 @@
+/**
+ * A RespConnection that comes back: the handshake (AUTH, SELECT) on every connect, and after a loss a
+ * reconnect loop paced by the ReconnectStrategy. Commands are never replayed across connections; a
+ * command issued while disconnected waits for the next connection, up to its own timeout.
+ */
+import { RespConnection, type CommandOptions, type RespValue } from './connection.js';
+import type { ResolvedRedisOptions } from './options.js';
+import type { RespArg } from './encoder.js';
+import { ClosedError, ConnectionError, TimeoutError, WirelockError } from '../errors.js';
+import { channels } from '../diagnostics.js';
+import { onAbort } from '../abort.js';
+
+interface Waiter {
+  resolve: (conn: RespConnection) => void;
+  reject: (error: unknown) => void;
+}
+
+export interface ReconnectingHooks {
+  /** Pub/sub pushes, for a subscriber connection. */
+  onPush?: (channel: string, message: string | Buffer) => void;
+  /** Runs on each new connection after the handshake, before commands flow (e.g. re-SUBSCRIBE). */
+  onConnect?: (conn: RespConnection, reconnected: boolean) => Promise<void>;
+}
+
+export class ReconnectingConnection {
+  readonly address: string;
+  readonly #opts: ResolvedRedisOptions;
+  readonly #hooks: ReconnectingHooks;
+  #conn: RespConnection | undefined;
+  #waiters = new Set<Waiter>();
+  #closed = false;
+  #attempt = 0;
+  #retryTimer: NodeJS.Timeout | undefined;
+  #lastError: Error | undefined;
+
+  constructor(opts: ResolvedRedisOptions, hooks: ReconnectingHooks = {}) {
+    this.#opts = opts;
+    this.#hooks = hooks;
+    this.address = `${opts.host}:${opts.port}`;
+  }
+
+  /** The first connection: rejects (and gives up) if it cannot be made, so bad addresses and passwords fail fast. */
+  async start(): Promise<void> {
+    this.#install(await this.#open(false));
+  }
+
+  /** The live connection, if there is one now. */
+  get current(): RespConnection | undefined {
+    return this.#conn;
+  }
+
+  send(args: ReadonlyArray<RespArg>, opts?: CommandOptions): Promise<RespValue> {
+    const conn = this.#conn;
+    if (conn) return conn.send(args, opts);
+    return this.#sendLater(args, opts);
+  }
+
+  async #sendLater(args: ReadonlyArray<RespArg>, opts?: CommandOptions): Promise<RespValue> {
+    if (this.#closed) throw new ClosedError('Redis client');
+    const timeoutMs = opts?.timeoutMs ?? this.#opts.commandTimeoutMs;
+    const start = performance.now();
+    const conn = await this.ready(timeoutMs, opts?.signal);
+    return conn.send(args, { ...opts, timeoutMs: Math.max(1, timeoutMs - (performance.now() - start)) });
+  }
+
+  /** Waits for a live connection for at most timeoutMs. */
+  ready(timeoutMs: number, signal?: AbortSignal): Promise<RespConnection> {
+    if (this.#conn) return Promise.resolve(this.#conn);
+    if (this.#closed) return Promise.reject(new ClosedError('Redis client'));
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    return new Promise((resolve, reject) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        off();
+        this.#waiters.delete(waiter);
+      };
+      const waiter: Waiter = {
+        resolve: (conn) => (done(), resolve(conn)),
+        reject: (err) => (done(), reject(err)),
+      };
+      const timer = timeoutMs === Infinity ? undefined : setTimeout(() => {
+        const cause = this.#lastError;
+        const err = new TimeoutError(
+          `${this.address}: not connected after ${timeoutMs} ms${cause ? ` (last error: ${cause.message})` : ''}`,
+          timeoutMs,
+        );
+        waiter.reject(err);
+      }, timeoutMs);
+      const off = onAbort(signal, (reason) => waiter.reject(reason));
+      this.#waiters.add(waiter);
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#retryTimer);
+    for (const w of [...this.#waiters]) w.reject(new ClosedError('Redis client'));
+    const conn = this.#conn;
+    this.#conn = undefined;
+    await conn?.close();
+  }
+
+  async #open(reconnected: boolean): Promise<RespConnection> {
+    const o = this.#opts;
+    const conn = await RespConnection.open({
+      host: o.host,
+      port: o.port,
+      tls: o.tls,
+      connectTimeoutMs: o.connectTimeoutMs,
+      commandTimeoutMs: o.commandTimeoutMs,
+      returnBuffers: o.returnBuffers,
+      onPush: this.#hooks.onPush,
+    });
+    try {
+      if (o.password !== undefined) {
+        await conn.send(o.username !== undefined ? ['AUTH', o.username, o.password] : ['AUTH', o.password]);
+      }
+      if (o.db !== 0) await conn.send(['SELECT', o.db]);
+      await this.#hooks.onConnect?.(conn, reconnected);
+    } catch (err) {
+      conn.destroy();
+      throw err;
+    }
+    if (channels.respConnect.hasSubscribers) {
+      channels.respConnect.publish({
+        connection: conn.id,
+        address: conn.address,
+        tls: o.tls !== undefined,
+        db: o.db,
+        username: o.username,
+        reconnected,
+      });
+    }
+    return conn;
+  }
+
+  #install(conn: RespConnection): void {
+    if (this.#closed) {
+      conn.destroy();
+      return;
+    }
+    this.#conn = conn;
+    this.#attempt = 0;
+    this.#lastError = undefined;
+    conn.onClose((error) => {
+      if (this.#conn === conn) this.#conn = undefined;
+      this.#lastError = error;
+      if (!this.#closed) this.#scheduleReconnect(error);
+    });
+    for (const w of [...this.#waiters]) w.resolve(conn);
+  }
+
+  #scheduleReconnect(cause: Error | undefined): void {
+    const delay = this.#opts.reconnect(this.#attempt++, cause);
+    if (delay === false) {
+      this.#closed = true;
+      const err = new ConnectionError(this.address, 'gave up reconnecting', { cause });
+      for (const w of [...this.#waiters]) w.reject(err);
+      return;
+    }
+    this.#retryTimer = setTimeout(() => {
+      this.#open(true).then(
+        (conn) => this.#install(conn),
+        (err: unknown) => {
+          this.#lastError = err instanceof Error ? err : new Error(String(err));
+          // A wrong password after a restart will not fix itself by retrying fast; the strategy paces it either way.
+          if (!this.#closed) this.#scheduleReconnect(err instanceof WirelockError ? err : this.#lastError);
+        },
+      );
+    }, delay);
+    this.#retryTimer.unref?.();
+  }
+}
