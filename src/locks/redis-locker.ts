@@ -41,8 +41,9 @@ export class RedisLocker extends BaseLocker implements LockOps {
   async tryAcquire(key: string, opts?: AcquireOptions): Promise<Lock | null> {
     const o = resolveAcquire(key, opts, this.#ttlMs);
     this.checkOpen();
+    const start = performance.now();
     const result = await this.#attempt(key, redisKeys(this.#prefix, key), o, o.signal);
-    return result.lock ?? null;
+    return result.lock ? this.#granted(result.lock, start, 1) : null;
   }
 
   async acquire(key: string, opts?: AcquireOptions): Promise<Lock> {
@@ -51,20 +52,22 @@ export class RedisLocker extends BaseLocker implements LockOps {
     const keys = redisKeys(this.#prefix, key);
     const start = performance.now();
 
-    // Uncontended fast path: one round trip, nothing to set up. (A pending close() is checked below.)
+    // Uncontended fast path: one round trip, nothing to set up. (A pending close() is checked in #attempt.)
+    let first: Attempt | undefined;
     if (o.waitTimeoutMs === Infinity && !o.signal) {
       try {
-        const first = await this.#attempt(key, keys, o, undefined);
-        if (first.lock) return first.lock;
+        first = await this.#attempt(key, keys, o, undefined);
+        if (first.lock) return this.#granted(first.lock, start, 1);
       } catch (err) {
         if (!isTransient(err)) throw err;
+        first = undefined;
       }
     }
-    return this.#wait(key, keys, o, start);
+    return this.#wait(key, keys, o, start, first);
   }
 
   /** The slow path: subscribe to the release channel, then attempt on each release or expiry. */
-  async #wait(key: string, keys: RedisKeys, o: ResolvedAcquire, start: number): Promise<Lock> {
+  async #wait(key: string, keys: RedisKeys, o: ResolvedAcquire, start: number, first: Attempt | undefined): Promise<Lock> {
     const link = this.linkSignals(o.signal);
     const signal = link.signal;
     let failures = 0;
@@ -89,13 +92,10 @@ export class RedisLocker extends BaseLocker implements LockOps {
       for (let attempts = 1; ; attempts++) {
         let pttl: number;
         try {
-          const result = await this.#attempt(key, keys, o, signal);
-          if (result.lock) {
-            if (channels.lockAcquire.hasSubscribers) {
-              channels.lockAcquire.publish({ backend: 'redis', key, fence: result.lock.fence, waitedMs: performance.now() - start, attempts });
-            }
-            return result.lock;
-          }
+          // The fast path's failed attempt counts as this loop's first: go straight to subscribing.
+          const result = first ?? (await this.#attempt(key, keys, o, signal));
+          first = undefined;
+          if (result.lock) return this.#granted(result.lock, start, attempts);
           pttl = result.pttl;
           failures = 0;
         } catch (err) {
@@ -142,6 +142,21 @@ export class RedisLocker extends BaseLocker implements LockOps {
       link.dispose();
       unsubscribe?.();
     }
+  }
+
+  #granted(lock: HeldLock, start: number, attempts: number): HeldLock {
+    if (channels.lockAcquire.hasSubscribers) {
+      channels.lockAcquire.publish({
+        backend: 'redis',
+        key: lock.key,
+        token: lock.token,
+        fence: lock.fence,
+        validUntil: lock.validUntil,
+        waitedMs: performance.now() - start,
+        attempts,
+      });
+    }
+    return lock;
   }
 
   /** One acquire attempt. A failure that may have left our SET applied is cleaned up in the background. */

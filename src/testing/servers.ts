@@ -119,3 +119,5 @@ export async function startRedisNodes(n: number, opts: RedisServerOptions = {}):
   }
   return started;
 }
+
+export { checkHistory, quantile, type Hold, type HistoryReport } from './history.js';

@@ -1,0 +1,105 @@
+/**
+ * RedisLocker figures, measured against the server's own ceiling (redis-benchmark) in the same run:
+ *
+ *   node --import tsx bench/redis.ts [--rounds 5] [--seconds 2]
+ *
+ * 1. Uncontended acquire+release cycles/s, sequential, a new key each cycle (two round trips a cycle).
+ *    Next to it: redis-benchmark (one connection, no pipelining) running the very same two EVALSHA
+ *    commands, converted to cycles/s = 1 / (time per acquire + time per release).
+ * 2. Wake-on-release handoff: one client holds, another waits; the time from the holder's release()
+ *    call to the waiter's acquire() resolving.
+ *
+ * Medians of rounds; the machine is shared and noisy, so compare ratios, not absolute numbers.
+ */
+import { execFileSync } from 'node:child_process';
+import { RedisClient, RedisLocker } from '../src/index.js';
+import { startRedis } from '../src/testing/servers.js';
+import { quantile } from '../src/testing/history.js';
+import { ACQUIRE, RELEASE } from '../src/locks/redis-scripts.js';
+
+const arg = (name: string, fallback: number): number => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i === -1 ? fallback : Number(process.argv[i + 1]);
+};
+const ROUNDS = arg('rounds', 5);
+const SECONDS = arg('seconds', 2);
+const median = (xs: number[]): number => quantile([...xs].sort((a, b) => a - b), 0.5);
+
+async function cyclesPerSecond(locker: RedisLocker, round: number): Promise<number> {
+  const end = performance.now() + SECONDS * 1000;
+  let n = 0;
+  const start = performance.now();
+  while (performance.now() < end) {
+    const lock = await locker.acquire(`bench:${round}:${n}`, { autoExtend: false });
+    await lock.release();
+    n++;
+  }
+  return n / ((performance.now() - start) / 1000);
+}
+
+/** redis-benchmark's requests/s for one command (one connection, no pipelining). */
+function redisBenchmark(port: number, args: string[], requests: number): number {
+  const out = execFileSync('redis-benchmark', ['-p', String(port), '-c', '1', '-n', String(requests), '-r', '1000000', '-q', ...args], {
+    encoding: 'utf8',
+  });
+  const m = /([\d.]+) requests per second/.exec(out);
+  if (!m) throw new Error(`cannot read redis-benchmark output: ${out}`);
+  return Number(m[1]);
+}
+
+async function handoffs(a: RedisLocker, b: RedisLocker, count: number): Promise<number[]> {
+  const samples: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const key = 'bench:handoff';
+    const held = await a.acquire(key, { autoExtend: false });
+    const waiting = b.acquire(key, { autoExtend: false });
+    // Give the waiter time to find the lock held and subscribe, so this measures the wake, not the first try.
+    await new Promise((r) => setTimeout(r, 5));
+    const t0 = performance.now();
+    void held.release();
+    const next = await waiting;
+    samples.push(performance.now() - t0);
+    await next.release();
+  }
+  return samples.sort((x, y) => x - y);
+}
+
+async function main(): Promise<void> {
+  const server = await startRedis();
+  try {
+    const client = await RedisClient.connect(server.url);
+    const other = await RedisClient.connect(server.url);
+    const locker = new RedisLocker(client);
+    const locker2 = new RedisLocker(other);
+    await cyclesPerSecond(locker, -1); // warm-up: JIT, script cache
+
+    const ours: number[] = [];
+    const raw: number[] = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      ours.push(await cyclesPerSecond(locker, r));
+      const n = Math.max(5000, Math.round(ours[r]! * SECONDS));
+      const acq = redisBenchmark(server.port, ['EVALSHA', ACQUIRE.sha, '2', `bb:{__rand_int__}`, `bb:{__rand_int__}:fence`, 'tok', '10000'], n);
+      const rel = redisBenchmark(server.port, ['EVALSHA', RELEASE.sha, '1', `bb:{__rand_int__}`, 'tok', 'bb:chan'], n);
+      raw.push(1 / (1 / acq + 1 / rel));
+    }
+    const hand = await handoffs(locker, locker2, 200);
+    const ratios = ours.map((v, i) => v / raw[i]!);
+    console.log('| measure | median | rounds |');
+    console.log('|---|---|---|');
+    console.log(`| wirelock RedisLocker acquire+release, cycles/s | ${median(ours).toFixed(0)} | ${ours.map((v) => v.toFixed(0)).join(', ')} |`);
+    console.log(`| redis-benchmark, same two EVALSHAs, cycles/s | ${median(raw).toFixed(0)} | ${raw.map((v) => v.toFixed(0)).join(', ')} |`);
+    console.log(`| ratio wirelock / redis-benchmark | ${median(ratios).toFixed(2)} | ${ratios.map((v) => v.toFixed(2)).join(', ')} |`);
+    console.log(
+      `| wake-on-release handoff, ms (n=${hand.length}) | ${quantile(hand, 0.5).toFixed(3)} | p90 ${quantile(hand, 0.9).toFixed(3)}, p99 ${quantile(hand, 0.99).toFixed(3)} |`,
+    );
+    await Promise.all([locker.close(), locker2.close()]);
+    await Promise.all([client.close(), other.close()]);
+  } finally {
+    await server.stop();
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
