@@ -181,8 +181,9 @@ export class RespConnection {
     this.#head = 0;
     this.#unwritten = [];
     for (const cmd of pending) {
+      // Malformed bytes are what these commands ran into: they reject with ProtocolError itself.
       const reason =
-        error instanceof ConnectionError
+        error instanceof ConnectionError || error instanceof ProtocolError
           ? error
           : new ConnectionError(this.address, error ? `connection closed: ${error.message}` : 'connection closed', {
               cause: error,
