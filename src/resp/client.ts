@@ -27,9 +27,10 @@ export class RedisClient {
    * Later losses reconnect in the background.
    *
    * @param url `redis://[user[:pass]@]host[:port][/db]`, `rediss://…` for TLS, or an options object.
+   * @param options Options that a URL cannot carry (e.g. `tls: { ca }` for a private CA); they win over the URL's.
    */
-  static async connect(url: string | RedisOptions): Promise<RedisClient> {
-    const client = new RedisClient(resolveRedisOptions(url));
+  static async connect(url: string | RedisOptions, options?: RedisOptions): Promise<RedisClient> {
+    const client = new RedisClient(resolveRedisOptions(url, options));
     await client.#link.start();
     return client;
   }

@@ -70,11 +70,14 @@ export function parseRedisUrl(url: string): RedisOptions {
   return opts;
 }
 
-export function resolveRedisOptions(input: string | RedisOptions): ResolvedRedisOptions {
+export function resolveRedisOptions(input: string | RedisOptions, overrides?: RedisOptions): ResolvedRedisOptions {
   if (typeof input !== 'string' && (typeof input !== 'object' || input === null)) {
     throw new TypeError('RedisClient.connect expects a redis:// URL or an options object');
   }
-  const o = typeof input === 'string' ? parseRedisUrl(input) : input;
+  if (overrides !== undefined && (typeof overrides !== 'object' || overrides === null)) {
+    throw new TypeError('RedisClient.connect options must be an object');
+  }
+  const o = { ...(typeof input === 'string' ? parseRedisUrl(input) : input), ...overrides };
   const port = o.port ?? 6379;
   if (!Number.isInteger(port) || port <= 0 || port > 65535) throw new RangeError(`invalid port: ${String(port)}`);
   const db = o.db ?? 0;
