@@ -1,14 +1,16 @@
 /**
- * RedisLocker: a lock on one Redis server.
+ * RedisLocker: a lock on one Redis server, with a fair queue of waiters.
  *
- * acquire  = EVALSHA ACQUIRE  (SET key token NX PX ttl; on success INCR the fence; else return PTTL)
- * release  = EVALSHA RELEASE  (compare-and-delete, then PUBLISH on the key's release channel)
- * extend   = EVALSHA EXTEND   (compare-and-pexpire)
+ * acquire  = EVALSHA QUEUE_ACQUIRE  SET key token NX PX ttl if the queue is empty or we are its head;
+ *                                    on success INCR the fence, else join the queue and return the PTTL
+ * release  = EVALSHA QUEUE_RELEASE  compare-and-delete, then PUBLISH the next waiter's token
+ * extend   = EVALSHA EXTEND         compare-and-pexpire
  *
- * Waiting is never blind polling. A waiter subscribes to the key's release channel and tries again
- * when a release is announced; with no announcement it tries again when the holder's PTTL runs out
- * (plus a little jitter), so a crashed holder's lock is taken at its expiry. A lost message costs at
- * most one PTTL.
+ * Waiting is never blind polling. A waiter subscribes to the key's release channel; a release names
+ * the head of the queue, and only that waiter tries again, so a handoff costs two commands however
+ * many wait. With no message a waiter tries again when the holder's PTTL runs out (plus a little
+ * jitter), so a crashed holder's lock is taken at its expiry; a lost message costs at most one PTTL.
+ * A waiter refreshes its place every ttl/3, so a crashed waiter holds up the queue for at most one ttl.
  *
  * Timing uses performance.now() only: validUntil = (when the SET was sent) + ttl - drift.
  */
@@ -19,11 +21,12 @@ import { jitter, onAbort, remaining, sleep } from '../abort.js';
 import { BaseLocker } from './base-locker.js';
 import { HeldLock, type LockOps } from './held-lock.js';
 import { DEFAULT_TTL_MS, checkTtl, driftMs, resolveAcquire, type ResolvedAcquire } from './options.js';
-import { ACQUIRE, EXTEND, RELEASE, redisKeys, type RedisKeys } from './redis-scripts.js';
+import { EXTEND, QUEUE_ACQUIRE, QUEUE_RELEASE, redisKeys, type RedisKeys } from './redis-scripts.js';
 import { randomToken } from './token.js';
 import type { AcquireOptions, Lock, LockerOptions } from './types.js';
 
-type Attempt = { lock: HeldLock; pttl?: undefined } | { lock?: undefined; pttl: number };
+/** Not granted: the holder's PTTL (-2: free, but another waiter's turn) and ms until the head's place lapses. */
+type Attempt = { lock: HeldLock; pttl?: undefined; headLeft?: undefined } | { lock?: undefined; pttl: number; headLeft: number };
 
 export class RedisLocker extends BaseLocker implements LockOps {
   readonly #client: RedisClient;
@@ -38,11 +41,12 @@ export class RedisLocker extends BaseLocker implements LockOps {
     this.#ttlMs = checkTtl('ttlMs', opts.ttlMs ?? DEFAULT_TTL_MS);
   }
 
+  /** One attempt that does not join the queue: null if the lock is held, or free but promised to a waiter. */
   async tryAcquire(key: string, opts?: AcquireOptions): Promise<Lock | null> {
     const o = resolveAcquire(key, opts, this.#ttlMs);
     this.checkOpen();
     const start = performance.now();
-    const result = await this.#attempt(key, redisKeys(this.#prefix, key), o, o.signal);
+    const result = await this.#attempt(key, redisKeys(this.#prefix, key), randomToken(), o, false, o.signal);
     return result.lock ? this.#granted(result.lock, start, 1) : null;
   }
 
@@ -51,23 +55,24 @@ export class RedisLocker extends BaseLocker implements LockOps {
     this.checkOpen();
     const keys = redisKeys(this.#prefix, key);
     const start = performance.now();
+    let token = randomToken();
 
     // Uncontended fast path: one round trip, nothing to set up. (A pending close() is checked in #attempt.)
     let first: Attempt | undefined;
     if (o.waitTimeoutMs === Infinity && !o.signal) {
       try {
-        first = await this.#attempt(key, keys, o, undefined);
+        first = await this.#attempt(key, keys, token, o, true, undefined);
         if (first.lock) return this.#granted(first.lock, start, 1);
       } catch (err) {
         if (!isTransient(err)) throw err;
-        first = undefined;
+        token = randomToken(); // the failed attempt is being cleaned up under the old token
       }
     }
-    return this.#wait(key, keys, o, start, first);
+    return this.#wait(key, keys, token, o, start, first);
   }
 
-  /** The slow path: subscribe to the release channel, then attempt on each release or expiry. */
-  async #wait(key: string, keys: RedisKeys, o: ResolvedAcquire, start: number, first: Attempt | undefined): Promise<Lock> {
+  /** The slow path: in the queue, subscribed to the release channel, attempting when it is our turn. */
+  async #wait(key: string, keys: RedisKeys, token: string, o: ResolvedAcquire, start: number, first: Attempt | undefined): Promise<Lock> {
     const link = this.linkSignals(o.signal);
     const signal = link.signal;
     let failures = 0;
@@ -84,27 +89,33 @@ export class RedisLocker extends BaseLocker implements LockOps {
     let subscribed = false;
     let woken = false;
     let wake: (() => void) | undefined;
-    const onRelease = (): void => {
+    // A release names the next waiter; '' means no one was queued; null means "messages may have been missed".
+    const onRelease = (message: string | Buffer | null): void => {
+      if (message !== null && message.length > 0 && String(message) !== token) return;
       woken = true;
       wake?.();
     };
+    let granted = false;
     try {
       for (let attempts = 1; ; attempts++) {
-        let pttl: number;
+        let result: Attempt;
         try {
           // The fast path's failed attempt counts as this loop's first: go straight to subscribing.
-          const result = first ?? (await this.#attempt(key, keys, o, signal));
+          result = first ?? (await this.#attempt(key, keys, token, o, true, signal));
           first = undefined;
-          if (result.lock) return this.#granted(result.lock, start, attempts);
-          pttl = result.pttl;
           failures = 0;
         } catch (err) {
           if (signal.aborted) throw signal.reason;
           if (!isTransient(err)) throw err;
           // The server is unreachable or slow: back off (capped, with jitter) and try again until the deadline.
           lastError = err;
+          token = randomToken(); // the failed attempt is being cleaned up under the old token
           await sleep(Math.min(50 * 2 ** failures++, 1000) + jitter(50), signal);
           continue;
+        }
+        if (result.lock) {
+          granted = true;
+          return this.#granted(result.lock, start, attempts);
         }
         if (!subscribed) {
           subscribed = true;
@@ -121,9 +132,12 @@ export class RedisLocker extends BaseLocker implements LockOps {
           woken = false;
           continue;
         }
-        if (channels.lockWait.hasSubscribers) channels.lockWait.publish({ backend: 'redis', key, pttl, attempts });
-        // pttl -1: the key has no expiry (written by something other than a lock); look again after a TTL.
-        const delay = pttl >= 0 ? pttl + 1 + jitter(5) : o.ttlMs;
+        const { pttl, headLeft } = result;
+        if (channels.lockWait.hasSubscribers) channels.lockWait.publish({ backend: 'redis', key, pttl, headLeft, attempts });
+        // Until the holder's lease ends (or the head's place lapses, if the lock is free but promised),
+        // and at least every ttl/3 to keep our own place. pttl -1: a key with no expiry, not a lock's.
+        const until = pttl >= 0 ? pttl : pttl === -2 && headLeft >= 0 ? headLeft : o.ttlMs;
+        const delay = Math.min(until + 1 + jitter(5), o.ttlMs / 3);
         await new Promise<void>((resolve, reject) => {
           const timer = setTimeout(done, delay);
           const off = onAbort(signal, (reason) => (clearTimeout(timer), (wake = undefined), reject(reason)));
@@ -141,6 +155,8 @@ export class RedisLocker extends BaseLocker implements LockOps {
       clearTimeout(deadlineTimer);
       link.dispose();
       unsubscribe?.();
+      // Leave the queue (and undo an attempt still in flight, should it land): the next waiter moves up.
+      if (!granted) this.#cleanup(keys, token, o.ttlMs);
     }
   }
 
@@ -160,18 +176,29 @@ export class RedisLocker extends BaseLocker implements LockOps {
   }
 
   /** One acquire attempt. A failure that may have left our SET applied is cleaned up in the background. */
-  async #attempt(key: string, keys: RedisKeys, o: ResolvedAcquire, signal: AbortSignal | undefined): Promise<Attempt> {
-    const token = randomToken();
+  async #attempt(
+    key: string,
+    keys: RedisKeys,
+    token: string,
+    o: ResolvedAcquire,
+    queue: boolean,
+    signal: AbortSignal | undefined,
+  ): Promise<Attempt> {
     const sentAt = performance.now();
     let reply: unknown;
     try {
-      reply = await this.#client.evalScript(ACQUIRE, [keys.lock, keys.fence], [token, o.ttlMs], { signal });
+      reply = await this.#client.evalScript(
+        QUEUE_ACQUIRE,
+        [keys.lock, keys.fence, keys.queue, keys.queueExpiry],
+        [token, Math.ceil(o.ttlMs), queue ? Math.ceil(o.ttlMs) : 0, keys.channel],
+        { signal },
+      );
     } catch (err) {
       if (!(err instanceof RespError)) this.#cleanup(keys, token, o.ttlMs);
       throw err;
     }
-    const [granted, n] = reply as [number, number];
-    if (granted !== 1) return { pttl: n };
+    const [granted, n, headLeft] = reply as [number, number, number];
+    if (granted !== 1) return { pttl: n, headLeft };
     const lock = new HeldLock({
       backend: 'redis',
       key,
@@ -193,18 +220,17 @@ export class RedisLocker extends BaseLocker implements LockOps {
   }
 
   /**
-   * An attempt that timed out, lost its connection, or was abandoned may still have been applied
-   * (a paused server applies it on resume). Release that token on a best-effort basis while it could
-   * still be alive; the compare-and-delete can never remove another holder's lock.
+   * Takes `token` out of play: leaves the queue, and deletes the lock if an attempt under this token
+   * landed after all (an attempt that timed out, lost its connection or was abandoned may still be
+   * applied: a paused server applies it on resume). Best effort, retried while the token could still
+   * matter; the compare-and-delete can never remove another holder's lock.
    */
   #cleanup(keys: RedisKeys, token: string, ttlMs: number): void {
     const until = performance.now() + ttlMs;
     const run = async (): Promise<void> => {
       for (let i = 0; performance.now() < until; i++) {
         try {
-          await this.#client.evalScript(RELEASE, [keys.lock], [token, keys.channel], {
-            timeoutMs: Math.max(1, Math.min(this.#client.commandTimeoutMs, remaining(until))),
-          });
+          await this.#release(keys, token, Math.max(1, Math.min(this.#client.commandTimeoutMs, remaining(until))));
           return;
         } catch (err) {
           if (err instanceof RespError) return;
@@ -213,6 +239,15 @@ export class RedisLocker extends BaseLocker implements LockOps {
       }
     };
     void run();
+  }
+
+  #release(keys: RedisKeys, token: string, timeoutMs?: number): Promise<unknown> {
+    return this.#client.evalScript(
+      QUEUE_RELEASE,
+      [keys.lock, keys.fence, keys.queue, keys.queueExpiry],
+      [token, keys.channel],
+      timeoutMs === undefined ? undefined : { timeoutMs },
+    );
   }
 
   // LockOps, used by the HeldLocks this locker hands out.
@@ -226,8 +261,7 @@ export class RedisLocker extends BaseLocker implements LockOps {
   }
 
   async release(lock: HeldLock): Promise<void> {
-    const keys = redisKeys(this.#prefix, lock.key);
-    await this.#client.evalScript(RELEASE, [keys.lock], [lock.token, keys.channel]);
+    await this.#release(redisKeys(this.#prefix, lock.key), lock.token);
   }
 }
 
