@@ -12,6 +12,9 @@ import { LockLostError, LockReleasedError, type LockLostReason } from '../errors
 import { channels } from '../diagnostics.js';
 import type { Lock } from './types.js';
 
+/** setTimeout's limit (about 24.8 days): Node fires a longer delay after 1 ms instead. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export interface LockOps {
   /**
    * Extends the lease to ttlMs. Resolves with the new validUntil (performance.now() based), rejects with
@@ -161,14 +164,18 @@ export class HeldLock implements Lock {
         if (left > 0) this.#scheduleExtend(Math.min(Math.max(this.#ttlMs / 10, 10), left / 2));
         void err;
       });
-    }, delayMs);
+    }, Math.min(delayMs, MAX_TIMER_MS));
     this.#extendTimer.unref?.();
   }
 
   #armExpiry(): void {
     clearTimeout(this.#expiryTimer);
     const left = this.#validUntil - performance.now();
-    this.#expiryTimer = setTimeout(() => this.lose('expired'), Math.max(0, left));
+    // A lease longer than the timer's range is re-armed at the limit, not ended after 1 ms.
+    this.#expiryTimer = setTimeout(
+      () => (left > MAX_TIMER_MS ? this.#armExpiry() : this.lose('expired')),
+      Math.min(Math.max(0, left), MAX_TIMER_MS),
+    );
     this.#expiryTimer.unref?.();
   }
 
