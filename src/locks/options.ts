@@ -30,10 +30,12 @@ export function resolveAcquire(key: unknown, opts: AcquireOptions | undefined, d
     throw new TypeError('acquire options must be an object');
   }
   const ttlMs = checkTtl('ttlMs', opts?.ttlMs ?? defaultTtlMs);
-  const waitTimeoutMs = opts?.waitTimeoutMs ?? Infinity;
+  let waitTimeoutMs = opts?.waitTimeoutMs ?? Infinity;
   if (typeof waitTimeoutMs !== 'number' || Number.isNaN(waitTimeoutMs) || waitTimeoutMs < 0) {
     throw new RangeError(`waitTimeoutMs must be a number >= 0 (or Infinity), got ${String(waitTimeoutMs)}`);
   }
+  // Beyond setTimeout's range (about 24.8 days) a deadline timer would fire after 1 ms: treat it as no deadline.
+  if (waitTimeoutMs > 2 ** 31 - 1) waitTimeoutMs = Infinity;
   const signal = opts?.signal;
   if (signal !== undefined && !(signal instanceof AbortSignal)) throw new TypeError('signal must be an AbortSignal');
   const autoExtend = opts?.autoExtend ?? true;
