@@ -1,0 +1,63 @@
+/**
+ * One table from a gRPC status to a wirelock error, and the predicates the retry rules use.
+ *
+ * etcd's own errors arrive as a status code plus a message starting "etcdserver: " (or "mvcc: ",
+ * "auth: "); grpc-js's transport failures arrive as UNAVAILABLE with its own wording. The first
+ * become EtcdError (grpcCode + etcd's message), the second ConnectionError naming the endpoint.
+ */
+import { status as Status } from '@grpc/grpc-js';
+import { ConnectionError, EtcdError, TimeoutError } from '../errors.js';
+
+export { Status };
+
+/** What a failed grpc-js call or stream hands us. */
+export interface GrpcFailure {
+  code: number;
+  details: string;
+}
+
+/** etcd's message when a token has expired or was never valid: re-authenticate once and retry. */
+export const INVALID_AUTH_TOKEN = 'etcdserver: invalid auth token';
+
+/** Unavailable answers written by etcd itself (its messages all carry a component prefix). */
+function fromEtcd(details: string): boolean {
+  return /^(etcdserver|mvcc|auth|lease|rpctypes): /.test(details);
+}
+
+/**
+ * The wirelock error for a failed call. `timeoutMs` is the call's budget, for TimeoutError.
+ * The details never contain secrets: etcd does not echo passwords or tokens back.
+ */
+export function toError(failure: GrpcFailure, method: string, endpoint: string, timeoutMs: number): Error {
+  const { code, details } = failure;
+  if (code === Status.DEADLINE_EXCEEDED) {
+    return new TimeoutError(`${method} to ${endpoint} got no answer within ${Math.round(timeoutMs)} ms`, timeoutMs);
+  }
+  const etcd = new EtcdError(code, details, { method });
+  if (code === Status.UNAVAILABLE && !fromEtcd(details)) {
+    return new ConnectionError(endpoint, `${method}: ${details}`, { cause: etcd });
+  }
+  return etcd;
+}
+
+/** The cluster (or this endpoint) cannot serve now but may soon: try the next endpoint. */
+export function isUnavailable(err: unknown): boolean {
+  return err instanceof ConnectionError || (err instanceof EtcdError && err.grpcCode === Status.UNAVAILABLE);
+}
+
+/**
+ * The request certainly never reached a server: grpc-js had no connection to send it on. Only then
+ * may a write that is not idempotent be sent again (etcd's Go client draws the same line).
+ */
+export function wasNotSent(err: unknown): boolean {
+  return err instanceof ConnectionError && /No connection established|failed to connect|Name resolution failed/i.test(err.message);
+}
+
+export function isInvalidToken(err: unknown): boolean {
+  return err instanceof EtcdError && err.grpcCode === Status.UNAUTHENTICATED && err.details === INVALID_AUTH_TOKEN;
+}
+
+/** Worth waiting out and trying again (by a lock wait, a keep-alive): the cluster may come back. */
+export function isTransient(err: unknown): boolean {
+  return isUnavailable(err) || err instanceof TimeoutError;
+}

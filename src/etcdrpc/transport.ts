@@ -1,0 +1,266 @@
+/**
+ * The gRPC side of the etcd client: one channel per endpoint, failover between them, the call
+ * deadline, retries, and the auth token.
+ *
+ * Retry rules (the same lines etcd's Go client draws):
+ * - reads and lease calls are sent again, on the next endpoint, after an Unavailable answer;
+ * - writes are sent again only when grpc-js had no connection to send them on (so the first
+ *   one cannot have been applied), unless the caller vouches that the write is idempotent;
+ * - "invalid auth token" (an expired simple token) re-authenticates once and sends the call again:
+ *   etcd rejects such a call before applying it.
+ * Every attempt shares one deadline (`callTimeoutMs`); a DEADLINE_EXCEEDED becomes TimeoutError.
+ */
+import grpc from '@grpc/grpc-js';
+import type { SecureContextOptions } from 'node:tls';
+import { etcdChannels, redactEtcd } from '../diagnostics.js';
+import { jitter, onAbort, sleep } from '../abort.js';
+import { ClosedError } from '../errors.js';
+import { method, type MethodInfo } from './codec.js';
+import { isInvalidToken, isUnavailable, toError, wasNotSent } from './status.js';
+import type { AuthenticateRequest, AuthenticateResponse } from './types.js';
+
+export interface CallOptions {
+  /** Aborts the call; it rejects with `signal.reason`. */
+  signal?: AbortSignal;
+  /** Deadline for the call, all retries included. Default: the client's `callTimeoutMs`. */
+  timeoutMs?: number;
+}
+
+/** 'read': safe to send again. 'write': only if it never left. 'idempotent-write': the caller vouches. */
+export type RetryPolicy = 'read' | 'write' | 'idempotent-write';
+
+export interface TransportOptions {
+  endpoints: string[];
+  username?: string;
+  password?: string;
+  tls?: SecureContextOptions;
+  callTimeoutMs: number;
+}
+
+/** etcd refuses keepalive pings more often than every 5 s (GOAWAY too_many_pings). */
+const CHANNEL_OPTIONS: grpc.ChannelOptions = {
+  'grpc.keepalive_time_ms': 10_000,
+  'grpc.keepalive_timeout_ms': 5_000,
+  // etcd's enforcement policy counts a ping with no stream open as a strike.
+  'grpc.keepalive_permit_without_calls': 0,
+  // Come back quickly when a member restarts (grpc's default backoff grows to two minutes).
+  'grpc.initial_reconnect_backoff_ms': 100,
+  'grpc.max_reconnect_backoff_ms': 2_000,
+};
+
+export class Endpoint {
+  /** As given, e.g. "http://127.0.0.1:2379": the name errors and diagnostics use. */
+  readonly url: string;
+  readonly #target: string;
+  readonly #credentials: grpc.ChannelCredentials;
+  #client: grpc.Client | undefined;
+
+  constructor(url: string, credentials: grpc.ChannelCredentials) {
+    this.url = url;
+    this.#target = new URL(url).host;
+    this.#credentials = credentials;
+  }
+
+  /** The channel, created on first use and kept (grpc-js reconnects it by itself). */
+  get client(): grpc.Client {
+    this.#client ??= new grpc.Client(this.#target, this.#credentials, CHANNEL_OPTIONS);
+    return this.#client;
+  }
+
+  close(): void {
+    this.#client?.close();
+    this.#client = undefined;
+  }
+}
+
+const identity = (b: Buffer): Buffer => b;
+
+export class Transport {
+  readonly endpoints: readonly Endpoint[];
+  readonly callTimeoutMs: number;
+  readonly #username: string | undefined;
+  readonly #password: string | undefined;
+  readonly #closing = new AbortController();
+  #current = 0;
+  #token: string | undefined;
+  #authenticating: Promise<void> | undefined;
+
+  constructor(opts: TransportOptions) {
+    const credentials = channelCredentials(opts.endpoints, opts.tls);
+    this.endpoints = opts.endpoints.map((url) => new Endpoint(url, credentials));
+    this.callTimeoutMs = opts.callTimeoutMs;
+    this.#username = opts.username;
+    this.#password = opts.password;
+  }
+
+  get closed(): boolean {
+    return this.#closing.signal.aborted;
+  }
+
+  /** The endpoint new calls and streams go to. */
+  get current(): Endpoint {
+    return this.endpoints[this.#current]!;
+  }
+
+  /** `failed` did not serve: move on to the next endpoint (unless someone already did). */
+  failover(failed: Endpoint): void {
+    if (this.current === failed) this.#current = (this.#current + 1) % this.endpoints.length;
+  }
+
+  /** Metadata for a call or stream: the auth token, and for streams `hasleader` (see wire-notes). */
+  metadata(stream: boolean): grpc.Metadata {
+    const md = new grpc.Metadata();
+    if (this.#token !== undefined) md.set('token', this.#token);
+    // Without it, a member cut off from its leader keeps a stream open and silent.
+    if (stream) md.set('hasleader', 'true');
+    return md;
+  }
+
+  /** The token a stream was opened with, to tell whether a later "invalid auth token" is stale. */
+  get token(): string | undefined {
+    return this.#token;
+  }
+
+  /** Authenticate (if credentials were given), once at a time; `stale` is the token that failed. */
+  reauthenticate(stale: string | undefined): Promise<void> {
+    if (this.#username === undefined) return Promise.resolve();
+    if (this.#token !== stale) return Promise.resolve(); // someone refreshed it meanwhile
+    this.#authenticating ??= this.#authenticate().finally(() => (this.#authenticating = undefined));
+    return this.#authenticating;
+  }
+
+  async #authenticate(): Promise<void> {
+    this.#token = undefined;
+    const m = method<AuthenticateRequest, AuthenticateResponse>('Auth', 'Authenticate');
+    const res = await this.unary(m, { name: this.#username!, password: this.#password ?? '' }, 'read', {}, false);
+    this.#token = res.token;
+  }
+
+  /** A unary call with the retry rules above. Encoding errors (bad arguments) reject at once. */
+  async unary<Req, Res>(m: MethodInfo<Req, Res>, request: Req, policy: RetryPolicy, opts: CallOptions = {}, auth = true): Promise<Res> {
+    const bytes = m.request.encode(request);
+    const timeoutMs = opts.timeoutMs ?? this.callTimeoutMs;
+    const deadline = performance.now() + timeoutMs;
+    const signal = opts.signal;
+    let reauthenticated = false;
+    for (let attempt = 1, failedInARow = 0; ; attempt++) {
+      if (this.closed) throw this.#closing.signal.reason;
+      if (signal?.aborted) throw signal.reason;
+      if (auth && this.#username !== undefined && this.#token === undefined) await this.reauthenticate(undefined);
+      const endpoint = this.current;
+      const token = this.#token;
+      try {
+        return await this.#attempt(m, endpoint, request, bytes, deadline, timeoutMs, attempt, signal);
+      } catch (err) {
+        if (signal?.aborted) throw signal.reason;
+        if (this.closed) throw this.#closing.signal.reason;
+        let retry = false;
+        if (auth && isInvalidToken(err) && !reauthenticated) {
+          reauthenticated = true;
+          retry = true;
+        } else if (isUnavailable(err)) {
+          this.failover(endpoint);
+          retry = (policy !== 'write' || wasNotSent(err)) && deadline - performance.now() > 1;
+        }
+        if (etcdChannels.error.hasSubscribers) {
+          etcdChannels.error.publish({ method: m.name, endpoint: endpoint.url, error: err, retry });
+        }
+        if (!retry) throw err;
+        if (isInvalidToken(err)) {
+          await this.reauthenticate(token);
+          continue;
+        }
+        // Each endpoint gets one quick try; once all have failed, back off (capped, with jitter).
+        if (++failedInARow >= this.endpoints.length) {
+          const pause = Math.min(50 * 2 ** (failedInARow - this.endpoints.length), 1000) + jitter(25);
+          await sleep(Math.min(pause, Math.max(0, deadline - performance.now() - 1)), signal);
+        }
+      }
+    }
+  }
+
+  #attempt<Req, Res>(
+    m: MethodInfo<Req, Res>,
+    endpoint: Endpoint,
+    request: Req,
+    bytes: Buffer,
+    deadline: number,
+    timeoutMs: number,
+    attempt: number,
+    signal: AbortSignal | undefined,
+  ): Promise<Res> {
+    return new Promise<Res>((resolve, reject) => {
+      const sentAt = performance.now();
+      if (etcdChannels.call.hasSubscribers) {
+        etcdChannels.call.publish({ method: m.name, endpoint: endpoint.url, request: redactEtcd(m.name, request), attempt });
+      }
+      // grpc-js wants a wall-clock deadline; the budget itself is measured on the monotonic clock.
+      const options: grpc.CallOptions = { deadline: Date.now() + Math.max(1, deadline - sentAt) };
+      const call = endpoint.client.makeUnaryRequest<Buffer, Res>(
+        m.path,
+        identity,
+        m.response.decode,
+        bytes,
+        this.metadata(false),
+        options,
+        (err, res) => {
+          offAbort();
+          offClose();
+          if (err) return reject(toError(err, m.name, endpoint.url, timeoutMs));
+          if (etcdChannels.response.hasSubscribers) {
+            etcdChannels.response.publish({
+              method: m.name,
+              endpoint: endpoint.url,
+              response: redactEtcd(m.name, res),
+              durationMs: performance.now() - sentAt,
+            });
+          }
+          resolve(res!);
+        },
+      );
+      const offAbort = onAbort(signal, () => call.cancel());
+      const offClose = onAbort(this.#closing.signal, () => call.cancel());
+    });
+  }
+
+  /** Opens a bidi stream on the current endpoint (token and hasleader in its metadata). */
+  openStream<Req, Res>(m: MethodInfo<Req, Res>): { call: grpc.ClientDuplexStream<Req, Res>; endpoint: Endpoint } {
+    if (this.closed) throw this.#closing.signal.reason;
+    const endpoint = this.current;
+    const call = endpoint.client.makeBidiStreamRequest<Req, Res>(m.path, m.request.encode, m.response.decode, this.metadata(true));
+    if (etcdChannels.streamOpen.hasSubscribers) etcdChannels.streamOpen.publish({ stream: m.name, endpoint: endpoint.url });
+    return { call, endpoint };
+  }
+
+  /** Aborted when the client closes: long waits (stream reconnects) listen to it. */
+  get closeSignal(): AbortSignal {
+    return this.#closing.signal;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.#closing.abort(new ClosedError('EtcdClient'));
+    for (const e of this.endpoints) e.close();
+  }
+}
+
+function pem(value: unknown, name: string): Buffer | null {
+  if (value === undefined || value === null) return null;
+  if (typeof value === 'string' || Buffer.isBuffer(value)) return Buffer.from(value);
+  if (Array.isArray(value) && value.every((v) => typeof v === 'string' || Buffer.isBuffer(v))) {
+    return Buffer.from(value.map((v) => v.toString()).join('\n'));
+  }
+  throw new TypeError(`tls.${name} must be a PEM string or Buffer (or an array of them)`);
+}
+
+/** Plain for http:// endpoints, TLS for https:// (with the given CA and client certificate). */
+function channelCredentials(endpoints: string[], tls: SecureContextOptions | undefined): grpc.ChannelCredentials {
+  const secure = endpoints.map((e) => new URL(e).protocol === 'https:');
+  if (secure.some((s) => s !== secure[0])) throw new TypeError('endpoints must all be http:// or all https://');
+  if (!secure[0]) {
+    if (tls !== undefined) throw new TypeError('tls options need https:// endpoints');
+    return grpc.credentials.createInsecure();
+  }
+  if (tls?.passphrase !== undefined) throw new TypeError('tls.passphrase is not supported: give an unencrypted key');
+  return grpc.credentials.createSsl(pem(tls?.ca, 'ca'), pem(tls?.key, 'key'), pem(tls?.cert, 'cert'));
+}

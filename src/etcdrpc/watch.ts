@@ -1,0 +1,306 @@
+/**
+ * Watches: one bidirectional Watch stream per client carries all of them.
+ *
+ * Each watch gets an ID chosen here (WatchCreateRequest.watch_id, etcd 3.4+). etcd answers creates
+ * in the order it received them, so "created" answers are matched to a FIFO of pending creates
+ * (a create refused by auth comes back with watch_id -1, so the ID alone would not do).
+ *
+ * After the stream breaks (member down, leader lost: the stream carries `hasleader`), it is opened
+ * again on the next endpoint and every watch is created again from the revision after the last one
+ * it delivered, so no event is lost or repeated. A watch whose next revision has been compacted away
+ * ends with WatchCompactedError: the caller must re-read, not assume nothing happened.
+ *
+ * A member that stops answering (paused, partitioned) leaves a stream open and silent; a progress
+ * request every few seconds notices, and the stream moves to another endpoint.
+ */
+import type grpc from '@grpc/grpc-js';
+import { etcdChannels } from '../diagnostics.js';
+import { jitter } from '../abort.js';
+import { ConnectionError, EtcdError } from '../errors.js';
+import { codec, method } from './codec.js';
+import { Status, isInvalidToken, isUnavailable, toError } from './status.js';
+import type { Endpoint, Transport } from './transport.js';
+import type { Bytes, Event, Int64, ResponseHeader, WatchCreateRequest, WatchFilter, WatchRequest, WatchResponse } from './types.js';
+
+export interface WatchOptions {
+  /** Watch [key, range_end) instead of the key alone. */
+  range_end?: Bytes;
+  /**
+   * First revision to report. Default: the one after the revision current when the watch is
+   * created. Starting at or below the current revision makes etcd deliver from a 100 ms loop:
+   * to wait for a change after a read at revision R, start at R + 1.
+   */
+  start_revision?: Int64;
+  prev_kv?: boolean;
+  filters?: Array<(typeof WatchFilter)[keyof typeof WatchFilter]>;
+  progress_notify?: boolean;
+}
+
+export interface WatchHandlers {
+  /** Events in revision order. `header.revision` is the store's revision when they were sent. */
+  onEvents(events: Event[], header: ResponseHeader): void;
+  /**
+   * The watch ended on its own: WatchCompactedError, a refused create (permission), the client
+   * closing. Never called after cancel().
+   */
+  onError(error: Error): void;
+  /** The watch is in place on the server (again, after a stream break). */
+  onCreated?(header: ResponseHeader): void;
+}
+
+/** A watch asked for revisions that compaction has removed. It has been canceled. */
+export class WatchCompactedError extends EtcdError {
+  /** The oldest revision still available. */
+  readonly compactRevision: bigint;
+  constructor(compactRevision: bigint) {
+    super(Status.OUT_OF_RANGE, 'etcdserver: mvcc: required revision has been compacted', { method: 'Watch.Watch' });
+    this.compactRevision = compactRevision;
+  }
+}
+
+interface WatchState {
+  readonly id: number;
+  readonly request: WatchCreateRequest;
+  readonly handlers: WatchHandlers;
+  /** Where a re-created watch starts: the revision after the last one delivered (0: not known yet). */
+  nextRev: bigint;
+  created: boolean;
+  canceled: boolean;
+}
+
+/** A watch in place. cancel() is synchronous for the caller: no event is delivered after it. */
+export class Watcher {
+  readonly #stream: WatchStream;
+  readonly #state: WatchState;
+  constructor(stream: WatchStream, state: WatchState) {
+    this.#stream = stream;
+    this.#state = state;
+  }
+  get id(): number {
+    return this.#state.id;
+  }
+  cancel(): void {
+    this.#stream.cancel(this.#state);
+  }
+}
+
+const PROBE_MS = 5_000;
+
+/**
+ * A cancel_reason as an EtcdError. etcd writes some reasons as a whole Go status string
+ * ("rpc error: code = PermissionDenied desc = etcdserver: permission denied"): keep etcd's message.
+ */
+function canceled(reason: string): EtcdError {
+  const details = reason.replace(/^rpc error: code = \w+ desc = /, '') || 'etcdserver: watch canceled';
+  let code: number = Status.UNKNOWN;
+  if (/permission denied/.test(details)) code = Status.PERMISSION_DENIED;
+  else if (/invalid auth token/.test(details)) code = Status.UNAUTHENTICATED;
+  else if (/user name is empty|duplicate/.test(details)) code = Status.INVALID_ARGUMENT;
+  return new EtcdError(code, details, { method: 'Watch.Watch' });
+}
+
+export class WatchStream {
+  readonly #transport: Transport;
+  readonly #method = method<WatchRequest, WatchResponse>('Watch', 'Watch');
+  readonly #checkCreate = codec<WatchCreateRequest>('etcdserverpb.WatchCreateRequest');
+  readonly #watchers = new Map<number, WatchState>();
+  #nextId = 1;
+  #call: grpc.ClientDuplexStream<WatchRequest, WatchResponse> | undefined;
+  #endpoint: Endpoint | undefined;
+  #token: string | undefined;
+  /** Sent creates not yet answered, oldest first. */
+  #pending: WatchState[] = [];
+  #failures = 0;
+  #reopenTimer: NodeJS.Timeout | undefined;
+  #probeTimer: NodeJS.Timeout | undefined;
+  #heard = false;
+
+  constructor(transport: Transport) {
+    this.#transport = transport;
+  }
+
+  /** Starts a watch. Bad arguments throw at once. */
+  watch(key: Bytes, opts: WatchOptions, handlers: WatchHandlers): Watcher {
+    if (typeof handlers?.onEvents !== 'function' || typeof handlers.onError !== 'function') {
+      throw new TypeError('watch() needs onEvents and onError handlers');
+    }
+    const request: WatchCreateRequest = {
+      key: typeof key === 'string' ? Buffer.from(key) : key,
+      range_end: opts.range_end,
+      prev_kv: opts.prev_kv,
+      filters: opts.filters,
+      progress_notify: opts.progress_notify,
+    };
+    const start = opts.start_revision ?? 0n;
+    this.#checkCreate.encode({ ...request, start_revision: start }); // throws on a bad key or revision
+    if (this.#transport.closed) throw this.#transport.closeSignal.reason;
+    const state: WatchState = { id: this.#nextId++, request, handlers, nextRev: BigInt(start), created: false, canceled: false };
+    this.#watchers.set(state.id, state);
+    if (this.#call) this.#sendCreate(state);
+    else this.#open();
+    return new Watcher(this, state);
+  }
+
+  cancel(state: WatchState): void {
+    if (state.canceled) return;
+    state.canceled = true;
+    this.#watchers.delete(state.id);
+    // Not created yet: the cancel goes out when its "created" arrives (the server knows no such ID yet).
+    if (this.#call && state.created) this.#write({ cancel_request: { watch_id: state.id } });
+  }
+
+  close(): void {
+    clearTimeout(this.#reopenTimer);
+    this.#stopProbe();
+    const call = this.#call;
+    this.#call = undefined;
+    call?.cancel();
+    const error = this.#transport.closeSignal.reason ?? new Error('watch stream closed');
+    const all = [...this.#watchers.values()];
+    this.#watchers.clear();
+    for (const w of all) {
+      w.canceled = true;
+      w.handlers.onError(error);
+    }
+  }
+
+  #open(): void {
+    if (this.#reopenTimer || this.#transport.closed || this.#watchers.size === 0) return;
+    const { call, endpoint } = this.#transport.openStream(this.#method);
+    this.#call = call;
+    this.#endpoint = endpoint;
+    this.#token = this.#transport.token;
+    this.#pending = [];
+    call.on('data', (res: WatchResponse) => this.#onData(call, res));
+    call.on('error', (err: grpc.ServiceError) => this.#onBreak(call, err));
+    call.on('end', () => this.#onBreak(call, undefined));
+    for (const w of this.#watchers.values()) this.#sendCreate(w);
+    this.#startProbe(call);
+  }
+
+  #write(message: WatchRequest): void {
+    if (etcdChannels.streamSend.hasSubscribers) {
+      etcdChannels.streamSend.publish({ stream: this.#method.name, endpoint: this.#endpoint?.url, message });
+    }
+    this.#call!.write(message);
+  }
+
+  #sendCreate(w: WatchState): void {
+    w.created = false;
+    this.#pending.push(w);
+    this.#write({ create_request: { ...w.request, watch_id: w.id, start_revision: w.nextRev } });
+  }
+
+  #onData(call: grpc.ClientDuplexStream<WatchRequest, WatchResponse>, res: WatchResponse): void {
+    if (call !== this.#call) return;
+    this.#heard = true;
+    this.#failures = 0;
+    if (etcdChannels.streamReceive.hasSubscribers) {
+      etcdChannels.streamReceive.publish({ stream: this.#method.name, endpoint: this.#endpoint?.url, message: res });
+    }
+    if (res.created) {
+      const w = this.#pending.shift();
+      if (!w) return;
+      if (res.canceled) {
+        const error = canceled(res.cancel_reason);
+        if (isInvalidToken(error)) {
+          // The token this stream was opened with has expired: get a new one and start over.
+          this.#onBreak(call, { code: error.grpcCode, details: error.details });
+          return;
+        }
+        this.#fail(w, error);
+        return;
+      }
+      w.created = true;
+      if (w.canceled) {
+        this.#write({ cancel_request: { watch_id: w.id } });
+        return;
+      }
+      if (w.nextRev === 0n) w.nextRev = res.header.revision + 1n;
+      w.handlers.onCreated?.(res.header);
+      return;
+    }
+    const w = this.#watchers.get(Number(res.watch_id));
+    if (!w) return; // canceled here already, or the answer to a progress request
+    if (res.canceled) {
+      this.#fail(w, res.compact_revision > 0n ? new WatchCompactedError(res.compact_revision) : canceled(res.cancel_reason));
+      return;
+    }
+    const events = res.events;
+    if (events.length > 0) {
+      w.nextRev = events[events.length - 1]!.kv!.mod_revision + 1n;
+      w.handlers.onEvents(events, res.header);
+    } else if (w.request.progress_notify && res.header.revision + 1n > w.nextRev) {
+      // A progress notification: everything up to header.revision has been delivered.
+      w.nextRev = res.header.revision + 1n;
+    }
+  }
+
+  #fail(w: WatchState, error: Error): void {
+    if (w.canceled) return;
+    w.canceled = true;
+    this.#watchers.delete(w.id);
+    w.handlers.onError(error);
+  }
+
+  #onBreak(call: grpc.ClientDuplexStream<WatchRequest, WatchResponse>, failure: { code: number; details: string } | undefined): void {
+    if (call !== this.#call) return;
+    this.#call = undefined;
+    this.#stopProbe();
+    call.cancel();
+    const endpoint = this.#endpoint!;
+    const error = failure
+      ? toError(failure, this.#method.name, endpoint.url, 0)
+      : new ConnectionError(endpoint.url, 'the Watch stream was ended by the server');
+    if (etcdChannels.streamClose.hasSubscribers) {
+      etcdChannels.streamClose.publish({ stream: this.#method.name, endpoint: endpoint.url, error });
+    }
+    for (const w of this.#watchers.values()) w.created = false;
+    this.#pending = [];
+    if (this.#transport.closed) return;
+    if (isInvalidToken(error)) {
+      this.#transport.reauthenticate(this.#token).then(
+        () => this.#open(),
+        (err) => this.#failAll(err),
+      );
+      return;
+    }
+    const code = failure?.code;
+    if (failure && !isUnavailable(error) && code !== Status.INTERNAL && code !== Status.CANCELLED && code !== Status.UNKNOWN) {
+      this.#failAll(error);
+      return;
+    }
+    this.#transport.failover(endpoint);
+    const delay = Math.min(50 * 2 ** this.#failures++, 1000) + jitter(25);
+    this.#reopenTimer = setTimeout(() => {
+      this.#reopenTimer = undefined;
+      this.#open();
+    }, this.#failures === 1 ? 0 : delay);
+    this.#reopenTimer.unref?.();
+  }
+
+  #failAll(error: unknown): void {
+    for (const w of [...this.#watchers.values()]) this.#fail(w, error instanceof Error ? error : new Error(String(error)));
+  }
+
+  /** A silent stream is a dead one: ask for progress, and move on if nothing came back in time. */
+  #startProbe(call: grpc.ClientDuplexStream<WatchRequest, WatchResponse>): void {
+    this.#heard = true;
+    this.#probeTimer = setInterval(() => {
+      if (call !== this.#call) return;
+      if (!this.#heard) {
+        this.#onBreak(call, { code: Status.UNAVAILABLE, details: `no answer on the Watch stream for ${PROBE_MS} ms` });
+        return;
+      }
+      this.#heard = false;
+      if (this.#watchers.size > 0) this.#write({ progress_request: {} });
+      else this.#heard = true;
+    }, PROBE_MS);
+    this.#probeTimer.unref?.();
+  }
+
+  #stopProbe(): void {
+    clearInterval(this.#probeTimer);
+    this.#probeTimer = undefined;
+  }
+}
