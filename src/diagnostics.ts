@@ -58,3 +58,36 @@ export function redactCommand(args: ReadonlyArray<string | Buffer | number>): Ar
       return args as Array<string | Buffer | number>;
   }
 }
+
+// ---- etcd (src/etcdrpc, src/locks/etcd-*): payload shapes are documented in docs/etcd.md.
+
+export const etcdChannels = {
+  /** A unary call is sent: `{ method, endpoint, request, attempt }`. */
+  call: dc.channel('wirelock:etcd:call'),
+  /** A unary call answered: `{ method, endpoint, response, durationMs }`. */
+  response: dc.channel('wirelock:etcd:response'),
+  /** A unary call failed: `{ method, endpoint, error, retry }` (`retry`: it will be sent again). */
+  error: dc.channel('wirelock:etcd:error'),
+  /** A stream (Watch or LeaseKeepAlive) is opened: `{ stream, endpoint }`. */
+  streamOpen: dc.channel('wirelock:etcd:stream:open'),
+  /** A message is written on a stream: `{ stream, endpoint, message }`. */
+  streamSend: dc.channel('wirelock:etcd:stream:send'),
+  /** A message arrived on a stream: `{ stream, endpoint, message }`. */
+  streamReceive: dc.channel('wirelock:etcd:stream:receive'),
+  /** A stream ended: `{ stream, endpoint, error }` (`error` undefined when we closed it). */
+  streamClose: dc.channel('wirelock:etcd:stream:close'),
+  /** A session changed state: `{ lease, event: 'granted' | 'renewed' | 'lost' | 'closed', ttl, validUntil, error? }`. */
+  session: dc.channel('wirelock:etcd:session'),
+} as const;
+
+/**
+ * An etcd message as it may be published: the Authenticate password and the token it returns are
+ * replaced. Every etcd payload goes through here; other messages carry no secrets and pass as they are.
+ */
+export function redactEtcd(method: string, message: unknown): unknown {
+  if (method !== 'Auth.Authenticate' || message === null || typeof message !== 'object') return message;
+  const m = message as Record<string, unknown>;
+  if ('password' in m) return { name: m.name, password: REDACTED };
+  if ('token' in m) return { header: m.header, token: REDACTED };
+  return message;
+}
