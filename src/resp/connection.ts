@@ -19,6 +19,9 @@ import { ConnectionError, ProtocolError, RespError, TimeoutError } from '../erro
 import { channels, redactCommand } from '../diagnostics.js';
 import { noop, onAbort } from '../abort.js';
 
+/** setTimeout's limit (about 24.8 days): Node fires a longer delay after 1 ms. Longer timeouts mean none. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export type RespValue = string | number | bigint | Buffer | null | RespValue[];
 
 export interface CommandOptions {
@@ -102,7 +105,7 @@ export class RespConnection {
       const timer = setTimeout(() => {
         const cause = new TimeoutError(`connect timed out after ${opts.connectTimeoutMs} ms`, opts.connectTimeoutMs);
         fail(new ConnectionError(address, cause.message, { cause }));
-      }, opts.connectTimeoutMs);
+      }, Math.min(opts.connectTimeoutMs, MAX_TIMER_MS));
       socket.once('error', (err) => fail(new ConnectionError(address, `connect failed: ${err.message}`, { cause: err })));
       socket.once(opts.tls ? 'secureConnect' : 'connect', () => {
         clearTimeout(timer);
@@ -152,7 +155,7 @@ export class RespConnection {
         offAbort: noop,
       };
       const timeoutMs = opts?.timeoutMs ?? this.#commandTimeoutMs;
-      if (timeoutMs !== Infinity) {
+      if (timeoutMs <= MAX_TIMER_MS) {
         cmd.timer = setTimeout(() => this.#onTimeout(cmd, timeoutMs), timeoutMs);
       }
       if (signal) cmd.offAbort = onAbort(signal, (reason) => this.#abandon(cmd, reason));

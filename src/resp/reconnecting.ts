@@ -3,7 +3,7 @@
  * reconnect loop paced by the ReconnectStrategy. Commands are never replayed across connections; a
  * command issued while disconnected waits for the next connection, up to its own timeout.
  */
-import { RespConnection, type CommandOptions, type RespValue } from './connection.js';
+import { MAX_TIMER_MS, RespConnection, type CommandOptions, type RespValue } from './connection.js';
 import type { ResolvedRedisOptions } from './options.js';
 import type { RespArg } from './encoder.js';
 import { ClosedError, ConnectionError, TimeoutError, WirelockError } from '../errors.js';
@@ -78,7 +78,7 @@ export class ReconnectingConnection {
         resolve: (conn) => (done(), resolve(conn)),
         reject: (err) => (done(), reject(err)),
       };
-      const timer = timeoutMs === Infinity ? undefined : setTimeout(() => {
+      const timer = timeoutMs > MAX_TIMER_MS ? undefined : setTimeout(() => {
         const cause = this.#lastError;
         const err = new TimeoutError(
           `${this.address}: not connected after ${timeoutMs} ms${cause ? ` (last error: ${cause.message})` : ''}`,
