@@ -410,6 +410,32 @@ describe('RedisLocker', () => {
     }
   });
 
+  it('durations beyond the 32-bit timer range (about 24.8 days) are not cut to 1 ms', async () => {
+    const extends_: unknown[] = [];
+    const onExtend = (p: unknown): void => void extends_.push(p);
+    dc.subscribe('wirelock:lock:extend', onExtend);
+    try {
+      const long = await l1.acquire('long-ttl', { ttlMs: 3e9, autoExtend: false });
+      const longer = await l1.acquire('longer-ttl', { ttlMs: 1e10 });
+      await delay(100);
+      expect(long.signal.aborted, '3e9 ms lock still held').to.equal(false);
+      expect(longer.signal.aborted, '1e10 ms lock still held').to.equal(false);
+      expect(extends_, 'no extension storm').to.deep.equal([]);
+      expect(await admin.send(['PTTL', lockKey('long-ttl')])).to.be.above(2.9e9);
+
+      let settled = false;
+      const waiting = l2.acquire('long-ttl', { waitTimeoutMs: 1e10 }).finally(() => (settled = true));
+      await delay(100);
+      expect(settled, 'a 1e10 ms wait still waiting').to.equal(false);
+      await long.release();
+      const next = await waiting;
+      await next.release();
+      await longer.release();
+    } finally {
+      dc.unsubscribe('wirelock:lock:extend', onExtend);
+    }
+  });
+
   it('validUntil = when the SET was sent + ttl - drift, and moves forward on extend', async () => {
     const ttl = 1000;
     const drift = ttl * 0.01 + 2;

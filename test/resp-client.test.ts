@@ -438,6 +438,16 @@ describe('RedisClient against redis-server', () => {
     }
   });
 
+  it('timeouts beyond the 32-bit timer range (about 24.8 days) are not cut to 1 ms', async () => {
+    expect(await client.send(['BLPOP', 'long:list', '0.2'], { timeoutMs: 1e10 })).to.equal(null);
+    const c = await RedisClient.connect({ host: server.host, port: server.port, commandTimeoutMs: 1e10, connectTimeoutMs: 1e10 });
+    try {
+      expect(await c.send(['BLPOP', 'long:list', '0.2'])).to.equal(null);
+    } finally {
+      await c.close();
+    }
+  });
+
   it('close(): later commands reject with ClosedError', async () => {
     const c = await RedisClient.connect(server.url);
     const inFlight = c.send(['ECHO', 'before close']);
