@@ -56,6 +56,11 @@ export class RedisClient {
    */
   send(args: Array<RespArg>, opts?: CommandOptions): Promise<RespValue> {
     if (this.#closed) return Promise.reject(new ClosedError('Redis client'));
+    const timeoutMs = opts?.timeoutMs;
+    // NaN or a negative number would otherwise arm no timer at all (or a 1 ms one): every wait needs a deadline.
+    if (timeoutMs !== undefined && (typeof timeoutMs !== 'number' || !(timeoutMs > 0))) {
+      return Promise.reject(new RangeError(`timeoutMs must be a number > 0 (or Infinity), got ${String(timeoutMs)}`));
+    }
     return this.#link.send(args, opts);
   }
 
