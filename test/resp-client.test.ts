@@ -192,6 +192,18 @@ describe('RedisClient failure rules (fake server)', () => {
     expect((err.cause as NodeJS.ErrnoException).code).to.equal('ECONNREFUSED');
   });
 
+  it('rejects a bad per-command timeout at once instead of waiting without a deadline', async () => {
+    const { fake, client } = await fakeAndClient(() => undefined);
+    for (const timeoutMs of [NaN, -1, 0, '100' as unknown as number]) {
+      let timer: NodeJS.Timeout | undefined;
+      const hang = new Promise((resolve) => (timer = setTimeout(resolve, 1000, 'still pending')));
+      const outcome = await Promise.race([rejection(client.send(['PING'], { timeoutMs })), hang]);
+      clearTimeout(timer);
+      expect(outcome, String(timeoutMs)).to.be.instanceOf(RangeError);
+    }
+    expect(fake.commands).to.deep.equal([]);
+  });
+
   it('rejects bad connect options', async () => {
     expect(await rejection(RedisClient.connect('http://127.0.0.1:1'))).to.be.instanceOf(TypeError);
     expect(await rejection(RedisClient.connect('redis://127.0.0.1:1/notanumber'))).to.be.instanceOf(TypeError);
