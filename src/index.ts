@@ -22,3 +22,5 @@ export { Script } from './resp/script.js';
 
 export type { Lock, Locker, AcquireOptions, LockerOptions } from './locks/types.js';
 export { RedisLocker } from './locks/redis-locker.js';
+export { Redlock } from './locks/redlock.js';
+export type { RedlockOptions, RedlockNodeFailure, RedlockNodeOutcome } from './locks/redlock.js';

@@ -1,0 +1,534 @@
+/**
+ * Redlock: one lock over N independent Redis masters, held while a majority, Q = floor(N/2)+1, agrees.
+ * Each node runs the same scripts as RedisLocker (src/locks/redis-scripts.ts); docs/redlock.md has the
+ * commands on the wire and what the fence does and does not guarantee.
+ *
+ * acquire  EVALSHA ACQUIRE on every node at once, each bounded by nodeTimeoutMs. Held only if Q nodes
+ *          granted AND validity = ttl - elapsed - drift > 0 (drift = ttl * driftFactor + 2 ms, elapsed on
+ *          performance.now()). Otherwise EVALSHA RELEASE on every node that may hold our token (those
+ *          that timed out too: their SET may still land), then wait and try again.
+ * fence    the highest counter among the granting nodes. Granting nodes whose counter is behind are
+ *          raised to it (EVALSHA RAISE_FENCE) unless Q of them are already there, so a quorum carries it.
+ * extend   EVALSHA EXTEND on every node; needs Q confirmations before validUntil.
+ * release  EVALSHA RELEASE on every node, each bounded by nodeTimeoutMs.
+ *
+ * A round resolves as soon as its outcome is known (Q yes, or too many no for Q), so a stopped node
+ * costs at most nodeTimeoutMs and usually nothing: its command lands or times out on its own.
+ */
+import { RedisClient } from '../resp/client.js';
+import { ClosedError, ConnectionError, LockLostError, LockTimeoutError, QuorumError, TimeoutError } from '../errors.js';
+import { channels } from '../diagnostics.js';
+import { jitter, noop, onAbort, raceAbort, sleep } from '../abort.js';
+import { BaseLocker } from './base-locker.js';
+import { HeldLock, type LockOps } from './held-lock.js';
+import { DEFAULT_TTL_MS, checkTtl, driftMs, resolveAcquire, type ResolvedAcquire } from './options.js';
+import { ACQUIRE, EXTEND, RAISE_FENCE, RELEASE, redisKeys, type RedisKeys } from './redis-scripts.js';
+import { checkPrefix } from './redis-locker.js';
+import { randomToken } from './token.js';
+import type { AcquireOptions, Lock, LockerOptions } from './types.js';
+import type { Script } from '../resp/script.js';
+
+export interface RedlockOptions extends LockerOptions {
+  /** Share of the TTL not counted on, for clocks running at different rates; 2 ms are added. Default 0.01. */
+  driftFactor?: number;
+  /** Per-node bound on each command of an attempt. Default max(10 ms, 1% of the lock's TTL). */
+  nodeTimeoutMs?: number;
+}
+
+/** Why one node did not grant, extend or release the lock (QuorumError.nodes[i].kind). */
+export type RedlockNodeOutcome = 'held' | 'gone' | 'late' | 'timeout' | 'connection' | 'error';
+
+export interface RedlockNodeFailure {
+  /** host:port of the node. */
+  node: string;
+  /** held: another token holds it (cause: { pttlMs }); gone: our key is not there; late: it granted, but the
+   * quorum came too late (cause: { elapsedMs, validityMs }); timeout / connection / error: the error. */
+  kind: RedlockNodeOutcome;
+  cause: unknown;
+}
+
+type Failure = 'timeout' | 'connection' | 'error';
+
+/** One node's answer to one script: its reply, or why there is none. Never a rejection. */
+interface Answer {
+  reply: unknown;
+  failure: Failure | undefined;
+  error: unknown;
+}
+
+/** One acquire attempt. `answers[i]` is undefined while node i has not answered. */
+interface Outcome {
+  lock: HeldLock | undefined;
+  answers: Array<Answer | undefined>;
+  /** Answers to RAISE_FENCE that failed, by node: such a node cannot count towards the quorum. */
+  raises: Array<Answer | undefined>;
+  raiseFailed: boolean;
+  granted: number;
+  held: number;
+  errors: number;
+  elapsedMs: number;
+  validityMs: number;
+  timeoutMs: number;
+}
+
+export class Redlock extends BaseLocker implements LockOps {
+  readonly #clients: readonly RedisClient[];
+  readonly #quorum: number;
+  readonly #prefix: string;
+  readonly #ttlMs: number;
+  readonly #driftFactor: number;
+  readonly #nodeTimeoutMs: number | undefined;
+
+  constructor(clients: RedisClient[], opts: RedlockOptions = {}) {
+    super();
+    if (!Array.isArray(clients) || clients.length === 0) throw new TypeError('Redlock needs a non-empty array of RedisClients');
+    const seen = new Set<string>();
+    for (const client of clients) {
+      if (!(client instanceof RedisClient)) throw new TypeError('Redlock needs RedisClients (one per independent master)');
+      // Two clients of one server would let one machine cast two votes: the quorum would mean nothing.
+      if (seen.has(client.address)) throw new TypeError(`Redlock got the same server twice (${client.address})`);
+      seen.add(client.address);
+    }
+    this.#clients = [...clients];
+    this.#quorum = Math.floor(clients.length / 2) + 1;
+    this.#prefix = checkPrefix(opts.prefix ?? 'wirelock:');
+    this.#ttlMs = checkTtl('ttlMs', opts.ttlMs ?? DEFAULT_TTL_MS);
+    const df = opts.driftFactor ?? 0.01;
+    if (typeof df !== 'number' || !(df >= 0 && df < 1)) throw new RangeError(`driftFactor must be in [0, 1), got ${String(df)}`);
+    this.#driftFactor = df;
+    this.#nodeTimeoutMs = opts.nodeTimeoutMs === undefined ? undefined : checkTtl('nodeTimeoutMs', opts.nodeTimeoutMs);
+  }
+
+  /** floor(N/2) + 1. */
+  get quorum(): number {
+    return this.#quorum;
+  }
+
+  async tryAcquire(key: string, opts?: AcquireOptions): Promise<Lock | null> {
+    const o = resolveAcquire(key, opts, this.#ttlMs);
+    this.checkOpen();
+    const start = performance.now();
+    const out = await this.#attemptRaced(key, redisKeys(this.#prefix, key), o, o.signal);
+    if (out.lock) return this.#acquired(out.lock, start, 1);
+    // null means "someone else holds it"; unreachable nodes and late quorums are not that.
+    if (out.granted >= this.#quorum || !this.#contended(out)) throw this.#acquireError(key, out, 1);
+    return null;
+  }
+
+  async acquire(key: string, opts?: AcquireOptions): Promise<Lock> {
+    const o = resolveAcquire(key, opts, this.#ttlMs);
+    this.checkOpen();
+    const keys = redisKeys(this.#prefix, key);
+    const start = performance.now();
+    // Uncontended fast path: one round, nothing to set up. (A pending close() is checked in #attempt.)
+    let first: Outcome | undefined;
+    if (o.waitTimeoutMs === Infinity && !o.signal) {
+      first = await this.#attempt(key, keys, o);
+      if (first.lock) return this.#acquired(first.lock, start, 1);
+    }
+    return this.#wait(key, keys, o, start, first);
+  }
+
+  /**
+   * The slow path. Subscribes to the release channel on every node, then after each failed attempt:
+   * - held elsewhere: sleeps until a release message, or until the holders' PTTLs on a quorum run out;
+   * - split (we got some nodes, others got the rest) or too late: a short random delay, so contenders
+   *   stop moving in lockstep, deaf to release messages (they would line everyone up again);
+   * - no quorum reachable: backs off (capped, with jitter) until the deadline, then QuorumError.
+   */
+  async #wait(key: string, keys: RedisKeys, o: ResolvedAcquire, start: number, first: Outcome | undefined): Promise<Lock> {
+    const link = this.linkSignals(o.signal);
+    const signal = link.signal;
+    let last = first; // the latest finished attempt
+    let attempts = first ? 1 : 0;
+    let backoffs = 0;
+    let woken = false;
+    let wake: (() => void) | undefined;
+    const onRelease = (): void => {
+      woken = true;
+      wake?.();
+    };
+    let unsubscribe: (() => void) | undefined;
+    const deadlineTimer =
+      o.waitTimeoutMs === Infinity
+        ? undefined
+        : setTimeout(() => link.abort(this.#deadlineError(key, start, last, attempts)), o.waitTimeoutMs);
+    try {
+      for (let retry = first === undefined; ; retry = true) {
+        if (retry) {
+          last = await this.#attemptRaced(key, keys, o, signal);
+          attempts++;
+          if (last.lock) return this.#acquired(last.lock, start, attempts);
+        }
+        const out = last!;
+        // Error replies (NOPERM, WRONGTYPE…) from more than N-Q nodes will not go away by waiting.
+        if (out.errors > this.#clients.length - this.#quorum) throw this.#acquireError(key, out, attempts);
+        if (!unsubscribe) {
+          unsubscribe = await this.#subscribe(keys.channel, onRelease, signal, out.timeoutMs);
+          // A release between that attempt and the subscriptions would go unseen: look again now.
+          if (this.#contended(out) && out.granted === 0) continue;
+        }
+        let delay: number;
+        let pttl: number | undefined;
+        if (!this.#contended(out)) {
+          delay = Math.min(50 * 2 ** backoffs++, 1000) + jitter(50);
+        } else if (out.granted > 0) {
+          backoffs = 0;
+          delay = 1 + jitter(Math.max(2, Math.ceil(4 * out.elapsedMs)));
+        } else {
+          backoffs = 0;
+          if (woken) {
+            woken = false;
+            continue;
+          }
+          pttl = this.#quorumPttl(out, o.ttlMs);
+          delay = pttl + 1 + jitter(5);
+        }
+        if (channels.lockWait.hasSubscribers) {
+          channels.lockWait.publish({ backend: 'redlock', key, pttl, attempts, delayMs: delay });
+        }
+        await this.#sleep(delay, pttl !== undefined, signal, (fn) => (wake = fn));
+        wake = undefined;
+        woken = false;
+      }
+    } finally {
+      clearTimeout(deadlineTimer);
+      link.dispose();
+      unsubscribe?.();
+    }
+  }
+
+  /** Sleeps `ms`; if `wakeable`, a release message (via the function handed to `setWake`) ends it early. */
+  #sleep(ms: number, wakeable: boolean, signal: AbortSignal, setWake: (fn: () => void) => void): Promise<void> {
+    if (!wakeable) return sleep(ms, signal);
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(done, ms);
+      const off = onAbort(signal, (reason) => (clearTimeout(timer), reject(reason)));
+      function done(): void {
+        clearTimeout(timer);
+        off();
+        resolve();
+      }
+      setWake(done);
+    });
+  }
+
+  /**
+   * Subscribes `listener` to `channel` on every node, waiting at most `boundMs` for the confirmations:
+   * a node that confirms later still wakes us later, and a missed message costs at most one PTTL.
+   */
+  async #subscribe(channel: string, listener: () => void, signal: AbortSignal, boundMs: number): Promise<() => void> {
+    const offs: Array<() => void> = [];
+    let done = false;
+    const stop = (): void => {
+      done = true;
+      for (const off of offs) off();
+    };
+    const confirmed = this.#clients.map((client) =>
+      client.subscribe(channel, listener, signal).then((off) => (done ? off() : void offs.push(off)), noop),
+    );
+    try {
+      await Promise.race([Promise.all(confirmed), sleep(boundMs, signal)]);
+    } catch (err) {
+      stop();
+      throw err;
+    }
+    return stop;
+  }
+
+  /** When the holders' keys on a quorum will all be gone: the Q-th shortest PTTL among them. */
+  #quorumPttl(out: Outcome, ttlMs: number): number {
+    const pttls: number[] = [];
+    for (const a of out.answers) {
+      const r = a && a.failure === undefined ? (a.reply as [number, number]) : undefined;
+      // -1: a key without expiry (not written by a lock): look again after a TTL.
+      if (r && r[0] !== 1) pttls.push(r[1] >= 0 ? r[1] : ttlMs);
+    }
+    pttls.sort((a, b) => a - b);
+    return pttls[Math.min(this.#quorum - out.granted, pttls.length) - 1] ?? 0;
+  }
+
+  /** A quorum is reachable (granted or held by others): waiting for the holders makes sense. */
+  #contended(out: Outcome): boolean {
+    return out.granted + out.held >= this.#quorum;
+  }
+
+  /** An attempt the caller may abandon: if it wins after the abort, its lock is released at once. */
+  async #attemptRaced(key: string, keys: RedisKeys, o: ResolvedAcquire, signal: AbortSignal | undefined): Promise<Outcome> {
+    const pending = this.#attempt(key, keys, o);
+    try {
+      return await raceAbort(pending, signal);
+    } catch (err) {
+      if (signal?.aborted) pending.then((out) => out.lock?.release(), noop).catch(noop);
+      throw err;
+    }
+  }
+
+  async #attempt(key: string, keys: RedisKeys, o: ResolvedAcquire): Promise<Outcome> {
+    const token = randomToken();
+    const ttl = o.ttlMs;
+    const timeoutMs = this.#timeoutFor(ttl);
+    const start = performance.now();
+    const answers = await this.#round((c) => this.#call(c, ACQUIRE, [keys.lock, keys.fence], [token, ttl], timeoutMs), isGrant);
+    const out: Outcome = { lock: undefined, answers, raises: [], raiseFailed: false, granted: 0, held: 0, errors: 0, elapsedMs: 0, validityMs: 0, timeoutMs };
+    let fence = 0;
+    for (const a of answers) {
+      if (a === undefined) continue;
+      if (a.failure === 'error') out.errors++;
+      if (a.failure !== undefined) continue;
+      const [granted, n] = a.reply as [number, number];
+      if (granted === 1) {
+        out.granted++;
+        if (n > fence) fence = n;
+      } else out.held++;
+    }
+    if (out.granted >= this.#quorum && (await this.#raiseFence(keys, token, fence, out))) {
+      out.elapsedMs = performance.now() - start;
+      out.validityMs = ttl - out.elapsedMs - driftMs(ttl, this.#driftFactor);
+      if (out.validityMs > 0) {
+        out.lock = new HeldLock({
+          backend: 'redlock',
+          key,
+          token,
+          fence: BigInt(fence),
+          validUntil: start + ttl - driftMs(ttl, this.#driftFactor),
+          ttlMs: ttl,
+          autoExtend: o.autoExtend,
+          ops: this,
+          onEnd: this.forget,
+        });
+        if (this.closed) {
+          // close() ran while the attempt was in flight: do not hand out a lock from a closed locker.
+          await out.lock.release().catch(noop);
+          throw this.closing.signal.reason;
+        }
+        this.track(out.lock);
+        return out;
+      }
+    }
+    out.elapsedMs = performance.now() - start;
+    // Not held: take back every SET of ours that may have landed. A node that said "held" cannot have
+    // one (SET NX failed atomically); every other node, answered or not, gets the compare-and-delete.
+    const releases: Array<Promise<Answer>> = [];
+    answers.forEach((a, i) => heldElsewhere(a) || releases.push(this.#releaseOn(this.#clients[i]!, keys, token, timeoutMs, start + ttl)));
+    await Promise.all(releases);
+    return out;
+  }
+
+  /**
+   * Makes sure a quorum of the granting nodes carries `fence` (see the fencing section of the docs).
+   * Granting nodes that are behind are raised; the raise is waited for only when it is needed for Q.
+   */
+  async #raiseFence(keys: RedisKeys, token: string, fence: number, out: Outcome): Promise<boolean> {
+    const behind: number[] = [];
+    out.answers.forEach((a, i) => a && isGrant(a) && (a.reply as [number, number])[1] < fence && behind.push(i));
+    if (behind.length === 0) return true;
+    const raised = behind.map((i) => this.#call(this.#clients[i]!, RAISE_FENCE, [keys.lock, keys.fence], [token, fence], out.timeoutMs));
+    if (out.granted - behind.length >= this.#quorum) return true; // the raises land on their own
+    const answers = await Promise.all(raised);
+    let carried = out.granted - behind.length;
+    answers.forEach((a, j) => (a.reply === 1 ? carried++ : (out.raises[behind[j]!] = a)));
+    out.raiseFailed = carried < this.#quorum;
+    return !out.raiseFailed;
+  }
+
+  #acquired(lock: HeldLock, start: number, attempts: number): HeldLock {
+    if (channels.lockAcquire.hasSubscribers) {
+      const { key, token, fence, validUntil } = lock;
+      channels.lockAcquire.publish({ backend: 'redlock', key, token, fence, validUntil, waitedMs: performance.now() - start, attempts });
+    }
+    return lock;
+  }
+
+  // LockOps, used by the HeldLocks this locker hands out.
+
+  async extend(lock: HeldLock, ttlMs: number): Promise<number> {
+    const keys = redisKeys(this.#prefix, lock.key);
+    const ttl = Math.ceil(ttlMs);
+    const sentAt = performance.now();
+    // A confirmation after validUntil is worth nothing: the lock has been given up locally by then.
+    const timeoutMs = Math.max(1, Math.min(this.#timeoutFor(ttl), lock.validUntil - sentAt));
+    const answers = await this.#round((c) => this.#call(c, EXTEND, [keys.lock], [lock.token, ttl], timeoutMs), (a) => a.reply === 1);
+    let extended = 0;
+    let gone = 0;
+    let stolen = 0;
+    for (const a of answers) {
+      if (a?.reply === 1) extended++;
+      else if (a?.reply === 0) gone++;
+      else if (a?.reply === -1) stolen++;
+    }
+    if (extended >= this.#quorum) {
+      if (performance.now() < lock.validUntil) return sentAt + ttl - driftMs(ttl, this.#driftFactor);
+      throw new LockLostError(lock.key, 'expired');
+    }
+    const error = this.#quorumError(lock.key, 'extend', answers, timeoutMs, 1, extendFailure);
+    // Nodes that did not answer may still hold our key: while a quorum is possible, this is a transient
+    // failure (HeldLock tries again while time is left, and gives up at validUntil). Otherwise it is over.
+    if (this.#clients.length - gone - stolen >= this.#quorum) throw error;
+    throw new LockLostError(lock.key, stolen >= this.#quorum ? 'stolen' : 'quorum-lost', { cause: error });
+  }
+
+  async release(lock: HeldLock): Promise<void> {
+    const keys = redisKeys(this.#prefix, lock.key);
+    const timeoutMs = this.#timeoutFor(lock.ttlMs);
+    const until = Math.max(lock.validUntil, performance.now()) + lock.ttlMs;
+    // Resolves once a quorum has answered: a stopped node does not hold up the caller (it is still
+    // sent the release, and tried again in the background).
+    const answers = await this.#round((c) => this.#releaseOn(c, keys, lock.token, timeoutMs, until), answered);
+    let confirmed = 0;
+    for (const a of answers) if (a && answered(a)) confirmed++;
+    // Fewer than Q answers: the lock may linger on a quorum until its TTL. Say so.
+    if (confirmed < this.#quorum) throw this.#quorumError(lock.key, 'release', answers, timeoutMs, 1, (a) => a.failure);
+  }
+
+  /**
+   * RELEASE on one node, bounded by timeoutMs. If the node timed out or was unreachable, it is tried
+   * again in the background until `until` (after which the key has expired anyway).
+   */
+  async #releaseOn(client: RedisClient, keys: RedisKeys, token: string, timeoutMs: number, until: number): Promise<Answer> {
+    const a = await this.#call(client, RELEASE, [keys.lock], [token, keys.channel], timeoutMs);
+    if (a.failure === 'timeout' || (a.failure === 'connection' && !(a.error instanceof ClosedError))) {
+      this.#cleanup(client, keys, token, until);
+    }
+    return a;
+  }
+
+  #cleanup(client: RedisClient, keys: RedisKeys, token: string, until: number): void {
+    const run = async (): Promise<void> => {
+      for (let i = 0; ; i++) {
+        await sleep(Math.min(50 * 2 ** i, 1000)); // the node just failed: give its reconnect a moment
+        const left = until - performance.now();
+        if (left <= 0) return;
+        const timeoutMs = Math.max(1, Math.min(client.commandTimeoutMs, left));
+        const a = await this.#call(client, RELEASE, [keys.lock], [token, keys.channel], timeoutMs);
+        if (a.failure === undefined || a.failure === 'error' || a.error instanceof ClosedError) return;
+      }
+    };
+    void run();
+  }
+
+  /**
+   * Runs `script` on every node at once, and resolves as soon as the outcome is known: Q answers
+   * satisfy `yes`, or too many do not for Q to be reached. The array keeps filling in afterwards.
+   */
+  #round(call: (client: RedisClient) => Promise<Answer>, yes: (a: Answer) => boolean): Promise<Array<Answer | undefined>> {
+    const n = this.#clients.length;
+    const q = this.#quorum;
+    const answers: Array<Answer | undefined> = new Array(n).fill(undefined);
+    return new Promise((resolve) => {
+      let ayes = 0;
+      let nays = 0;
+      for (let i = 0; i < n; i++) {
+        void call(this.#clients[i]!).then((a) => {
+          answers[i] = a;
+          if (yes(a)) ayes++;
+          else nays++;
+          // Once every node has answered, one of the two has happened.
+          if (ayes === q || nays === n - q + 1) resolve(answers);
+        });
+      }
+    });
+  }
+
+  #call(client: RedisClient, script: Script, keys: string[], args: Array<string | number>, timeoutMs: number): Promise<Answer> {
+    // A client with no connection right now waits for its reconnect (up to timeoutMs): if that times
+    // out, the node was unreachable (refused, down), not slow.
+    const connected = client.connected;
+    return client.evalScript(script, keys, args, { timeoutMs }).then(
+      (reply): Answer => ({ reply, failure: undefined, error: undefined }),
+      (error: unknown): Answer => ({ reply: undefined, failure: classify(error, connected), error }),
+    );
+  }
+
+  /**
+   * The default per-node bound: small next to the TTL, so that one stuck node cannot eat the validity,
+   * and not below 10 ms, so that an ordinary scheduling hiccup is not taken for a dead node.
+   */
+  #timeoutFor(ttlMs: number): number {
+    return this.#nodeTimeoutMs ?? Math.max(10, Math.ceil(ttlMs / 100));
+  }
+
+  #acquireError(key: string, out: Outcome, attempts: number): QuorumError {
+    const { elapsedMs, validityMs } = out;
+    const late =
+      out.granted >= this.#quorum && !out.raiseFailed
+        ? { elapsedMs, validityMs, message: `quorum after ${Math.round(elapsedMs)} ms, validity ${Math.round(validityMs)} ms` }
+        : undefined;
+    return this.#quorumError(key, 'acquire', out.answers, out.timeoutMs, attempts, (a, i) => {
+      const raised = out.raises[i];
+      if (raised) return raised.failure ?? 'gone';
+      if (a.failure) return a.failure;
+      const [granted, pttl] = a.reply as [number, number];
+      if (granted !== 1) return { kind: 'held', cause: { pttlMs: pttl, message: `PTTL ${pttl} ms` } };
+      return late && { kind: 'late', cause: late };
+    }, out.raises);
+  }
+
+  #deadlineError(key: string, start: number, last: Outcome | undefined, attempts: number): Error {
+    const waited = performance.now() - start;
+    if (last && !last.lock && (!this.#contended(last) || last.granted >= this.#quorum)) {
+      return this.#acquireError(key, last, attempts);
+    }
+    return new LockTimeoutError(key, waited, last ? { cause: this.#acquireError(key, last, attempts) } : undefined);
+  }
+
+  /**
+   * A QuorumError listing every node that did not say yes. `describe` turns an answer into a failure
+   * kind (the answer's error becomes the cause), a full entry, or undefined for a node that said yes.
+   */
+  #quorumError(
+    key: string,
+    what: string,
+    answers: Array<Answer | undefined>,
+    timeoutMs: number,
+    attempts: number,
+    describe: (a: Answer, i: number) => RedlockNodeOutcome | { kind: RedlockNodeOutcome; cause: unknown } | undefined,
+    raises: Array<Answer | undefined> = [],
+  ): QuorumError {
+    const nodes: RedlockNodeFailure[] = [];
+    answers.forEach((a, i) => {
+      const node = this.#clients[i]!.address;
+      if (a === undefined) {
+        nodes.push({ node, kind: 'timeout', cause: new TimeoutError(`${node}: no answer within ${timeoutMs} ms`, timeoutMs) });
+        return;
+      }
+      const d = describe(a, i);
+      if (d === undefined) return;
+      nodes.push(typeof d === 'string' ? { node, kind: d, cause: raises[i]?.error ?? a.error } : { node, ...d });
+    });
+    const said = nodes.map((f) => `${f.node} ${f.kind}${describeCause(f.cause)}`).join('; ');
+    const n = this.#clients.length;
+    const message = `lock "${key}": ${what} did not reach a quorum (${n - nodes.length} of ${n}, need ${this.#quorum}) after ${attempts} attempt${attempts === 1 ? '' : 's'}: ${said}`;
+    return new QuorumError(key, message, nodes, attempts);
+  }
+}
+
+/** SET NX failed on this node: it cannot hold our token. */
+function heldElsewhere(a: Answer | undefined): boolean {
+  return a !== undefined && a.failure === undefined && (a.reply as [number, number])[0] !== 1;
+}
+
+function answered(a: Answer): boolean {
+  return a.failure === undefined;
+}
+
+function isGrant(a: Answer): boolean {
+  return a.failure === undefined && (a.reply as [number, number])[0] === 1;
+}
+
+function extendFailure(a: Answer): RedlockNodeOutcome | { kind: RedlockNodeOutcome; cause: unknown } | undefined {
+  if (a.failure) return a.failure;
+  if (a.reply === 1) return undefined;
+  return { kind: a.reply === -1 ? 'held' : 'gone', cause: undefined };
+}
+
+function classify(error: unknown, wasConnected: boolean): Failure {
+  if (error instanceof TimeoutError) return wasConnected ? 'timeout' : 'connection';
+  if (error instanceof ConnectionError || error instanceof ClosedError) return 'connection';
+  return 'error';
+}
+
+function describeCause(cause: unknown): string {
+  const message = cause && typeof cause === 'object' && 'message' in cause ? cause.message : undefined;
+  return typeof message === 'string' ? ` (${message})` : '';
+}
