@@ -455,3 +455,67 @@ describe('RedisLocker', () => {
     await lock.release();
   });
 });
+
+describe('RedisLocker with a paused server (SIGSTOP: connections accepted, nothing answered)', () => {
+  let server: RedisServer;
+  let admin: RedisClient;
+  let client: RedisClient;
+  let locker: RedisLocker;
+  before(async () => {
+    server = await startRedis();
+    admin = await RedisClient.connect(server.url);
+    client = await RedisClient.connect({ host: server.host, port: server.port, commandTimeoutMs: 200 });
+    locker = new RedisLocker(client);
+    await (await locker.acquire('warm-up')).release(); // the scripts are cached: EVALSHA will run on resume
+  });
+  afterEach(() => server.resume());
+  after(async () => {
+    server?.resume();
+    await locker?.close();
+    await Promise.all([client?.close(), admin?.close()]);
+    await server?.stop();
+  });
+
+  it('a lock whose extensions cannot get through is lost at validUntil, by the local timer', async () => {
+    const lock = await locker.acquire('paused-hold', { ttlMs: 500 });
+    server.pause();
+    await waitFor(() => lock.signal.aborted, 3000, 'the local expiry');
+    const lostAt = performance.now();
+    expect(lostAt).to.be.at.least(lock.validUntil - 1);
+    expect(lostAt).to.be.below(lock.validUntil + 1000);
+    expect((lock.signal.reason as LockLostError).reason).to.equal('expired');
+  });
+
+  it('a timed-out attempt that lands after the resume is taken back', async () => {
+    // A client of its own: nothing else is pipelined with the attempt.
+    const own = await RedisClient.connect({ host: server.host, port: server.port, commandTimeoutMs: 200 });
+    const ownLocker = new RedisLocker(own);
+    server.pause();
+    const err = await rejection(ownLocker.tryAcquire('paused-try', { ttlMs: 10_000 }));
+    expect(err.code, err.message).to.equal('WL_TIMEOUT');
+    server.resume();
+    // The SET ran once the server woke up (the fence moved), and the locker deleted it, long before its TTL.
+    await waitFor(async () => (await admin.send(['GET', `${lockKey('paused-try')}:fence`])) === '1', 3000, 'the SET to land');
+    await waitFor(async () => (await admin.send(['EXISTS', lockKey('paused-try')])) === 0, 3000, 'the cleanup');
+    await ownLocker.close();
+    await own.close();
+  });
+
+  it('waitTimeoutMs bounds a wait on an unresponsive server', async () => {
+    const slow = await RedisClient.connect({ host: server.host, port: server.port, commandTimeoutMs: 5000 });
+    const slowLocker = new RedisLocker(slow);
+    try {
+      server.pause();
+      const start = performance.now();
+      const err = await rejection(slowLocker.acquire('paused-wait', { ttlMs: 5000, waitTimeoutMs: 300 }));
+      expect(err).to.be.instanceOf(LockTimeoutError);
+      expect(performance.now() - start).to.be.below(2000);
+      server.resume();
+    } finally {
+      server.resume();
+      await slowLocker.close();
+      await slow.close();
+    }
+    await waitFor(async () => (await admin.send(['EXISTS', lockKey('paused-wait')])) === 0, 3000, 'the cleanup');
+  });
+});
