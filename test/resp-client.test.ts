@@ -423,6 +423,23 @@ describe('RedisClient against redis-server', () => {
     }
   });
 
+  it('close() while a command waits for the reconnect rejects it with ClosedError at once', async () => {
+    const own = await startRedis();
+    const c = await RedisClient.connect(own.url);
+    try {
+      await own.kill();
+      await waitFor(() => !c.connected, 2000, 'the client to see the loss');
+      const waiting = rejection(c.send(['PING'], { timeoutMs: 10_000 }));
+      const start = performance.now();
+      await c.close();
+      expect(await waiting).to.be.instanceOf(ClosedError);
+      expect(performance.now() - start).to.be.below(1000);
+    } finally {
+      await c.close();
+      await own.stop();
+    }
+  });
+
   it('diagnostics: connect, command, reply, error and close events', async () => {
     const rec = record(['wirelock:resp:connect', 'wirelock:resp:command', 'wirelock:resp:reply', 'wirelock:resp:error', 'wirelock:resp:close']);
     let c: RedisClient | undefined;

@@ -76,6 +76,15 @@ describe('RESP security: AUTH and ACL', () => {
     expect(everything(events)).to.not.contain(wrong);
   });
 
+  it('a malformed URL is rejected without echoing its password', async () => {
+    const secret = 'url-secret-4242';
+    for (const url of [`redis://:${secret}@127.0.0.1:99999`, `redis://u:${secret}@[::1`, `redis://:${secret}@127.0.0.1/x`]) {
+      const err = await rejection(RedisClient.connect(url));
+      expect(err).to.be.instanceOf(TypeError);
+      expect(everything(err), url).to.not.contain(secret);
+    }
+  });
+
   it('diagnostics redact AUTH arguments; util.inspect(client) shows no password', async () => {
     const commands: any[] = [];
     const all: unknown[] = [];
