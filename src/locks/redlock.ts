@@ -15,8 +15,8 @@
  * A round resolves as soon as its outcome is known (Q yes, or too many no for Q), so a stopped node
  * costs at most nodeTimeoutMs and usually nothing: its command lands or times out on its own.
  */
-import { RedisClient } from '../resp/client.js';
-import { ClosedError, ConnectionError, LockLostError, LockTimeoutError, QuorumError, TimeoutError } from '../errors.js';
+import type { RedisClient } from '../resp/client.js';
+import { LockLostError, LockTimeoutError, type QuorumError } from '../errors.js';
 import { channels } from '../diagnostics.js';
 import { jitter, noop, onAbort, raceAbort, sleep } from '../abort.js';
 import { BaseLocker } from './base-locker.js';
@@ -24,9 +24,11 @@ import { HeldLock, type LockOps } from './held-lock.js';
 import { DEFAULT_TTL_MS, checkTtl, driftMs, resolveAcquire, type ResolvedAcquire } from './options.js';
 import { ACQUIRE, EXTEND, RAISE_FENCE, RELEASE, redisKeys, type RedisKeys } from './redis-scripts.js';
 import { checkPrefix } from './redis-locker.js';
+import { RedlockNodes, answered, heldElsewhere, isGrant, unreachable, type Answer, type Describe } from './redlock-nodes.js';
 import { randomToken } from './token.js';
 import type { AcquireOptions, Lock, LockerOptions } from './types.js';
-import type { Script } from '../resp/script.js';
+
+export type { RedlockNodeFailure, RedlockNodeOutcome } from './redlock-nodes.js';
 
 export interface RedlockOptions extends LockerOptions {
   /** Share of the TTL not counted on, for clocks running at different rates; 2 ms are added. Default 0.01. */
@@ -35,33 +37,12 @@ export interface RedlockOptions extends LockerOptions {
   nodeTimeoutMs?: number;
 }
 
-/** Why one node did not grant, extend or release the lock (QuorumError.nodes[i].kind). */
-export type RedlockNodeOutcome = 'held' | 'gone' | 'late' | 'timeout' | 'connection' | 'error';
-
-export interface RedlockNodeFailure {
-  /** host:port of the node. */
-  node: string;
-  /** held: another token holds it (cause: { pttlMs }); gone: our key is not there; late: it granted, but the
-   * quorum came too late (cause: { elapsedMs, validityMs }); timeout / connection / error: the error. */
-  kind: RedlockNodeOutcome;
-  cause: unknown;
-}
-
-type Failure = 'timeout' | 'connection' | 'error';
-
-/** One node's answer to one script: its reply, or why there is none. Never a rejection. */
-interface Answer {
-  reply: unknown;
-  failure: Failure | undefined;
-  error: unknown;
-}
-
 /** One acquire attempt. `answers[i]` is undefined while node i has not answered. */
 interface Outcome {
   lock: HeldLock | undefined;
   answers: Array<Answer | undefined>;
-  /** Answers to RAISE_FENCE that failed, by node: such a node cannot count towards the quorum. */
-  raises: Array<Answer | undefined>;
+  /** The failed RAISE_FENCE answers of granting nodes that were behind, by node (see #raiseFence). */
+  raiseFailures: Answer[];
   raiseFailed: boolean;
   granted: number;
   held: number;
@@ -72,7 +53,7 @@ interface Outcome {
 }
 
 export class Redlock extends BaseLocker implements LockOps {
-  readonly #clients: readonly RedisClient[];
+  readonly #nodes: RedlockNodes;
   readonly #quorum: number;
   readonly #prefix: string;
   readonly #ttlMs: number;
@@ -81,16 +62,8 @@ export class Redlock extends BaseLocker implements LockOps {
 
   constructor(clients: RedisClient[], opts: RedlockOptions = {}) {
     super();
-    if (!Array.isArray(clients) || clients.length === 0) throw new TypeError('Redlock needs a non-empty array of RedisClients');
-    const seen = new Set<string>();
-    for (const client of clients) {
-      if (!(client instanceof RedisClient)) throw new TypeError('Redlock needs RedisClients (one per independent master)');
-      // Two clients of one server would let one machine cast two votes: the quorum would mean nothing.
-      if (seen.has(client.address)) throw new TypeError(`Redlock got the same server twice (${client.address})`);
-      seen.add(client.address);
-    }
-    this.#clients = [...clients];
-    this.#quorum = Math.floor(clients.length / 2) + 1;
+    this.#nodes = new RedlockNodes(clients);
+    this.#quorum = this.#nodes.quorum;
     this.#prefix = checkPrefix(opts.prefix ?? 'wirelock:');
     this.#ttlMs = checkTtl('ttlMs', opts.ttlMs ?? DEFAULT_TTL_MS);
     const df = opts.driftFactor ?? 0.01;
@@ -162,7 +135,7 @@ export class Redlock extends BaseLocker implements LockOps {
         }
         const out = last!;
         // Error replies (NOPERM, WRONGTYPE…) from more than N-Q nodes will not go away by waiting.
-        if (out.errors > this.#clients.length - this.#quorum) throw this.#acquireError(key, out, attempts);
+        if (out.errors > this.#nodes.size - this.#quorum) throw this.#acquireError(key, out, attempts);
         if (!unsubscribe) {
           unsubscribe = await this.#subscribe(keys.channel, onRelease, signal, out.timeoutMs);
           // A release between that attempt and the subscriptions would go unseen: look again now.
@@ -224,7 +197,7 @@ export class Redlock extends BaseLocker implements LockOps {
       done = true;
       for (const off of offs) off();
     };
-    const confirmed = this.#clients.map((client) =>
+    const confirmed = this.#nodes.clients.map((client) =>
       client.subscribe(channel, listener, signal).then((off) => (done ? off() : void offs.push(off)), noop),
     );
     try {
@@ -269,8 +242,12 @@ export class Redlock extends BaseLocker implements LockOps {
     const ttl = o.ttlMs;
     const timeoutMs = this.#timeoutFor(ttl);
     const start = performance.now();
-    const answers = await this.#round((c) => this.#call(c, ACQUIRE, [keys.lock, keys.fence], [token, ttl], timeoutMs), isGrant);
-    const out: Outcome = { lock: undefined, answers, raises: [], raiseFailed: false, granted: 0, held: 0, errors: 0, elapsedMs: 0, validityMs: 0, timeoutMs };
+    const nodes = this.#nodes;
+    const answers = await nodes.round((c) => nodes.call(c, ACQUIRE, [keys.lock, keys.fence], [token, ttl], timeoutMs), isGrant);
+    const out: Outcome = {
+      lock: undefined, answers, raiseFailures: [], raiseFailed: false,
+      granted: 0, held: 0, errors: 0, elapsedMs: 0, validityMs: 0, timeoutMs,
+    };
     let fence = 0;
     for (const a of answers) {
       if (a === undefined) continue;
@@ -310,7 +287,7 @@ export class Redlock extends BaseLocker implements LockOps {
     // Not held: take back every SET of ours that may have landed. A node that said "held" cannot have
     // one (SET NX failed atomically); every other node, answered or not, gets the compare-and-delete.
     const releases: Array<Promise<Answer>> = [];
-    answers.forEach((a, i) => heldElsewhere(a) || releases.push(this.#releaseOn(this.#clients[i]!, keys, token, timeoutMs, start + ttl)));
+    answers.forEach((a, i) => heldElsewhere(a) || releases.push(this.#releaseOn(nodes.clients[i]!, keys, token, timeoutMs, start + ttl)));
     await Promise.all(releases);
     return out;
   }
@@ -323,11 +300,12 @@ export class Redlock extends BaseLocker implements LockOps {
     const behind: number[] = [];
     out.answers.forEach((a, i) => a && isGrant(a) && (a.reply as [number, number])[1] < fence && behind.push(i));
     if (behind.length === 0) return true;
-    const raised = behind.map((i) => this.#call(this.#clients[i]!, RAISE_FENCE, [keys.lock, keys.fence], [token, fence], out.timeoutMs));
+    const nodes = this.#nodes;
+    const raised = behind.map((i) => nodes.call(nodes.clients[i]!, RAISE_FENCE, [keys.lock, keys.fence], [token, fence], out.timeoutMs));
     if (out.granted - behind.length >= this.#quorum) return true; // the raises land on their own
     const answers = await Promise.all(raised);
     let carried = out.granted - behind.length;
-    answers.forEach((a, j) => (a.reply === 1 ? carried++ : (out.raises[behind[j]!] = a)));
+    answers.forEach((a, j) => (a.reply === 1 ? carried++ : (out.raiseFailures[behind[j]!] = a)));
     out.raiseFailed = carried < this.#quorum;
     return !out.raiseFailed;
   }
@@ -348,7 +326,8 @@ export class Redlock extends BaseLocker implements LockOps {
     const sentAt = performance.now();
     // A confirmation after validUntil is worth nothing: the lock has been given up locally by then.
     const timeoutMs = Math.max(1, Math.min(this.#timeoutFor(ttl), lock.validUntil - sentAt));
-    const answers = await this.#round((c) => this.#call(c, EXTEND, [keys.lock], [lock.token, ttl], timeoutMs), (a) => a.reply === 1);
+    const nodes = this.#nodes;
+    const answers = await nodes.round((c) => nodes.call(c, EXTEND, [keys.lock], [lock.token, ttl], timeoutMs), (a) => a.reply === 1);
     let extended = 0;
     let gone = 0;
     let stolen = 0;
@@ -361,10 +340,10 @@ export class Redlock extends BaseLocker implements LockOps {
       if (performance.now() < lock.validUntil) return sentAt + ttl - driftMs(ttl, this.#driftFactor);
       throw new LockLostError(lock.key, 'expired');
     }
-    const error = this.#quorumError(lock.key, 'extend', answers, timeoutMs, 1, extendFailure);
+    const error = this.#nodes.quorumError(lock.key, 'extend', answers, timeoutMs, 1, extendFailure);
     // Nodes that did not answer may still hold our key: while a quorum is possible, this is a transient
     // failure (HeldLock tries again while time is left, and gives up at validUntil). Otherwise it is over.
-    if (this.#clients.length - gone - stolen >= this.#quorum) throw error;
+    if (this.#nodes.size - gone - stolen >= this.#quorum) throw error;
     throw new LockLostError(lock.key, stolen >= this.#quorum ? 'stolen' : 'quorum-lost', { cause: error });
   }
 
@@ -374,11 +353,11 @@ export class Redlock extends BaseLocker implements LockOps {
     const until = Math.max(lock.validUntil, performance.now()) + lock.ttlMs;
     // Resolves once a quorum has answered: a stopped node does not hold up the caller (it is still
     // sent the release, and tried again in the background).
-    const answers = await this.#round((c) => this.#releaseOn(c, keys, lock.token, timeoutMs, until), answered);
+    const answers = await this.#nodes.round((c) => this.#releaseOn(c, keys, lock.token, timeoutMs, until), answered);
     let confirmed = 0;
     for (const a of answers) if (a && answered(a)) confirmed++;
     // Fewer than Q answers: the lock may linger on a quorum until its TTL. Say so.
-    if (confirmed < this.#quorum) throw this.#quorumError(lock.key, 'release', answers, timeoutMs, 1, (a) => a.failure);
+    if (confirmed < this.#quorum) throw this.#nodes.quorumError(lock.key, 'release', answers, timeoutMs, 1, (a) => a.failure);
   }
 
   /**
@@ -386,10 +365,8 @@ export class Redlock extends BaseLocker implements LockOps {
    * again in the background until `until` (after which the key has expired anyway).
    */
   async #releaseOn(client: RedisClient, keys: RedisKeys, token: string, timeoutMs: number, until: number): Promise<Answer> {
-    const a = await this.#call(client, RELEASE, [keys.lock], [token, keys.channel], timeoutMs);
-    if (a.failure === 'timeout' || (a.failure === 'connection' && !(a.error instanceof ClosedError))) {
-      this.#cleanup(client, keys, token, until);
-    }
+    const a = await this.#nodes.call(client, RELEASE, [keys.lock], [token, keys.channel], timeoutMs);
+    if (unreachable(a)) this.#cleanup(client, keys, token, until);
     return a;
   }
 
@@ -400,44 +377,11 @@ export class Redlock extends BaseLocker implements LockOps {
         const left = until - performance.now();
         if (left <= 0) return;
         const timeoutMs = Math.max(1, Math.min(client.commandTimeoutMs, left));
-        const a = await this.#call(client, RELEASE, [keys.lock], [token, keys.channel], timeoutMs);
-        if (a.failure === undefined || a.failure === 'error' || a.error instanceof ClosedError) return;
+        const a = await this.#nodes.call(client, RELEASE, [keys.lock], [token, keys.channel], timeoutMs);
+        if (!unreachable(a)) return;
       }
     };
     void run();
-  }
-
-  /**
-   * Runs `script` on every node at once, and resolves as soon as the outcome is known: Q answers
-   * satisfy `yes`, or too many do not for Q to be reached. The array keeps filling in afterwards.
-   */
-  #round(call: (client: RedisClient) => Promise<Answer>, yes: (a: Answer) => boolean): Promise<Array<Answer | undefined>> {
-    const n = this.#clients.length;
-    const q = this.#quorum;
-    const answers: Array<Answer | undefined> = new Array(n).fill(undefined);
-    return new Promise((resolve) => {
-      let ayes = 0;
-      let nays = 0;
-      for (let i = 0; i < n; i++) {
-        void call(this.#clients[i]!).then((a) => {
-          answers[i] = a;
-          if (yes(a)) ayes++;
-          else nays++;
-          // Once every node has answered, one of the two has happened.
-          if (ayes === q || nays === n - q + 1) resolve(answers);
-        });
-      }
-    });
-  }
-
-  #call(client: RedisClient, script: Script, keys: string[], args: Array<string | number>, timeoutMs: number): Promise<Answer> {
-    // A client with no connection right now waits for its reconnect (up to timeoutMs): if that times
-    // out, the node was unreachable (refused, down), not slow.
-    const connected = client.connected;
-    return client.evalScript(script, keys, args, { timeoutMs }).then(
-      (reply): Answer => ({ reply, failure: undefined, error: undefined }),
-      (error: unknown): Answer => ({ reply: undefined, failure: classify(error, connected), error }),
-    );
   }
 
   /**
@@ -454,14 +398,15 @@ export class Redlock extends BaseLocker implements LockOps {
       out.granted >= this.#quorum && !out.raiseFailed
         ? { elapsedMs, validityMs, message: `quorum after ${Math.round(elapsedMs)} ms, validity ${Math.round(validityMs)} ms` }
         : undefined;
-    return this.#quorumError(key, 'acquire', out.answers, out.timeoutMs, attempts, (a, i) => {
-      const raised = out.raises[i];
-      if (raised) return raised.failure ?? 'gone';
+    return this.#nodes.quorumError(key, 'acquire', out.answers, out.timeoutMs, attempts, (a, i) => {
+      // A failed raise: its own failure, or 0 = our key had already gone from that node.
+      const raise = out.raiseFailures[i];
+      if (raise) return raise.failure ?? { kind: 'gone', cause: undefined };
       if (a.failure) return a.failure;
       const [granted, pttl] = a.reply as [number, number];
       if (granted !== 1) return { kind: 'held', cause: { pttlMs: pttl, message: `PTTL ${pttl} ms` } };
       return late && { kind: 'late', cause: late };
-    }, out.raises);
+    }, out.raiseFailures.map((r) => r?.error));
   }
 
   #deadlineError(key: string, start: number, last: Outcome | undefined, attempts: number): Error {
@@ -471,64 +416,10 @@ export class Redlock extends BaseLocker implements LockOps {
     }
     return new LockTimeoutError(key, waited, last ? { cause: this.#acquireError(key, last, attempts) } : undefined);
   }
-
-  /**
-   * A QuorumError listing every node that did not say yes. `describe` turns an answer into a failure
-   * kind (the answer's error becomes the cause), a full entry, or undefined for a node that said yes.
-   */
-  #quorumError(
-    key: string,
-    what: string,
-    answers: Array<Answer | undefined>,
-    timeoutMs: number,
-    attempts: number,
-    describe: (a: Answer, i: number) => RedlockNodeOutcome | { kind: RedlockNodeOutcome; cause: unknown } | undefined,
-    raises: Array<Answer | undefined> = [],
-  ): QuorumError {
-    const nodes: RedlockNodeFailure[] = [];
-    answers.forEach((a, i) => {
-      const node = this.#clients[i]!.address;
-      if (a === undefined) {
-        nodes.push({ node, kind: 'timeout', cause: new TimeoutError(`${node}: no answer within ${timeoutMs} ms`, timeoutMs) });
-        return;
-      }
-      const d = describe(a, i);
-      if (d === undefined) return;
-      nodes.push(typeof d === 'string' ? { node, kind: d, cause: raises[i]?.error ?? a.error } : { node, ...d });
-    });
-    const said = nodes.map((f) => `${f.node} ${f.kind}${describeCause(f.cause)}`).join('; ');
-    const n = this.#clients.length;
-    const message = `lock "${key}": ${what} did not reach a quorum (${n - nodes.length} of ${n}, need ${this.#quorum}) after ${attempts} attempt${attempts === 1 ? '' : 's'}: ${said}`;
-    return new QuorumError(key, message, nodes, attempts);
-  }
 }
 
-/** SET NX failed on this node: it cannot hold our token. */
-function heldElsewhere(a: Answer | undefined): boolean {
-  return a !== undefined && a.failure === undefined && (a.reply as [number, number])[0] !== 1;
-}
-
-function answered(a: Answer): boolean {
-  return a.failure === undefined;
-}
-
-function isGrant(a: Answer): boolean {
-  return a.failure === undefined && (a.reply as [number, number])[0] === 1;
-}
-
-function extendFailure(a: Answer): RedlockNodeOutcome | { kind: RedlockNodeOutcome; cause: unknown } | undefined {
+const extendFailure: Describe = (a) => {
   if (a.failure) return a.failure;
   if (a.reply === 1) return undefined;
   return { kind: a.reply === -1 ? 'held' : 'gone', cause: undefined };
-}
-
-function classify(error: unknown, wasConnected: boolean): Failure {
-  if (error instanceof TimeoutError) return wasConnected ? 'timeout' : 'connection';
-  if (error instanceof ConnectionError || error instanceof ClosedError) return 'connection';
-  return 'error';
-}
-
-function describeCause(cause: unknown): string {
-  const message = cause && typeof cause === 'object' && 'message' in cause ? cause.message : undefined;
-  return typeof message === 'string' ? ` (${message})` : '';
-}
+};

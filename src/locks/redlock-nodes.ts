@@ -1,0 +1,157 @@
+/**
+ * The N nodes of a Redlock, and the one thing done with them: run a script on every node at once and
+ * count the answers against the quorum. Answers never reject (a failing node is an answer too), and
+ * every node that did not say yes can be described for a QuorumError.
+ */
+import { RedisClient } from '../resp/client.js';
+import type { Script } from '../resp/script.js';
+import { ClosedError, ConnectionError, QuorumError, TimeoutError } from '../errors.js';
+
+/** Why one node did not grant, extend or release the lock (QuorumError.nodes[i].kind). */
+export type RedlockNodeOutcome = 'held' | 'gone' | 'late' | 'timeout' | 'connection' | 'error';
+
+export interface RedlockNodeFailure {
+  /** host:port of the node (never its credentials). */
+  node: string;
+  /**
+   * - `held`: another token holds the key (cause: `{ pttlMs }` when known);
+   * - `gone`: our key is not there any more (extend);
+   * - `late`: it granted, but the quorum came too late to leave any validity (cause: `{ elapsedMs, validityMs }`);
+   * - `timeout`: no answer within the node timeout (a stopped or slow server);
+   * - `connection`: not connected (refused, down; the cause's message carries the last socket error);
+   * - `error`: an error reply (NOPERM, WRONGTYPE…), the RespError is the cause.
+   */
+  kind: RedlockNodeOutcome;
+  cause: unknown;
+}
+
+export type Failure = 'timeout' | 'connection' | 'error';
+
+/** One node's answer to one script: its reply, or why there is none. */
+export interface Answer {
+  reply: unknown;
+  failure: Failure | undefined;
+  error: unknown;
+}
+
+/** How a QuorumError shows one answer: a failure kind (its error is the cause), a full entry, or nothing (it said yes). */
+export type Describe = (a: Answer, i: number) => RedlockNodeOutcome | { kind: RedlockNodeOutcome; cause: unknown } | undefined;
+
+export class RedlockNodes {
+  readonly clients: readonly RedisClient[];
+  /** floor(N/2) + 1. */
+  readonly quorum: number;
+
+  constructor(clients: unknown) {
+    if (!Array.isArray(clients) || clients.length === 0) throw new TypeError('Redlock needs a non-empty array of RedisClients');
+    const seen = new Set<string>();
+    for (const client of clients) {
+      if (!(client instanceof RedisClient)) throw new TypeError('Redlock needs RedisClients (one per independent master)');
+      // Two clients of one server would let one machine cast two votes: the quorum would mean nothing.
+      if (seen.has(client.address)) throw new TypeError(`Redlock got the same server twice (${client.address})`);
+      seen.add(client.address);
+    }
+    this.clients = [...(clients as RedisClient[])];
+    this.quorum = Math.floor(clients.length / 2) + 1;
+  }
+
+  get size(): number {
+    return this.clients.length;
+  }
+
+  call(client: RedisClient, script: Script, keys: string[], args: Array<string | number>, timeoutMs: number): Promise<Answer> {
+    // A client with no connection right now waits for its reconnect (up to timeoutMs): if that times
+    // out, the node was unreachable (refused, down), not slow.
+    const connected = client.connected;
+    return client.evalScript(script, keys, args, { timeoutMs }).then(
+      (reply): Answer => ({ reply, failure: undefined, error: undefined }),
+      (error: unknown): Answer => ({ reply: undefined, failure: classify(error, connected), error }),
+    );
+  }
+
+  /**
+   * Calls every node at once and resolves as soon as the outcome is known: Q answers satisfy `yes`, or
+   * N-Q+1 do not (Q is out of reach). Nodes still in flight are `undefined` then; the array keeps filling
+   * in as they answer, so a slow or stopped node costs the caller nothing once the others have decided.
+   */
+  round(call: (client: RedisClient) => Promise<Answer>, yes: (a: Answer) => boolean): Promise<Array<Answer | undefined>> {
+    const n = this.clients.length;
+    const q = this.quorum;
+    const answers: Array<Answer | undefined> = new Array(n).fill(undefined);
+    return new Promise((resolve) => {
+      let ayes = 0;
+      let nays = 0;
+      for (let i = 0; i < n; i++) {
+        void call(this.clients[i]!).then((a) => {
+          answers[i] = a;
+          if (yes(a)) ayes++;
+          else nays++;
+          // Once every node has answered, one of the two has happened.
+          if (ayes === q || nays === n - q + 1) resolve(answers);
+        });
+      }
+    });
+  }
+
+  /**
+   * A QuorumError listing every node that did not say yes: `describe` says how; a node that has not
+   * answered at all is a timeout. `causes[i]`, when set, replaces node i's answer's error as the cause.
+   */
+  quorumError(
+    key: string,
+    what: string,
+    answers: Array<Answer | undefined>,
+    timeoutMs: number,
+    attempts: number,
+    describe: Describe,
+    causes: Array<unknown> = [],
+  ): QuorumError {
+    const nodes: RedlockNodeFailure[] = [];
+    answers.forEach((a, i) => {
+      const node = this.clients[i]!.address;
+      if (a === undefined) {
+        nodes.push({ node, kind: 'timeout', cause: new TimeoutError(`${node}: no answer within ${timeoutMs} ms`, timeoutMs) });
+        return;
+      }
+      const d = describe(a, i);
+      if (d === undefined) return;
+      nodes.push(typeof d === 'string' ? { node, kind: d, cause: causes[i] ?? a.error } : { node, ...d });
+    });
+    const said = nodes.map((f) => `${f.node} ${f.kind}${describeCause(f.cause)}`).join('; ');
+    const n = this.clients.length;
+    const message =
+      `lock "${key}": ${what} did not reach a quorum (${n - nodes.length} of ${n}, need ${this.quorum}) ` +
+      `after ${attempts} attempt${attempts === 1 ? '' : 's'}: ${said}`;
+    return new QuorumError(key, message, nodes as QuorumError['nodes'], attempts);
+  }
+}
+
+/** The ACQUIRE script granted the lock on this node: {1, fence}. */
+export function isGrant(a: Answer): boolean {
+  return a.failure === undefined && (a.reply as [number, number])[0] === 1;
+}
+
+/** ACQUIRE found another holder ({0, pttl}): SET NX failed atomically, so our token is not there. */
+export function heldElsewhere(a: Answer | undefined): boolean {
+  return a !== undefined && a.failure === undefined && (a.reply as [number, number])[0] !== 1;
+}
+
+export function answered(a: Answer): boolean {
+  return a.failure === undefined;
+}
+
+/** Worth trying again later: the node timed out or was unreachable (but its client was not closed by its owner). */
+export function unreachable(a: Answer): boolean {
+  return a.failure === 'timeout' || (a.failure === 'connection' && !(a.error instanceof ClosedError));
+}
+
+function classify(error: unknown, wasConnected: boolean): Failure {
+  if (error instanceof TimeoutError) return wasConnected ? 'timeout' : 'connection';
+  if (error instanceof ConnectionError || error instanceof ClosedError) return 'connection';
+  return 'error';
+}
+
+function describeCause(cause: unknown): string {
+  const message = cause && typeof cause === 'object' && 'message' in cause ? cause.message : undefined;
+  return typeof message === 'string' ? ` (${message})` : '';
+}
