@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import dc from 'node:diagnostics_channel';
+import { spawn } from 'node:child_process';
 import { setTimeout as delay } from 'node:timers/promises';
 import {
   ClosedError,
@@ -184,6 +185,51 @@ describe('RedisLocker', () => {
     expect(a.signal.aborted).to.equal(true);
     expect(b.fence).to.equal(a.fence + 1n);
     await b.release();
+  });
+
+  it('waiters get the lock in the order they started waiting', async () => {
+    const holder = await l1.acquire('fifo', { ttlMs: 10_000 });
+    const clients = await Promise.all([0, 1, 2].map(() => RedisClient.connect(server.url)));
+    const lockers = clients.map((c) => new RedisLocker(c));
+    const order: number[] = [];
+    try {
+      const waits: Array<Promise<void>> = [];
+      for (let i = 0; i < lockers.length; i++) {
+        waits.push(lockers[i]!.acquire('fifo', { ttlMs: 10_000 }).then((lock) => (order.push(i), lock.release())));
+        await waitFor(async () => (await admin.send(['ZCARD', queue('fifo')])) === i + 1, 2000, `waiter ${i} to queue`);
+      }
+      await holder.release();
+      await Promise.all(waits);
+      expect(order).to.deep.equal([0, 1, 2]);
+    } finally {
+      await Promise.all(lockers.map((l) => l.close()));
+      await Promise.all(clients.map((c) => c.close()));
+    }
+  });
+
+  it('a waiter that crashed holds up the queue for about its ttl, not forever', async () => {
+    const holder = await l1.acquire('crash', { ttlMs: 10_000 });
+    // A separate process queues for the lock with a 600 ms ttl, then dies without a word (SIGKILL).
+    const src = new URL('../src/index.ts', import.meta.url).href;
+    const code = `const { RedisClient, RedisLocker } = await import(${JSON.stringify(src)});
+      const locker = new RedisLocker(await RedisClient.connect(process.argv[1]));
+      await locker.acquire('crash', { ttlMs: 600 });`;
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code, server.url], { stdio: 'ignore' });
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    try {
+      await waitFor(async () => (await admin.send(['ZCARD', queue('crash')])) === 1, 10_000, 'the child to queue');
+    } finally {
+      child.kill('SIGKILL');
+      await exited;
+    }
+    const waiting = l2.acquire('crash', { ttlMs: 5000, waitTimeoutMs: 5000 });
+    await waitFor(async () => (await admin.send(['ZCARD', queue('crash')])) === 2, 2000, 'the second waiter to queue');
+    const released = performance.now();
+    await holder.release();
+    const lock = await waiting;
+    expect(performance.now() - released).to.be.below(600 + 1500);
+    await lock.release();
+    expect(await admin.send(['ZCARD', queue('crash')])).to.equal(0);
   });
 
   it('autoExtend keeps a 300 ms lock for several TTLs', async () => {
