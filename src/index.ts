@@ -24,3 +24,21 @@ export type { Lock, Locker, AcquireOptions, LockerOptions } from './locks/types.
 export { RedisLocker } from './locks/redis-locker.js';
 export { Redlock } from './locks/redlock.js';
 export type { RedlockOptions, RedlockNodeFailure, RedlockNodeOutcome } from './locks/redlock.js';
+
+export { EtcdClient } from './etcdrpc/client.js';
+export type { EtcdOptions, TxnOptions, CallOptions as EtcdCallOptions } from './etcdrpc/client.js';
+export { WatchCompactedError, Watcher } from './etcdrpc/watch.js';
+export type { WatchOptions, WatchHandlers } from './etcdrpc/watch.js';
+export { prefixEnd } from './etcdrpc/codec.js';
+export { SortOrder, SortTarget, CompareResult, CompareTarget, EventType, WatchFilter } from './etcdrpc/types.js';
+export type {
+  Bytes, Int64, ResponseHeader, KeyValue, Event as EtcdEvent, RangeRequest, RangeResponse, PutRequest, PutResponse,
+  DeleteRangeRequest, DeleteRangeResponse, RequestOp, ResponseOp, Compare, TxnRequest, TxnResponse,
+  WatchCreateRequest, WatchResponse, LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse,
+  LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, Member, MemberListResponse, StatusResponse,
+} from './etcdrpc/types.js';
+export { Session, SessionExpiredError } from './locks/etcd-session.js';
+export type { SessionOptions } from './locks/etcd-session.js';
+export { Mutex } from './locks/etcd-mutex.js';
+export type { MutexLockOptions } from './locks/etcd-mutex.js';
+export { EtcdLocker, ownerCompare } from './locks/etcd-locker.js';

@@ -46,6 +46,8 @@ const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   // Come back quickly when a member restarts (grpc's default backoff grows to two minutes).
   'grpc.initial_reconnect_backoff_ms': 100,
   'grpc.max_reconnect_backoff_ms': 2_000,
+  // Retries are ours (transport.unary); grpc-js's own layer would only add a buffering copy per call.
+  'grpc.enable_retries': 0,
 };
 
 export class Endpoint {
@@ -84,6 +86,7 @@ export class Transport {
   #current = 0;
   #token: string | undefined;
   #authenticating: Promise<void> | undefined;
+  readonly #inflight = new Set<grpc.ClientUnaryCall>();
 
   constructor(opts: TransportOptions) {
     const credentials = channelCredentials(opts.endpoints, opts.tls);
@@ -205,7 +208,7 @@ export class Transport {
         options,
         (err, res) => {
           offAbort();
-          offClose();
+          this.#inflight.delete(call);
           if (err) return reject(toError(err, m.name, endpoint.url, timeoutMs));
           if (etcdChannels.response.hasSubscribers) {
             etcdChannels.response.publish({
@@ -219,7 +222,8 @@ export class Transport {
         },
       );
       const offAbort = onAbort(signal, () => call.cancel());
-      const offClose = onAbort(this.#closing.signal, () => call.cancel());
+      // Not a listener on the close signal per call: hundreds may be in flight.
+      this.#inflight.add(call);
     });
   }
 
@@ -240,6 +244,8 @@ export class Transport {
   close(): void {
     if (this.closed) return;
     this.#closing.abort(new ClosedError('EtcdClient'));
+    for (const call of this.#inflight) call.cancel();
+    this.#inflight.clear();
     for (const e of this.endpoints) e.close();
   }
 }

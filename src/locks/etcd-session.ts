@@ -1,0 +1,229 @@
+/**
+ * Session: an etcd lease kept alive, as in etcd's Go `concurrency.Session`, with a stricter clock.
+ *
+ * The lease's expiry on the server is never earlier than (when we sent the renewal it answered) +
+ * TTL. So the session counts its own validity from the send time of the last acknowledged
+ * keep-alive, and `signal` aborts at that moment at the latest, whatever the network is doing. (The
+ * Go session only notices when its keep-alive channel closes, up to a TTL later.)
+ *
+ * Renewals go every TTL/3 over the client's shared LeaseKeepAlive stream; a failed one is tried
+ * again soon, on the next endpoint, while time is left. A renewal answered with TTL 0 means the
+ * lease is gone: the session is lost at once.
+ */
+import type { EtcdClient } from '../etcdrpc/client.js';
+import { etcdChannels } from '../diagnostics.js';
+import { ClosedError, EtcdError, WirelockError } from '../errors.js';
+import { driftMs } from './options.js';
+
+/** The session's lease is gone (expired, revoked) or could not be renewed before it ran out. */
+export class SessionExpiredError extends WirelockError {
+  readonly leaseId: bigint;
+  constructor(leaseId: bigint, detail: string, options?: { cause?: unknown }) {
+    super('WL_SESSION_EXPIRED', `etcd session (lease ${leaseId.toString(16)}) expired: ${detail}`, options);
+    this.leaseId = leaseId;
+  }
+}
+
+export interface SessionOptions {
+  /** Lease length in ms, rounded up to whole seconds (etcd's minimum is 2 s). Default 60000, as in Go. */
+  ttlMs?: number;
+  /** Adopt this existing lease instead of granting a new one. */
+  leaseId?: bigint;
+  /** Default true: renew every TTL/3 until close() or loss. False: only `keepAliveOnce()` renews. */
+  keepAlive?: boolean;
+  /** Aborts the lease grant. */
+  signal?: AbortSignal;
+}
+
+/** TTL in whole seconds: up from ms, and never below etcd's 2 s minimum. */
+export function ttlSeconds(ttlMs: number): number {
+  if (typeof ttlMs !== 'number' || !Number.isFinite(ttlMs) || ttlMs <= 0) {
+    throw new RangeError(`ttlMs must be a finite number > 0, got ${String(ttlMs)}`);
+  }
+  return Math.max(2, Math.ceil(ttlMs / 1000));
+}
+
+export class Session {
+  readonly client: EtcdClient;
+  /** The lease ID. Lock keys written under this session end in its lowercase hex. */
+  readonly lease: bigint;
+  /** Granted TTL in seconds. */
+  readonly ttl: number;
+  readonly #controller = new AbortController();
+  readonly #renewListeners = new Set<(validUntil: number) => void>();
+  readonly #keepAlive: boolean;
+  #validUntil: number;
+  #renewTimer: NodeJS.Timeout | undefined;
+  #expiryTimer: NodeJS.Timeout | undefined;
+  #renewing: Promise<number> | undefined;
+  #closed: Promise<void> | undefined;
+  #failures = 0;
+
+  private constructor(client: EtcdClient, lease: bigint, ttl: number, validUntil: number, keepAlive: boolean) {
+    this.client = client;
+    this.lease = lease;
+    this.ttl = ttl;
+    this.#validUntil = validUntil;
+    this.#keepAlive = keepAlive;
+    this.#armExpiry();
+    if (keepAlive) this.#scheduleRenew(this.#interval());
+    if (etcdChannels.session.hasSubscribers) {
+      etcdChannels.session.publish({ lease, event: 'granted', ttl, validUntil });
+    }
+  }
+
+  /** Grants a lease (or adopts `leaseId`) and starts keeping it alive. */
+  static async create(client: EtcdClient, opts: SessionOptions = {}): Promise<Session> {
+    const ttl = ttlSeconds(opts.ttlMs ?? 60_000);
+    const keepAlive = opts.keepAlive ?? true;
+    if (typeof keepAlive !== 'boolean') throw new TypeError('keepAlive must be a boolean');
+    const sentAt = performance.now();
+    if (opts.leaseId !== undefined) {
+      if (typeof opts.leaseId !== 'bigint' || opts.leaseId <= 0n) throw new TypeError('leaseId must be a positive bigint');
+      const res = await client.leaseKeepAlive(opts.leaseId, { signal: opts.signal });
+      if (res.TTL <= 0n) throw new SessionExpiredError(opts.leaseId, 'the lease does not exist');
+      return new Session(client, opts.leaseId, Number(res.TTL), validity(sentAt, Number(res.TTL)), keepAlive);
+    }
+    const res = await client.leaseGrant({ TTL: ttl }, { signal: opts.signal });
+    if (res.error) throw new EtcdError(2, res.error, { method: 'Lease.LeaseGrant' });
+    return new Session(client, res.ID, Number(res.TTL), validity(sentAt, Number(res.TTL)), keepAlive);
+  }
+
+  /** Aborts when the lease is lost (reason SessionExpiredError) or the session is closed (ClosedError). */
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+
+  /** performance.now() time up to which the lease certainly exists on the server. */
+  get validUntil(): number {
+    return this.#validUntil;
+  }
+
+  /** Calls `fn` after each confirmed renewal with the new validUntil. Returns a disposer. */
+  onRenewed(fn: (validUntil: number) => void): () => void {
+    this.#renewListeners.add(fn);
+    return () => this.#renewListeners.delete(fn);
+  }
+
+  /**
+   * Renews now (joining a renewal already in flight). Resolves with the new validUntil; rejects with
+   * SessionExpiredError if the lease is gone (the session is then lost), or a transient error.
+   */
+  keepAliveOnce(): Promise<number> {
+    if (this.#controller.signal.aborted) return Promise.reject(this.#controller.signal.reason);
+    this.#renewing ??= this.#renew().finally(() => (this.#renewing = undefined));
+    return this.#renewing;
+  }
+
+  /** Stops renewing and revokes the lease (its keys are deleted). Idempotent. */
+  close(): Promise<void> {
+    this.#closed ??= this.#close();
+    return this.#closed;
+  }
+
+  async #close(): Promise<void> {
+    // A session lost locally (renewals failed) may still hold its lease on the server: revoke it anyway.
+    this.#stop(new ClosedError('Session'));
+    if (etcdChannels.session.hasSubscribers) {
+      etcdChannels.session.publish({ lease: this.lease, event: 'closed', ttl: this.ttl, validUntil: this.#validUntil });
+    }
+    try {
+      await this.client.leaseRevoke({ ID: this.lease });
+    } catch (err) {
+      // Already expired, or the client is closed: nothing left to revoke from here.
+      if (err instanceof EtcdError && err.grpcCode === 5) return;
+      if (err instanceof ClosedError) return;
+      throw err;
+    }
+  }
+
+  /** Marks the session lost (for callers that learned it elsewhere, e.g. its key vanished). */
+  lose(detail: string, cause?: unknown): void {
+    if (this.#controller.signal.aborted) return;
+    const error = new SessionExpiredError(this.lease, detail, cause === undefined ? undefined : { cause });
+    if (etcdChannels.session.hasSubscribers) {
+      etcdChannels.session.publish({ lease: this.lease, event: 'lost', ttl: this.ttl, validUntil: this.#validUntil, error });
+    }
+    this.#stop(error);
+  }
+
+  async #renew(): Promise<number> {
+    const sentAt = performance.now();
+    // An answer later than a third of the TTL is no use to us: try the next endpoint instead.
+    const timeoutMs = Math.min(this.client.callTimeoutMs, Math.max(500, (this.ttl * 1000) / 3));
+    const res = await this.client.leaseKeepAlive(this.lease, { timeoutMs, signal: this.#controller.signal });
+    if (res.TTL <= 0n) {
+      this.lose('etcd answered the keep-alive with TTL 0 (the lease was revoked or had expired)');
+      throw this.#controller.signal.reason;
+    }
+    if (this.#controller.signal.aborted) throw this.#controller.signal.reason;
+    const validUntil = validity(sentAt, Number(res.TTL));
+    if (validUntil > this.#validUntil) {
+      this.#validUntil = validUntil;
+      this.#armExpiry();
+      for (const fn of this.#renewListeners) fn(validUntil);
+    }
+    if (etcdChannels.session.hasSubscribers) {
+      etcdChannels.session.publish({ lease: this.lease, event: 'renewed', ttl: Number(res.TTL), validUntil: this.#validUntil });
+    }
+    return this.#validUntil;
+  }
+
+  #interval(): number {
+    return (this.ttl * 1000) / 3;
+  }
+
+  #scheduleRenew(delayMs: number): void {
+    clearTimeout(this.#renewTimer);
+    this.#renewTimer = setTimeout(() => {
+      this.#renewTimer = undefined;
+      this.keepAliveOnce().then(
+        () => {
+          this.#failures = 0;
+          this.#scheduleRenew(this.#interval());
+        },
+        (err) => {
+          if (this.#controller.signal.aborted) return;
+          // Not known to be gone: try again soon (each try may go to another endpoint), while time is left.
+          // A permanent error (say, permission) ends the session at its deadline, not before.
+          void err;
+          const left = this.#validUntil - performance.now();
+          const backoff = Math.min(100 * 2 ** this.#failures++, 1000);
+          if (left > 0) this.#scheduleRenew(Math.min(backoff, left / 3));
+        },
+      );
+    }, delayMs);
+    this.#renewTimer.unref?.();
+  }
+
+  #armExpiry(): void {
+    clearTimeout(this.#expiryTimer);
+    const left = this.#validUntil - performance.now();
+    this.#expiryTimer = setTimeout(() => this.lose(`not renewed within its ${this.ttl} s TTL`), Math.max(0, left));
+    this.#expiryTimer.unref?.();
+  }
+
+  #stop(reason: Error): void {
+    clearTimeout(this.#renewTimer);
+    clearTimeout(this.#expiryTimer);
+    this.#renewTimer = this.#expiryTimer = undefined;
+    this.#renewListeners.clear();
+    if (!this.#controller.signal.aborted) this.#controller.abort(reason);
+  }
+
+  /** Lowercase hex of the lease ID, as etcd's Go client writes it in lock keys. */
+  get leaseHex(): string {
+    return this.lease.toString(16);
+  }
+
+  /** True when renewals are automatic. */
+  get keepsAlive(): boolean {
+    return this.#keepAlive;
+  }
+}
+
+/** Until when a lease renewed (or granted) by a request sent at `sentAt` certainly lives. */
+function validity(sentAt: number, ttlSeconds: number): number {
+  const ttlMs = ttlSeconds * 1000;
+  return sentAt + ttlMs - driftMs(ttlMs);
+}
