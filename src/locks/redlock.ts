@@ -33,7 +33,7 @@ export type { RedlockNodeFailure, RedlockNodeOutcome } from './redlock-nodes.js'
 export interface RedlockOptions extends LockerOptions {
   /** Share of the TTL not counted on, for clocks running at different rates; 2 ms are added. Default 0.01. */
   driftFactor?: number;
-  /** Per-node bound on each command of an attempt. Default max(10 ms, 1% of the lock's TTL). */
+  /** Per-node bound on each command of an attempt. Default 1% of the lock's TTL, at least min(50 ms, TTL/10). */
   nodeTimeoutMs?: number;
 }
 
@@ -104,10 +104,14 @@ export class Redlock extends BaseLocker implements LockOps {
 
   /**
    * The slow path. Subscribes to the release channel on every node, then after each failed attempt:
-   * - held elsewhere: sleeps until a release message, or until the holders' PTTLs on a quorum run out;
-   * - split (we got some nodes, others got the rest) or too late: a short random delay, so contenders
-   *   stop moving in lockstep, deaf to release messages (they would line everyone up again);
-   * - no quorum reachable: backs off (capped, with jitter) until the deadline, then QuorumError.
+   * - held elsewhere: sleeps until release messages have freed enough nodes for a quorum (counting the
+   *   nodes we had got ourselves), or until the holders' keys on those nodes have run out (their
+   *   PTTLs), plus jitter. A release on one node alone wakes no one who could not win with it: that
+   *   keeps two waiters from waking each other with their partial releases while a third party holds
+   *   the lock. If we had got some nodes ourselves (a split vote, or a quorum that came too late), a
+   *   short random pause follows, so the racers do not try again in lockstep;
+   * - no quorum reachable (nodes down, stopped, erroring): backs off, capped, with jitter, until the
+   *   deadline, then QuorumError with each node's cause.
    */
   async #wait(key: string, keys: RedisKeys, o: ResolvedAcquire, start: number, first: Outcome | undefined): Promise<Lock> {
     const link = this.linkSignals(o.signal);
@@ -115,12 +119,16 @@ export class Redlock extends BaseLocker implements LockOps {
     let last = first; // the latest finished attempt
     let attempts = first ? 1 : 0;
     let backoffs = 0;
-    let woken = false;
+    // Nodes that announced a release since the last attempt began; or look again whatever they say
+    // (just subscribed, or a subscriber reconnected and may have missed messages).
+    const freed: boolean[] = new Array(this.#nodes.size).fill(false);
+    let lookAgain = false;
     let wake: (() => void) | undefined;
-    const onRelease = (): void => {
-      woken = true;
+    const listeners = this.#nodes.clients.map((_, i) => (message: unknown): void => {
+      if (message === null) lookAgain = true;
+      else freed[i] = true;
       wake?.();
-    };
+    });
     let unsubscribe: (() => void) | undefined;
     const deadlineTimer =
       o.waitTimeoutMs === Infinity
@@ -129,6 +137,8 @@ export class Redlock extends BaseLocker implements LockOps {
     try {
       for (let retry = first === undefined; ; retry = true) {
         if (retry) {
+          freed.fill(false);
+          lookAgain = false;
           last = await this.#attemptRaced(key, keys, o, signal);
           attempts++;
           if (last.lock) return this.#acquired(last.lock, start, attempts);
@@ -137,32 +147,27 @@ export class Redlock extends BaseLocker implements LockOps {
         // Error replies (NOPERM, WRONGTYPE…) from more than N-Q nodes will not go away by waiting.
         if (out.errors > this.#nodes.size - this.#quorum) throw this.#acquireError(key, out, attempts);
         if (!unsubscribe) {
-          unsubscribe = await this.#subscribe(keys.channel, onRelease, signal, out.timeoutMs);
+          unsubscribe = await this.#subscribe(keys.channel, listeners, signal, out.timeoutMs);
           // A release between that attempt and the subscriptions would go unseen: look again now.
-          if (this.#contended(out) && out.granted === 0) continue;
+          lookAgain = true;
         }
-        let delay: number;
-        let pttl: number | undefined;
         if (!this.#contended(out)) {
-          delay = Math.min(50 * 2 ** backoffs++, 1000) + jitter(50);
-        } else if (out.granted > 0) {
-          backoffs = 0;
-          delay = 1 + jitter(Math.max(2, Math.ceil(4 * out.elapsedMs)));
-        } else {
-          backoffs = 0;
-          if (woken) {
-            woken = false;
-            continue;
-          }
-          pttl = this.#quorumPttl(out, o.ttlMs);
-          delay = pttl + 1 + jitter(5);
+          const delay = Math.min(50 * 2 ** backoffs++, 1000) + jitter(50);
+          if (channels.lockWait.hasSubscribers) channels.lockWait.publish({ backend: 'redlock', key, attempts, delayMs: delay });
+          await sleep(delay, signal);
+          continue;
         }
-        if (channels.lockWait.hasSubscribers) {
-          channels.lockWait.publish({ backend: 'redlock', key, pttl, attempts, delayMs: delay });
+        backoffs = 0;
+        const ready = (): boolean => lookAgain || this.#freedQuorum(out, freed);
+        if (!ready()) {
+          const pttl = this.#quorumPttl(out, o.ttlMs);
+          if (channels.lockWait.hasSubscribers) channels.lockWait.publish({ backend: 'redlock', key, pttl, attempts });
+          await this.#sleepUntilWoken(pttl + 1 + jitter(5), signal, (done) => (wake = () => ready() && done()));
+          wake = undefined;
         }
-        await this.#sleep(delay, pttl !== undefined, signal, (fn) => (wake = fn));
-        wake = undefined;
-        woken = false;
+        // We got some nodes and someone else got the others (or we got a quorum too late): others are
+        // racing for it as well. A random pause stops the racers from trying again in lockstep.
+        if (out.granted > 0) await sleep(1 + jitter(Math.max(2, Math.ceil(4 * out.elapsedMs))), signal);
       }
     } finally {
       clearTimeout(deadlineTimer);
@@ -171,9 +176,15 @@ export class Redlock extends BaseLocker implements LockOps {
     }
   }
 
-  /** Sleeps `ms`; if `wakeable`, a release message (via the function handed to `setWake`) ends it early. */
-  #sleep(ms: number, wakeable: boolean, signal: AbortSignal, setWake: (fn: () => void) => void): Promise<void> {
-    if (!wakeable) return sleep(ms, signal);
+  /** Whether the nodes we got, plus those that announced a release since, make a quorum. */
+  #freedQuorum(out: Outcome, freed: boolean[]): boolean {
+    let free = 0;
+    out.answers.forEach((a, i) => (freed[i] || (a && isGrant(a))) && free++);
+    return free >= this.#quorum;
+  }
+
+  /** Sleeps `ms`, or less if a release message calls the function handed to `setWake`. */
+  #sleepUntilWoken(ms: number, signal: AbortSignal, setWake: (fn: () => void) => void): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(done, ms);
       const off = onAbort(signal, (reason) => (clearTimeout(timer), reject(reason)));
@@ -187,18 +198,18 @@ export class Redlock extends BaseLocker implements LockOps {
   }
 
   /**
-   * Subscribes `listener` to `channel` on every node, waiting at most `boundMs` for the confirmations:
+   * Subscribes `listeners[i]` to `channel` on node i, waiting at most `boundMs` for the confirmations:
    * a node that confirms later still wakes us later, and a missed message costs at most one PTTL.
    */
-  async #subscribe(channel: string, listener: () => void, signal: AbortSignal, boundMs: number): Promise<() => void> {
+  async #subscribe(channel: string, listeners: Array<(message: unknown) => void>, signal: AbortSignal, boundMs: number): Promise<() => void> {
     const offs: Array<() => void> = [];
     let done = false;
     const stop = (): void => {
       done = true;
       for (const off of offs) off();
     };
-    const confirmed = this.#nodes.clients.map((client) =>
-      client.subscribe(channel, listener, signal).then((off) => (done ? off() : void offs.push(off)), noop),
+    const confirmed = this.#nodes.clients.map((client, i) =>
+      client.subscribe(channel, listeners[i]!, signal).then((off) => (done ? off() : void offs.push(off)), noop),
     );
     try {
       await Promise.race([Promise.all(confirmed), sleep(boundMs, signal)]);
@@ -385,11 +396,12 @@ export class Redlock extends BaseLocker implements LockOps {
   }
 
   /**
-   * The default per-node bound: small next to the TTL, so that one stuck node cannot eat the validity,
-   * and not below 10 ms, so that an ordinary scheduling hiccup is not taken for a dead node.
+   * The default per-node bound: 1% of the TTL, so that a stuck node cannot eat the validity; but at least
+   * 50 ms (a tenth of the TTL if that is less), because a busy process's event loop can run its timers
+   * tens of ms late, and a timeout on a healthy node costs its connection (see docs/redlock.md).
    */
   #timeoutFor(ttlMs: number): number {
-    return this.#nodeTimeoutMs ?? Math.max(10, Math.ceil(ttlMs / 100));
+    return this.#nodeTimeoutMs ?? Math.ceil(Math.max(Math.min(50, ttlMs / 10), ttlMs / 100));
   }
 
   #acquireError(key: string, out: Outcome, attempts: number): QuorumError {
