@@ -441,3 +441,65 @@ function lost(lock: Lock, ms: number): Promise<unknown> {
     else lock.signal.addEventListener('abort', done, { once: true });
   });
 }
+
+describe('FaultProxy (test support)', () => {
+  let server: RedisServer;
+  let proxy: FaultProxy;
+  let client: RedisClient;
+  before(async () => {
+    [server] = await startRedisNodes(1);
+    proxy = await FaultProxy.start({ port: server!.port });
+    client = await RedisClient.connect({ port: proxy.port, reconnect: () => 20, commandTimeoutMs: 1000 });
+  });
+  after(async () => {
+    await client?.close();
+    await proxy?.stop();
+    await server?.stop();
+  });
+  const timed = async (p: Promise<unknown>): Promise<number> => {
+    const t0 = performance.now();
+    await p;
+    return performance.now() - t0;
+  };
+
+  it('delays each direction, keeping order when the delay changes mid-stream', async () => {
+    proxy.delay({ up: 80, down: 0 });
+    expect(await timed(client.send(['PING']))).to.be.at.least(75);
+    proxy.delay(60);
+    const first = client.send(['INCR', 'proxy:n']);
+    await sleep(5);
+    proxy.delay(0);
+    const second = client.send(['INCR', 'proxy:n']);
+    expect([await first, await second]).to.deep.equal([1, 2]);
+  });
+
+  it('holds bytes until flush, swallows them in a blackhole, and resets or refuses connections', async () => {
+    proxy.delay(0).hold();
+    const held = client.send(['INCR', 'proxy:h']);
+    let settled = false;
+    void held.finally(() => (settled = true));
+    await sleep(100);
+    expect(settled).to.equal(false);
+    proxy.flush();
+    expect(await held).to.equal(1);
+
+    proxy.blackhole();
+    expect(await rejectionOf(client.send(['PING'], { timeoutMs: 150 }))).to.match(/timed out/);
+    proxy.pass(); // the swallowed connections are reset; the client reconnects
+    expect(await client.send(['PING'], { timeoutMs: 500 })).to.equal('PONG');
+
+    proxy.refuse().reset();
+    expect(await rejectionOf(client.send(['PING'], { timeoutMs: 150 }))).to.match(/^(ConnectionError|TimeoutError)/);
+    proxy.pass();
+    expect(await client.send(['PING'], { timeoutMs: 500 })).to.equal('PONG');
+  });
+});
+
+async function rejectionOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (err) {
+    return String(err);
+  }
+  throw new Error('expected a rejection');
+}
