@@ -40,8 +40,6 @@ interface FieldPlan {
   name: string;
   kind: Kind;
   repeated: boolean;
-  /** Member of a oneof: only the member that was sent may be touched (the others stay unset). */
-  oneof: boolean;
   plan?: Plan;
 }
 
@@ -54,6 +52,7 @@ interface Plan {
 }
 
 const plans = new Map<protobuf.Type, Plan>();
+const EMPTY = Buffer.alloc(0);
 
 function planFor(type: protobuf.Type): Plan {
   let plan = plans.get(type);
@@ -61,9 +60,15 @@ function planFor(type: protobuf.Type): Plan {
   // Registered before its fields are filled in: RequestOp and TxnRequest refer to each other.
   plan = { type, fields: [], decodeFields: [] };
   plans.set(type, plan);
+  const proto = type.ctor.prototype as Record<string, unknown>;
   for (const field of type.fieldsArray) {
     field.resolve();
-    const base = { name: field.name, repeated: field.repeated, oneof: field.partOf !== null };
+    // What a field that was not on the wire reads as (decoded messages keep defaults on the prototype):
+    // 0n and an empty Buffer, not protobufjs's Long and [], and nothing at all for an unsent oneof member.
+    if (field.partOf) proto[field.name] = field.resolvedType instanceof protobuf.Type ? null : undefined;
+    else if (!field.repeated && /^(u?int64|s?fixed64|sint64)$/.test(field.type)) proto[field.name] = 0n;
+    else if (!field.repeated && field.type === 'bytes') proto[field.name] = EMPTY;
+    const base = { name: field.name, repeated: field.repeated };
     let f: FieldPlan | undefined;
     if (field.resolvedType instanceof protobuf.Type) {
       f = { ...base, kind: Kind.Message, plan: planFor(field.resolvedType) };
@@ -129,6 +134,8 @@ function toWire(msg: Record<string, unknown>, plan: Plan): Record<string, unknow
   if (msg === null || typeof msg !== 'object') throw new TypeError(`${plan.type.name} must be an object`);
   let out: Record<string, unknown> | undefined;
   for (const f of plan.fields) {
+    // Own fields only: a decoded message keeps its defaults on the prototype, and they are not sent.
+    if (!Object.hasOwn(msg, f.name)) continue;
     const value = msg[f.name];
     if (value === undefined || value === null) continue;
     out ??= { ...msg };
@@ -145,7 +152,7 @@ function toWire(msg: Record<string, unknown>, plan: Plan): Record<string, unknow
 /** In place: every 64-bit integer of a freshly decoded message (and its sub-messages) becomes a bigint. */
 function fromWire(msg: Record<string, unknown>, plan: Plan): void {
   for (const f of plan.decodeFields) {
-    if (f.oneof && !Object.hasOwn(msg, f.name)) continue;
+    if (!Object.hasOwn(msg, f.name)) continue; // not on the wire: the prototype's default is right
     const value = msg[f.name];
     if (value === null || value === undefined) continue;
     if (f.kind === Kind.Message) {
