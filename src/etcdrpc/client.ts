@@ -215,7 +215,7 @@ function checkOptions(opts: EtcdOptions): ConstructorParameters<typeof Transport
     try {
       url = new URL(String(e));
     } catch {
-      throw new TypeError(`endpoint is not a URL: ${String(e)}`);
+      throw new TypeError(`endpoint must look like http://host:port or https://host:port, got ${String(e)}`);
     }
     if ((url.protocol !== 'http:' && url.protocol !== 'https:') || !url.port) {
       throw new TypeError(`endpoint must look like http://host:port or https://host:port, got ${String(e)}`);

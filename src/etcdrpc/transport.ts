@@ -10,7 +10,7 @@
  *   etcd rejects such a call before applying it.
  * Every attempt shares one deadline (`callTimeoutMs`); a DEADLINE_EXCEEDED becomes TimeoutError.
  */
-import grpc from '@grpc/grpc-js';
+import * as grpc from '@grpc/grpc-js';
 import type { SecureContextOptions } from 'node:tls';
 import { etcdChannels, redactEtcd } from '../diagnostics.js';
 import { jitter, onAbort, sleep } from '../abort.js';

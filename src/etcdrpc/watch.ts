@@ -86,6 +86,17 @@ export class Watcher {
 
 const PROBE_MS = 5_000;
 
+/** Runs a caller's handler; if it throws, the error surfaces as uncaught, and the stream carries on. */
+function deliver(fn: () => void): void {
+  try {
+    fn();
+  } catch (err) {
+    process.nextTick(() => {
+      throw err;
+    });
+  }
+}
+
 /**
  * A cancel_reason as an EtcdError. etcd writes some reasons as a whole Go status string
  * ("rpc error: code = PermissionDenied desc = etcdserver: permission denied"): keep etcd's message.
@@ -160,7 +171,7 @@ export class WatchStream {
     this.#watchers.clear();
     for (const w of all) {
       w.canceled = true;
-      w.handlers.onError(error);
+      deliver(() => w.handlers.onError(error));
     }
   }
 
@@ -217,7 +228,7 @@ export class WatchStream {
         return;
       }
       if (w.nextRev === 0n) w.nextRev = res.header.revision + 1n;
-      w.handlers.onCreated?.(res.header);
+      if (w.handlers.onCreated) deliver(() => w.handlers.onCreated!(res.header));
       return;
     }
     const w = this.#watchers.get(Number(res.watch_id));
@@ -229,7 +240,7 @@ export class WatchStream {
     const events = res.events;
     if (events.length > 0) {
       w.nextRev = events[events.length - 1]!.kv!.mod_revision + 1n;
-      w.handlers.onEvents(events, res.header);
+      deliver(() => w.handlers.onEvents(events, res.header));
     } else if (w.request.progress_notify && res.header.revision + 1n > w.nextRev) {
       // A progress notification: everything up to header.revision has been delivered.
       w.nextRev = res.header.revision + 1n;
@@ -240,7 +251,7 @@ export class WatchStream {
     if (w.canceled) return;
     w.canceled = true;
     this.#watchers.delete(w.id);
-    w.handlers.onError(error);
+    deliver(() => w.handlers.onError(error));
   }
 
   #onBreak(call: grpc.ClientDuplexStream<WatchRequest, WatchResponse>, failure: { code: number; details: string } | undefined): void {

@@ -1,0 +1,75 @@
+/**
+ * Helpers for the etcd tests: etcdctl as a child process, waiting for a condition, collecting events.
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+/** Runs `etcdctl` (API v3) against `endpoints` and returns its stdout. */
+export async function etcdctl(endpoints: string[], args: string[], extra: string[] = []): Promise<string> {
+  const { stdout } = await run('etcdctl', ['--endpoints', endpoints.join(','), ...extra, ...args], {
+    env: { ...process.env, ETCDCTL_API: '3' },
+    timeout: 15_000,
+  });
+  return stdout;
+}
+
+/** A long-running `etcdctl lock NAME` (it holds the lock until killed), with its output so far. */
+export interface EtcdctlLock {
+  child: ChildProcess;
+  output(): string;
+  /** Resolves once etcdctl prints the key it holds (it does so when it has the lock). */
+  acquired: Promise<string>;
+  exited: Promise<number | null>;
+  stop(): Promise<void>;
+}
+
+export function etcdctlLock(endpoints: string[], name: string, extra: string[] = []): EtcdctlLock {
+  const child = spawn('etcdctl', ['--endpoints', endpoints.join(','), ...extra, 'lock', name], {
+    env: { ...process.env, ETCDCTL_API: '3' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let resolveAcquired!: (key: string) => void;
+  const acquired = new Promise<string>((resolve) => (resolveAcquired = resolve));
+  child.stdout!.on('data', (chunk: Buffer) => {
+    out += chunk.toString();
+    const line = out.split('\n').find((l) => l.startsWith(`${name}/`));
+    if (line) resolveAcquired(line.trim());
+  });
+  child.stderr!.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return {
+    child,
+    output: () => out,
+    acquired,
+    exited,
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGINT');
+      await exited;
+    },
+  };
+}
+
+/** Polls `check` until it returns true; fails after `timeoutMs`. */
+export async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 5000, what = 'condition'): Promise<void> {
+  const until = performance.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (performance.now() > until) throw new Error(`${what} not reached within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Settles with the rejection reason (or fails the test if it resolves). */
+export async function rejection(p: Promise<unknown>): Promise<Error> {
+  try {
+    await p;
+  } catch (err) {
+    return err as Error;
+  }
+  throw new Error('expected a rejection, but it resolved');
+}
