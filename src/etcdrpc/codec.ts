@@ -61,6 +61,11 @@ function planFor(type: protobuf.Type): Plan {
   plan = { type, fields: [], decodeFields: [] };
   plans.set(type, plan);
   const proto = type.ctor.prototype as Record<string, unknown>;
+  // protobufjs's toJSON converts 64-bit fields as if they were long.js objects (and throws on a bigint):
+  // a decoded message serializes as its own fields instead (bigints left to the caller's replacer).
+  proto.toJSON = function toJSON(this: object) {
+    return { ...this };
+  };
   for (const field of type.fieldsArray) {
     field.resolve();
     // What a field that was not on the wire reads as (decoded messages keep defaults on the prototype):

@@ -121,6 +121,9 @@ async function planMembers(size: number, dirs: string[], opts: EtcdServerOptions
     specs.push({ name: `m${i + 1}`, client: await freePort(), peer: await freePort(), dir: dirs[i]! });
   }
   const initialCluster = specs.map((s) => `${s.name}=http://127.0.0.1:${s.peer}`).join(',');
+  // One token for all members: the cluster ID is derived from it, so members with different tokens
+  // would each found a cluster of their own.
+  const token = `wirelock-${process.pid}-${specs[0]!.peer}`;
   return specs.map((s) => {
     const clientUrl = `${scheme}://127.0.0.1:${s.client}`;
     const peerUrl = `http://127.0.0.1:${s.peer}`;
@@ -133,7 +136,7 @@ async function planMembers(size: number, dirs: string[], opts: EtcdServerOptions
       '--initial-advertise-peer-urls', peerUrl,
       '--initial-cluster', initialCluster,
       '--initial-cluster-state', 'new',
-      '--initial-cluster-token', `wirelock-${process.pid}-${s.peer}`,
+      '--initial-cluster-token', token,
       '--unsafe-no-fsync',
       '--logger', 'zap',
       '--log-outputs', 'stderr',
