@@ -15,7 +15,7 @@ import { execFileSync } from 'node:child_process';
 import { RedisClient, RedisLocker } from '../src/index.js';
 import { startRedis } from '../src/testing/servers.js';
 import { quantile } from '../src/testing/history.js';
-import { ACQUIRE, RELEASE } from '../src/locks/redis-scripts.js';
+import { QUEUE_ACQUIRE, QUEUE_RELEASE } from '../src/locks/redis-scripts.js';
 
 const arg = (name: string, fallback: number): number => {
   const i = process.argv.indexOf(`--${name}`);
@@ -78,8 +78,9 @@ async function main(): Promise<void> {
     for (let r = 0; r < ROUNDS; r++) {
       ours.push(await cyclesPerSecond(locker, r));
       const n = Math.max(5000, Math.round(ours[r]! * SECONDS));
-      const acq = redisBenchmark(server.port, ['EVALSHA', ACQUIRE.sha, '2', `bb:{__rand_int__}`, `bb:{__rand_int__}:fence`, 'tok', '10000'], n);
-      const rel = redisBenchmark(server.port, ['EVALSHA', RELEASE.sha, '1', `bb:{__rand_int__}`, 'tok', 'bb:chan'], n);
+      const keys = ['4', 'bb:{__rand_int__}', 'bb:{__rand_int__}:fence', 'bb:{__rand_int__}:queue', 'bb:{__rand_int__}:queue:exp'];
+      const acq = redisBenchmark(server.port, ['EVALSHA', QUEUE_ACQUIRE.sha, ...keys, 'tok', '10000', '10000', 'bb:chan'], n);
+      const rel = redisBenchmark(server.port, ['EVALSHA', QUEUE_RELEASE.sha, ...keys, 'tok', 'bb:chan'], n);
       raw.push(1 / (1 / acq + 1 / rel));
     }
     const hand = await handoffs(locker, locker2, 200);

@@ -252,10 +252,10 @@ export class RedisLocker extends BaseLocker implements LockOps {
 
   // LockOps, used by the HeldLocks this locker hands out.
 
-  async extend(lock: HeldLock, ttlMs: number): Promise<number> {
+  async extend(lock: HeldLock, ttlMs: number, signal?: AbortSignal): Promise<number> {
     const keys = redisKeys(this.#prefix, lock.key);
     const sentAt = performance.now();
-    const result = await this.#client.evalScript(EXTEND, [keys.lock], [lock.token, Math.ceil(ttlMs)]);
+    const result = await this.#client.evalScript(EXTEND, [keys.lock], [lock.token, Math.ceil(ttlMs)], { signal });
     if (result === 1) return sentAt + ttlMs - driftMs(ttlMs);
     throw new LockLostError(lock.key, result === 0 ? 'expired' : 'stolen');
   }

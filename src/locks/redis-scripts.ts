@@ -71,13 +71,17 @@ if #lapsed > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now) end
 local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]`;
 
 /**
+ * The uncontended case (no queue) costs EXISTS + SET + INCR, as light as a plain SET NX script.
  * KEYS[1] lock, KEYS[2] fence, KEYS[3] queue, KEYS[4] queue expiries;
  * ARGV[1] token, ARGV[2] ttl ms, ARGV[3] how long our place in the queue lasts (0: do not queue), ARGV[4] channel.
  * Granted: {1, fence}. Not granted: {0, the holder's PTTL (-2 if the lock is free but not our turn),
  * ms until the head's place lapses (-1 if no one else is waiting)}.
  */
 export const QUEUE_ACQUIRE = new Script(
-  `${DROP_LAPSED}
+  `if redis.call('EXISTS', KEYS[3]) == 0 and redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {1, redis.call('INCR', KEYS[2])}
+end
+${DROP_LAPSED}
 if (not head or head == ARGV[1]) and redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   if head then
     redis.call('ZREM', KEYS[3], ARGV[1])
@@ -105,7 +109,7 @@ return {0, pttl, headLeft}`,
 
 /**
  * KEYS as QUEUE_ACQUIRE; ARGV[1] token, ARGV[2] channel.
- * If we hold the lock: delete it and announce the next waiter by name (or '' if no one waits): 1.
+ * If we hold the lock: delete it and announce the next waiter by name (no one is told if no one waits): 1.
  * Otherwise (an abandoned wait, or an attempt that may have landed): leave the queue, and if the lock
  * is free, wake whoever is at the head now: 0. Never deletes another holder's lock.
  */
@@ -113,6 +117,7 @@ export const QUEUE_RELEASE = new Script(
   `local released = 0
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
+  if redis.call('EXISTS', KEYS[3]) == 0 then return 1 end
   released = 1
 else
   redis.call('ZREM', KEYS[3], ARGV[1])
