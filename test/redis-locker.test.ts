@@ -326,6 +326,22 @@ describe('RedisLocker', () => {
     await b.release();
   });
 
+  it('waitTimeoutMs: 0 means one attempt: a free lock is always taken, a held one times out at once', async () => {
+    // A 0 ms deadline must not cancel the one attempt while it is on the wire.
+    for (let i = 0; i < 100; i++) {
+      const lock = await l1.acquire('zero-wait', { waitTimeoutMs: 0 });
+      await lock.release();
+    }
+    const held = await l1.acquire('zero-wait');
+    const start = performance.now();
+    const err = await rejection(l2.acquire('zero-wait', { waitTimeoutMs: 0 }));
+    expect(err).to.be.instanceOf(LockTimeoutError);
+    expect(performance.now() - start).to.be.below(1000);
+    // It never joined the queue, so the lock stays free for anyone once released.
+    expect(await admin.send(['EXISTS', queue('zero-wait')])).to.equal(0);
+    await held.release();
+  });
+
   it('rejects bad arguments at once with TypeError/RangeError', async () => {
     const cases: Array<[unknown, unknown, typeof TypeError | typeof RangeError]> = [
       ['', undefined, TypeError],

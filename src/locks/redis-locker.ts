@@ -57,16 +57,19 @@ export class RedisLocker extends BaseLocker implements LockOps {
     const start = performance.now();
     let token = randomToken();
 
-    // Uncontended fast path: one round trip, nothing to set up. (A pending close() is checked in #attempt.)
+    // Uncontended fast path: one round trip, nothing to set up. It also serves waitTimeoutMs: 0, which
+    // means one attempt (a deadline of 0 would otherwise cancel that attempt while on the wire). Any
+    // other deadline bounds the first attempt too, so #wait makes it.
     let first: Attempt | undefined;
-    if (o.waitTimeoutMs === Infinity && !o.signal) {
+    if (o.waitTimeoutMs === 0 || (o.waitTimeoutMs === Infinity && !o.signal)) {
       try {
-        first = await this.#attempt(key, keys, token, o, true, undefined);
+        first = await this.#attempt(key, keys, token, o, o.waitTimeoutMs !== 0, o.signal);
         if (first.lock) return this.#granted(first.lock, start, 1);
       } catch (err) {
-        if (!isTransient(err)) throw err;
+        if (!isTransient(err) || o.waitTimeoutMs === 0) throw err;
         token = randomToken(); // the failed attempt is being cleaned up under the old token
       }
+      if (o.waitTimeoutMs === 0) throw new LockTimeoutError(key, performance.now() - start);
     }
     return this.#wait(key, keys, token, o, start, first);
   }

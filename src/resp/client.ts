@@ -69,11 +69,15 @@ export class RedisClient {
     if (keys.length !== script.numKeys) {
       throw new TypeError(`script takes ${script.numKeys} keys, got ${keys.length}`);
     }
+    const start = performance.now();
     try {
       return await this.send(['EVALSHA', script.sha, script.numKeys, ...keys, ...args], opts);
     } catch (err) {
       if (!(err instanceof RespError) || err.prefix !== 'NOSCRIPT') throw err;
-      return this.send(['EVAL', script.lua, script.numKeys, ...keys, ...args], opts);
+      // One timeout covers both round trips: the fallback gets what is left of it.
+      const timeoutMs = opts?.timeoutMs ?? this.#opts.commandTimeoutMs;
+      const left = Math.max(1, timeoutMs - (performance.now() - start));
+      return this.send(['EVAL', script.lua, script.numKeys, ...keys, ...args], { ...opts, timeoutMs: left });
     }
   }
 

@@ -268,8 +268,15 @@ export class RespConnection {
     this.#settle(cmd, new RespError(err.message, cmd.name), false);
   }
 
-  #onTimeout(cmd: Pending, timeoutMs: number): void {
+  #onTimeout(cmd: Pending, timeoutMs: number, deferred = false): void {
     if (cmd.done) return;
+    // Timers run before the poll phase that reads sockets: when the event loop is late, a reply that
+    // arrived in time may be sitting unread. Look once more after the next poll (setImmediate runs
+    // right after it) before destroying a healthy connection.
+    if (cmd.written && !deferred) {
+      setImmediate(() => this.#onTimeout(cmd, timeoutMs, true));
+      return;
+    }
     const error = new TimeoutError(`${this.address}: ${cmd.name} timed out after ${timeoutMs} ms`, timeoutMs);
     const wasWritten = cmd.written;
     this.#settle(cmd, error, false);
