@@ -224,7 +224,13 @@ describe('Redlock', function () {
     const aborted = b.acquire(k, { signal: ac.signal });
     setTimeout(() => ac.abort(new Error('stop')), 50);
     expect(((await rejection(aborted)) as Error).message).to.equal('stop');
+    // waitTimeoutMs: 0 is one round: it times out at once while held…
+    const t1 = performance.now();
+    expect(await rejection(b.acquire(k, { waitTimeoutMs: 0 }))).to.be.instanceOf(LockTimeoutError);
+    expect(performance.now() - t1).to.be.lessThan(1000);
     await held.release();
+    // …and always gets a free lock (a 0 ms deadline must not cancel the round on the wire).
+    for (let i = 0; i < 30; i++) await (await b.acquire(k, { waitTimeoutMs: 0 })).release();
   });
 
   it('cleans up its partial locks after a failed attempt', async () => {

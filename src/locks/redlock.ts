@@ -94,10 +94,13 @@ export class Redlock extends BaseLocker implements LockOps {
     const keys = redisKeys(this.#prefix, key);
     const start = performance.now();
     // Uncontended fast path: one round, nothing to set up. (A pending close() is checked in #attempt.)
+    // It also serves waitTimeoutMs: 0, which means one round (a 0 ms deadline would otherwise cancel
+    // that round while on the wire); any other deadline bounds the first round too, inside #wait.
     let first: Outcome | undefined;
-    if (o.waitTimeoutMs === Infinity && !o.signal) {
-      first = await this.#attempt(key, keys, o);
+    if (o.waitTimeoutMs === 0 || (o.waitTimeoutMs === Infinity && !o.signal)) {
+      first = o.signal ? await this.#attemptRaced(key, keys, o, o.signal) : await this.#attempt(key, keys, o);
       if (first.lock) return this.#acquired(first.lock, start, 1);
+      if (o.waitTimeoutMs === 0) throw this.#deadlineError(key, start, first, 1);
     }
     return this.#wait(key, keys, o, start, first);
   }
