@@ -269,12 +269,12 @@ export class Mutex {
           onCreated: (h) => ((predFrom ||= h.revision), poke()),
         });
         for (;;) {
+          // Both watches in place, and one of them started after our last read: that leaves a gap.
           const gap = (): boolean => ownFrom > 0n && predFrom > 0n && (ownFrom > lastRead || predFrom > lastRead);
-          await new Promise<void>((resolve) => {
-            wake = resolve;
-            if (predGone || failure !== undefined || gap()) resolve();
-          });
-          wake = undefined;
+          while (!predGone && failure === undefined && !gap()) {
+            await new Promise<void>((resolve) => (wake = resolve));
+            wake = undefined;
+          }
           if (predGone || failure !== undefined) break;
           // A watch started after our last read: read again, so a deletion in between is not missed.
           const check = await this.#check(signal);
