@@ -208,6 +208,26 @@ describe('EtcdClient against etcd', function () {
     }
   });
 
+  it('moves a silent Watch stream to the next endpoint (progress probe)', async function () {
+    this.timeout(20_000);
+    const proxy = await FaultProxy.start({ port: Number(new URL(etcd.clientUrl).port) });
+    const c = await EtcdClient.connect({ endpoints: [`http://127.0.0.1:${proxy.port}`, etcd.clientUrl] });
+    try {
+      const key = fresh('probe');
+      const seen: string[] = [];
+      let created = 0;
+      c.watch(key, {}, { onEvents: (evs) => evs.forEach((e) => seen.push(e.kv!.value.toString())), onError: () => {}, onCreated: () => void created++ });
+      await eventually(() => created === 1, 3000, 'created');
+      proxy.blackhole(); // the connection stays open; nothing gets through either way
+      await client.put({ key, value: 'while-silent' });
+      await eventually(() => seen.includes('while-silent'), 12_000, 'the event, through the other endpoint');
+      expect(created).to.equal(2);
+    } finally {
+      await c.close();
+      await proxy.stop();
+    }
+  });
+
   it('fails over to the next endpoint when one is down', async () => {
     const dead = `http://127.0.0.1:${await freePort()}`;
     const both = await EtcdClient.connect({ endpoints: [dead, etcd.clientUrl], callTimeoutMs: 3000 });
