@@ -1,0 +1,145 @@
+/**
+ * Command-line parsing for `wirelock`: flags, durations, and the usage texts.
+ * Bad input is a UsageError (exit 2 with the usage), never a stack trace.
+ */
+
+export class UsageError extends Error {
+  readonly command: string | undefined;
+  constructor(message: string, command?: string) {
+    super(message);
+    this.command = command;
+  }
+}
+
+export interface CommonFlags {
+  redis?: string[];
+  etcd?: string[];
+  key: string;
+  prefix?: string;
+  user?: string;
+  tlsCa?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  help: boolean;
+}
+
+export interface RunFlags extends CommonFlags {
+  ttlMs: number;
+  /** Infinity = wait forever; 0 = try once. */
+  waitMs: number;
+  graceMs: number;
+  command: string[];
+}
+
+export const USAGE: Record<string, string> = {
+  main: `wirelock: distributed locks for Redis, Redlock and etcd, from the command line
+
+usage:
+  wirelock run    (--redis URL[,URL…] | --etcd URL[,URL…]) --key NAME [options] -- CMD [ARGS…]
+  wirelock status (--redis URL[,URL…] | --etcd URL[,URL…]) --key NAME
+  wirelock trace  (--redis URL[,URL…] | --etcd URL[,URL…]) --key NAME
+
+One Redis URL is a single-server lock, several are Redlock over independent masters; etcd URLs are
+one cluster. 'wirelock COMMAND --help' tells more.`,
+  run: `usage: wirelock run (--redis URL[,URL…] | --etcd URL[,URL…]) --key NAME
+                    [--ttl 10s] [--wait 30s] [--grace 5s] -- CMD [ARGS…]
+
+Runs CMD while holding the lock NAME, keeping the lock alive, and releases it when CMD exits.
+CMD gets WIRELOCK_KEY and WIRELOCK_FENCE in its environment (pass the fence to what it writes).
+
+  --ttl D      lease length (default 10s; etcd rounds up to whole seconds, min 2s)
+  --wait D     how long to wait for the lock (default: forever); --wait 0 tries once
+  --grace D    after a lost lock: time between SIGTERM and SIGKILL to CMD (default 5s)
+  --prefix P   key prefix (default: 'wirelock:' for Redis; none for etcd, so that
+               'wirelock run --etcd … --key NAME' and 'etcdctl lock NAME' exclude each other)
+  --user U     user name (Redis ACL user / etcd user), if not in the URL
+  --tls-ca F, --tls-cert F, --tls-key F   PEM files for TLS (rediss:// or https:// URLs)
+
+Passwords come from the URL or from WIRELOCK_REDIS_PASSWORD / WIRELOCK_ETCD_PASSWORD; they are never printed.
+Durations: 500ms, 10s, 2m, 1h (a bare number is seconds).
+
+Exit status: CMD's own (128+N if a signal N ended it); 75 the lock is held elsewhere (--wait 0) or
+the wait timed out; 76 the lock was lost while CMD ran (CMD was stopped); 69 the servers could
+not be reached or refused the credentials; 2 bad usage.`,
+  status: `usage: wirelock status (--redis URL[,URL…] | --etcd URL[,URL…]) --key NAME [--prefix P]
+
+Shows who holds the lock NAME (token or lease), how long it has left, the last fence, and the
+waiters in the order they will be served.`,
+  trace: `usage: wirelock trace (--redis URL[,URL…] | --etcd URL[,URL…]) --key NAME [--prefix P] [--ttl D]
+
+Acquires and releases NAME once and prints every command, reply, gRPC call and stream message on
+the way, with timings: what a lock client puts on the wire. Secrets are redacted.`,
+};
+
+/** '10s', '500ms', '2m', '1h', '0', or a bare number of seconds → milliseconds. */
+export function parseDuration(text: string, flag: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
+  if (!m) throw new UsageError(`${flag}: "${text}" is not a duration (like 500ms, 10s, 2m)`);
+  const n = Number(m[1]);
+  const unit = m[2] ?? 's';
+  return n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit]!;
+}
+
+const VALUE_FLAGS = new Set(['--redis', '--etcd', '--key', '--prefix', '--user', '--tls-ca', '--tls-cert', '--tls-key', '--ttl', '--wait', '--grace']);
+
+/** Parses `argv` (after the subcommand). `allowed` lists the value flags the subcommand takes. */
+export function parseFlags(command: string, argv: string[], allowed: string[]): { values: Map<string, string>; help: boolean; rest: string[] } {
+  const values = new Map<string, string>();
+  let help = false;
+  let i = 0;
+  for (; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--') {
+      i++;
+      break;
+    }
+    if (arg === '-h' || arg === '--help') {
+      help = true;
+      continue;
+    }
+    const eq = arg.indexOf('=');
+    const name = eq > 0 ? arg.slice(0, eq) : arg;
+    if (!VALUE_FLAGS.has(name) || !allowed.includes(name)) throw new UsageError(`unknown option ${JSON.stringify(name)}`, command);
+    const value = eq > 0 ? arg.slice(eq + 1) : argv[++i];
+    if (value === undefined) throw new UsageError(`${name} needs a value`, command);
+    if (values.has(name)) throw new UsageError(`${name} given twice`, command);
+    values.set(name, value);
+  }
+  return { values, help, rest: argv.slice(i) };
+}
+
+export function commonFlags(command: string, values: Map<string, string>, help: boolean): CommonFlags {
+  const list = (v: string | undefined): string[] | undefined => v?.split(',').map((s) => s.trim()).filter(Boolean);
+  const flags: CommonFlags = {
+    redis: list(values.get('--redis')),
+    etcd: list(values.get('--etcd')),
+    key: values.get('--key') ?? '',
+    prefix: values.get('--prefix'),
+    user: values.get('--user'),
+    tlsCa: values.get('--tls-ca'),
+    tlsCert: values.get('--tls-cert'),
+    tlsKey: values.get('--tls-key'),
+    help,
+  };
+  if (help) return flags;
+  if (!flags.redis === !flags.etcd) throw new UsageError('give exactly one of --redis or --etcd', command);
+  if ((flags.redis ?? flags.etcd)!.length === 0) throw new UsageError('no URL given', command);
+  if (!flags.key) throw new UsageError('--key NAME is required', command);
+  return flags;
+}
+
+export function runFlags(argv: string[]): RunFlags {
+  const { values, help, rest } = parseFlags('run', argv, [...VALUE_FLAGS]);
+  const common = commonFlags('run', values, help);
+  const flags: RunFlags = {
+    ...common,
+    ttlMs: parseDuration(values.get('--ttl') ?? '10s', '--ttl'),
+    waitMs: values.has('--wait') ? parseDuration(values.get('--wait')!, '--wait') : Infinity,
+    graceMs: parseDuration(values.get('--grace') ?? '5s', '--grace'),
+    command: rest,
+  };
+  if (help) return flags;
+  if (!(flags.ttlMs > 0)) throw new UsageError('--ttl must be more than 0', 'run');
+  if (flags.command.length === 0) throw new UsageError('no command to run (put it after --)', 'run');
+  return flags;
+}

@@ -1,0 +1,114 @@
+/**
+ * From command-line flags to connected clients and a Locker: one Redis URL = RedisLocker, several =
+ * Redlock, etcd URLs = EtcdLocker. Credentials come from the URL or the environment and are never echoed.
+ */
+import { readFileSync } from 'node:fs';
+import { EtcdClient } from '../etcdrpc/client.js';
+import { RedisClient } from '../resp/client.js';
+import type { RedisOptions } from '../resp/options.js';
+import { EtcdLocker } from '../locks/etcd-locker.js';
+import { RedisLocker } from '../locks/redis-locker.js';
+import { Redlock } from '../locks/redlock.js';
+import type { Locker } from '../locks/types.js';
+import type { CommonFlags } from './args.js';
+import { UsageError } from './args.js';
+
+export type BackendKind = 'redis' | 'redlock' | 'etcd';
+
+export interface Backend {
+  kind: BackendKind;
+  locker: Locker;
+  redis: RedisClient[];
+  etcd: EtcdClient | undefined;
+  /** The prefix the locker uses (for status to find its keys). */
+  prefix: string;
+  close(): Promise<void>;
+}
+
+function readPem(file: string | undefined, flag: string): Buffer | undefined {
+  if (file === undefined) return undefined;
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    throw new UsageError(`${flag}: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+  }
+}
+
+export async function openBackend(flags: CommonFlags): Promise<Backend> {
+  const ca = readPem(flags.tlsCa, '--tls-ca');
+  const cert = readPem(flags.tlsCert, '--tls-cert');
+  const key = readPem(flags.tlsKey, '--tls-key');
+  if (flags.redis) {
+    const overrides: RedisOptions = {};
+    if (flags.user !== undefined) overrides.username = flags.user;
+    const envPassword = process.env.WIRELOCK_REDIS_PASSWORD;
+    if (ca || cert || key) overrides.tls = { ...(ca && { ca }), ...(cert && { cert }), ...(key && { key }) };
+    const clients: RedisClient[] = [];
+    try {
+      for (const url of flags.redis) {
+        const perUrl = { ...overrides };
+        // The URL's own password wins; the environment fills in for URLs without one.
+        if (envPassword !== undefined && !hasPassword(url)) perUrl.password = envPassword;
+        if (perUrl.tls && url.startsWith('redis://')) throw new UsageError(`TLS files given for a plain redis:// URL (use rediss://)`);
+        clients.push(await RedisClient.connect(url, perUrl));
+      }
+    } catch (err) {
+      await Promise.all(clients.map((c) => c.close()));
+      throw err;
+    }
+    const prefix = flags.prefix ?? 'wirelock:';
+    const locker = clients.length === 1 ? new RedisLocker(clients[0]!, { prefix }) : new Redlock(clients, { prefix });
+    return {
+      kind: clients.length === 1 ? 'redis' : 'redlock',
+      locker,
+      redis: clients,
+      etcd: undefined,
+      prefix,
+      close: async () => {
+        await locker.close();
+        await Promise.all(clients.map((c) => c.close()));
+      },
+    };
+  }
+  // etcd: credentials may sit in the URLs (http://user:pass@host:port); the client wants bare endpoints.
+  let username = flags.user;
+  let password = process.env.WIRELOCK_ETCD_PASSWORD;
+  const endpoints = flags.etcd!.map((raw) => {
+    let u: URL;
+    try {
+      u = new URL(raw);
+    } catch {
+      throw new UsageError('invalid etcd URL (expected http://host:port or https://host:port)');
+    }
+    if (u.username) username ??= decodeURIComponent(u.username);
+    if (u.password) password = decodeURIComponent(u.password);
+    return `${u.protocol}//${u.host}`;
+  });
+  const etcd = await EtcdClient.connect({
+    endpoints,
+    ...(username !== undefined && { username }),
+    ...(password !== undefined && { password }),
+    ...((ca || cert || key) && { tls: { ...(ca && { ca }), ...(cert && { cert }), ...(key && { key }) } }),
+  });
+  const prefix = flags.prefix ?? '';
+  const locker = new EtcdLocker(etcd, { prefix });
+  return {
+    kind: 'etcd',
+    locker,
+    redis: [],
+    etcd,
+    prefix,
+    close: async () => {
+      await locker.close();
+      await etcd.close();
+    },
+  };
+}
+
+function hasPassword(url: string): boolean {
+  try {
+    return new URL(url).password !== '';
+  } catch {
+    return false;
+  }
+}

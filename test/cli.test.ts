@@ -1,0 +1,223 @@
+/**
+ * The `wirelock` command, driven as a user would: child processes against real servers.
+ */
+import { expect } from 'chai';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { RedisClient } from '../src/index.js';
+import { startEtcd, startRedis, startRedisNodes, type EtcdServer, type RedisServer } from '../src/testing/servers.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const CLI = [process.execPath, '--import', 'tsx', path.join(root, 'src/cli/main.ts')];
+
+interface Result {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function cli(args: string[], opts: { env?: Record<string, string>; onStart?: (child: ChildProcess) => void } = {}): Promise<Result> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(CLI[0]!, [...CLI.slice(1), ...args], { cwd: root, env: { ...process.env, ...opts.env } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d));
+    child.stderr.on('data', (d: Buffer) => (stderr += d));
+    child.once('error', reject);
+    child.once('exit', (code) => resolve({ code, stdout, stderr }));
+    opts.onStart?.(child);
+  });
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+async function until(check: () => Promise<boolean> | boolean, ms: number, what: string): Promise<void> {
+  const end = performance.now() + ms;
+  while (!(await check())) {
+    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(25);
+  }
+}
+
+describe('wirelock CLI', function () {
+  this.timeout(30_000);
+  let redis: RedisServer;
+  let secured: RedisServer;
+  let etcd: EtcdServer;
+  let admin: RedisClient;
+  const PASSWORD = 'cli-s3cret-sentinel';
+
+  before(async () => {
+    [redis, secured, etcd] = await Promise.all([startRedis(), startRedis({ password: PASSWORD }), startEtcd()]);
+    admin = await RedisClient.connect(redis.url);
+  });
+  after(async () => {
+    await admin?.close();
+    await Promise.all([redis?.stop(), secured?.stop(), etcd?.stop()]);
+  });
+
+  it('runs the command under the lock with WIRELOCK_KEY and WIRELOCK_FENCE, and passes its exit code through', async () => {
+    const r = await cli(['run', '--redis', redis.url, '--key', 'pass', '--', 'sh', '-c', 'echo "$WIRELOCK_KEY $WIRELOCK_FENCE"; exit 7']);
+    expect(r.code).to.equal(7);
+    expect(r.stdout.trim()).to.match(/^pass \d+$/);
+    expect(await admin.send(['EXISTS', 'wirelock:{pass}'])).to.equal(0); // released after the command
+    const ok = await cli(['run', '--redis', redis.url, '--key', 'pass', '--', 'true']);
+    expect(ok.code).to.equal(0);
+    // A fence given to a second run is greater than the first one's.
+    const [a, b] = await Promise.all([1, 2].map(() => cli(['run', '--redis', redis.url, '--key', 'fences', '--', 'sh', '-c', 'echo $WIRELOCK_FENCE'])));
+    expect(new Set([a!.stdout.trim(), b!.stdout.trim()]).size).to.equal(2);
+  });
+
+  it('--wait 0 exits 75 when the lock is held elsewhere, without running the command', async () => {
+    const holder = cli(['run', '--redis', redis.url, '--key', 'busy', '--', 'sleep', '3']);
+    await until(async () => (await admin.send(['EXISTS', 'wirelock:{busy}'])) === 1, 10_000, 'the first run to hold the lock');
+    const r = await cli(['run', '--redis', redis.url, '--key', 'busy', '--wait', '0', '--', 'sh', '-c', 'echo RAN']);
+    expect(r.code).to.equal(75);
+    expect(r.stdout).to.not.include('RAN');
+    expect(r.stderr).to.include('held elsewhere');
+    // A bounded wait that runs out is the same "not acquired" status.
+    const waited = await cli(['run', '--redis', redis.url, '--key', 'busy', '--wait', '300ms', '--', 'true']);
+    expect(waited.code).to.equal(75);
+    expect((await holder).code).to.equal(0);
+  });
+
+  it('a lost lock stops the command (SIGTERM) and exits 76 with the reason', async () => {
+    const running = cli(['run', '--redis', redis.url, '--key', 'lost', '--ttl', '1s', '--grace', '2s', '--', 'sh', '-c', 'trap "echo TERMINATED; exit 9" TERM; sleep 20 & wait']);
+    await until(async () => (await admin.send(['EXISTS', 'wirelock:{lost}'])) === 1, 10_000, 'the run to hold the lock');
+    await admin.send(['SET', 'wirelock:{lost}', 'someone-else', 'PX', '10000']); // taken over behind its back
+    const t0 = performance.now();
+    const r = await running;
+    expect(r.code).to.equal(76);
+    expect(r.stdout).to.include('TERMINATED');
+    expect(r.stderr).to.match(/lost \(stolen\)/);
+    expect(performance.now() - t0).to.be.below(5000);
+    expect(await admin.send(['GET', 'wirelock:{lost}'])).to.equal('someone-else'); // never deletes another holder's lock
+    await admin.send(['DEL', 'wirelock:{lost}']);
+  });
+
+  it('SIGINT reaches the command, and the lock is released', async () => {
+    let child: ChildProcess | undefined;
+    const running = cli(['run', '--redis', redis.url, '--key', 'sigint', '--', 'sh', '-c', 'trap "echo GOT-INT; exit 5" INT; sleep 20 & wait'], {
+      onStart: (c) => (child = c),
+    });
+    await until(async () => (await admin.send(['EXISTS', 'wirelock:{sigint}'])) === 1, 10_000, 'the run to hold the lock');
+    await sleep(200);
+    child!.kill('SIGINT');
+    const r = await running;
+    expect(r.stdout).to.include('GOT-INT');
+    expect(r.code).to.equal(5);
+    expect(await admin.send(['EXISTS', 'wirelock:{sigint}'])).to.equal(0);
+  });
+
+  it('bad flags print the usage and exit 2', async () => {
+    for (const args of [
+      ['run', '--redis', redis.url, '--key', 'x'], // no command
+      ['run', '--key', 'x', '--', 'true'], // no backend
+      ['run', '--redis', redis.url, '--etcd', etcd.clientUrl, '--key', 'x', '--', 'true'],
+      ['run', '--redis', redis.url, '--key', 'x', '--ttl', 'soon', '--', 'true'],
+      ['run', '--redis', redis.url, '--bogus', '--', 'true'],
+      ['status', '--redis', redis.url],
+      ['frobnicate'],
+      [],
+    ]) {
+      const r = await cli(args);
+      expect(r.code, args.join(' ')).to.equal(2);
+      expect(r.stdout + r.stderr, args.join(' ')).to.include('usage:');
+    }
+    const help = await cli(['run', '--help']);
+    expect(help.code).to.equal(0);
+    expect(help.stdout).to.include('Exit status');
+  });
+
+  it('never prints a password: not on success, not on a wrong one, not in a trace', async () => {
+    const url = new URL(secured.url);
+    const bare = `redis://${url.host}`;
+    const viaEnv = await cli(['trace', '--redis', bare, '--key', 'pw'], { env: { WIRELOCK_REDIS_PASSWORD: PASSWORD } });
+    expect(viaEnv.code).to.equal(0);
+    expect(viaEnv.stdout).to.include('AUTH [redacted]');
+    const wrongEnv = await cli(['run', '--redis', bare, '--key', 'pw', '--', 'true'], { env: { WIRELOCK_REDIS_PASSWORD: `${PASSWORD}-wrong` } });
+    expect(wrongEnv.code).to.equal(69);
+    expect(wrongEnv.stderr).to.include('WRONGPASS');
+    const wrongUrl = await cli(['status', '--redis', `redis://:${PASSWORD}-x@${url.host}`, '--key', 'pw']);
+    expect(wrongUrl.code).to.equal(69);
+    const ok = await cli(['status', '--redis', secured.url, '--key', 'pw']);
+    expect(ok.code).to.equal(0);
+    for (const r of [viaEnv, wrongEnv, wrongUrl, ok]) expect(r.stdout + r.stderr).to.not.include(PASSWORD);
+  });
+
+  it('status shows the holder, time left, fence and the waiters in order', async () => {
+    const holder = cli(['run', '--redis', redis.url, '--key', 'st', '--', 'sleep', '3']);
+    await until(async () => (await admin.send(['EXISTS', 'wirelock:{st}'])) === 1, 10_000, 'the holder');
+    const waiter = cli(['run', '--redis', redis.url, '--key', 'st', '--', 'true']);
+    await until(async () => (await admin.send(['ZCARD', 'wirelock:{st}:queue'])) === 1, 10_000, 'the waiter to queue');
+    const r = await cli(['status', '--redis', redis.url, '--key', 'st']);
+    expect(r.code).to.equal(0);
+    expect(r.stdout).to.match(/held by token [0-9a-f]{32}, [\d.]+s left; last fence \d+/);
+    expect(r.stdout).to.match(/1 waiting, in order:\n\s+1\. [0-9a-f]{32}/);
+    expect((await holder).code).to.equal(0);
+    expect((await waiter).code).to.equal(0);
+  });
+
+  it('trace prints the commands and replies of one acquire and release', async () => {
+    const r = await cli(['trace', '--redis', redis.url, '--key', 'tr']);
+    expect(r.code).to.equal(0);
+    expect(r.stdout).to.match(/→ {2}redis c\d+ {2}EVALSHA [0-9a-f]{40} 4 wirelock:\{tr\}/);
+    expect(r.stdout).to.match(/← {2}redis c\d+ {2}\[1,\d+\]/);
+    expect(r.stdout).to.include('●  lock "tr" acquired');
+    const e = await cli(['trace', '--etcd', etcd.clientUrl, '--key', 'tr']);
+    expect(e.code).to.equal(0);
+    expect(e.stdout).to.include('→  etcd KV.Txn');
+    expect(e.stdout).to.include('●  lock "tr" released');
+  });
+
+  it('Redlock with several --redis URLs', async () => {
+    const nodes = await startRedisNodes(3);
+    try {
+      const r = await cli(['run', '--redis', nodes.map((n) => n.url).join(','), '--key', 'rl', '--', 'sh', '-c', 'echo $WIRELOCK_FENCE']);
+      expect(r.code).to.equal(0);
+      expect(r.stdout.trim()).to.equal('1');
+      const s = await cli(['status', '--redis', nodes.map((n) => n.url).join(','), '--key', 'rl']);
+      expect(s.stdout).to.include('Redlock over 3 nodes');
+      expect(s.stdout).to.include('not held by any quorum');
+    } finally {
+      await Promise.all(nodes.map((n) => n.stop()));
+    }
+  });
+
+  it('wirelock run --etcd and etcdctl lock exclude each other', async () => {
+    // etcdctl holds NAME; wirelock --wait 0 must find it held.
+    const etcdctl = spawn('etcdctl', ['--endpoints', etcd.clientUrl, 'lock', 'interop', 'sleep', '3'], { stdio: 'ignore', env: { ...process.env, ETCDCTL_API: '3' } });
+    const exited = new Promise((r) => etcdctl.once('exit', r));
+    try {
+      await until(async () => {
+        const s = await cli(['status', '--etcd', etcd.clientUrl, '--key', 'interop']);
+        return s.stdout.includes('held by interop/');
+      }, 10_000, 'etcdctl to hold the lock');
+      const r = await cli(['run', '--etcd', etcd.clientUrl, '--key', 'interop', '--wait', '0', '--', 'true']);
+      expect(r.code).to.equal(75);
+      // And the other way: while wirelock holds it, etcdctl waits until wirelock's command has ended.
+      await exited;
+      const stamps = path.join(os.tmpdir(), `wirelock-interop-${process.pid}`);
+      rmSync(stamps, { force: true });
+      const ours = cli(['run', '--etcd', etcd.clientUrl, '--key', 'interop', '--', 'sh', '-c', `sleep 1.5; echo "ours-end $(date +%s%N)" >> ${stamps}`]);
+      await until(async () => (await cli(['status', '--etcd', etcd.clientUrl, '--key', 'interop'])).stdout.includes('held by'), 10_000, 'wirelock to hold');
+      const theirs = new Promise<void>((resolve) => {
+        const c = spawn('etcdctl', ['--endpoints', etcd.clientUrl, 'lock', 'interop', '--', 'sh', '-c', `echo "theirs-start $(date +%s%N)" >> ${stamps}`], {
+          stdio: 'ignore',
+          env: { ...process.env, ETCDCTL_API: '3' },
+        });
+        c.once('exit', () => resolve());
+      });
+      await Promise.all([ours, theirs]);
+      const lines = readFileSync(stamps, 'utf8').trim().split('\n').map((l) => l.split(' '));
+      rmSync(stamps, { force: true });
+      expect(lines.map((l) => l[0])).to.deep.equal(['ours-end', 'theirs-start']);
+      expect(BigInt(lines[1]![1]!) > BigInt(lines[0]![1]!), "etcdctl ran after our command ended").to.equal(true);
+    } finally {
+      etcdctl.kill('SIGKILL');
+    }
+  });
+});
