@@ -13,8 +13,8 @@
 import * as grpc from '@grpc/grpc-js';
 import type { SecureContextOptions } from 'node:tls';
 import { etcdChannels, redactEtcd } from '../diagnostics.js';
-import { jitter, onAbort, sleep } from '../abort.js';
-import { ClosedError } from '../errors.js';
+import { jitter, noop, onAbort, sleep } from '../abort.js';
+import { ClosedError, ProtocolError } from '../errors.js';
 import { method, type MethodInfo } from './codec.js';
 import { isInvalidToken, isUnavailable, toError, wasNotSent } from './status.js';
 import type { AuthenticateRequest, AuthenticateResponse } from './types.js';
@@ -75,8 +75,6 @@ export class Endpoint {
   }
 }
 
-const identity = (b: Buffer): Buffer => b;
-
 export class Transport {
   readonly endpoints: readonly Endpoint[];
   readonly callTimeoutMs: number;
@@ -86,7 +84,7 @@ export class Transport {
   #current = 0;
   #token: string | undefined;
   #authenticating: Promise<void> | undefined;
-  readonly #inflight = new Set<grpc.ClientUnaryCall>();
+  readonly #inflight = new Set<ReturnType<grpc.Channel['createCall']>>();
 
   constructor(opts: TransportOptions) {
     const credentials = channelCredentials(opts.endpoints, opts.tls);
@@ -182,6 +180,11 @@ export class Transport {
     }
   }
 
+  /**
+   * One attempt, straight on the channel (the layer grpc-js's Client builds on): with no interceptors
+   * to run, this skips a caller-stack capture and two wrapper objects per call, about a fifth of the
+   * client's CPU per call.
+   */
   #attempt<Req, Res>(
     m: MethodInfo<Req, Res>,
     endpoint: Endpoint,
@@ -198,18 +201,24 @@ export class Transport {
         etcdChannels.call.publish({ method: m.name, endpoint: endpoint.url, request: redactEtcd(m.name, request), attempt });
       }
       // grpc-js wants a wall-clock deadline; the budget itself is measured on the monotonic clock.
-      const options: grpc.CallOptions = { deadline: Date.now() + Math.max(1, deadline - sentAt) };
-      const call = endpoint.client.makeUnaryRequest<Buffer, Res>(
-        m.path,
-        identity,
-        m.response.decode,
-        bytes,
-        this.metadata(false),
-        options,
-        (err, res) => {
+      const call = endpoint.client.getChannel().createCall(m.path, Date.now() + Math.max(1, deadline - sentAt), null, null, null);
+      let answer: Buffer | undefined;
+      call.start(this.metadata(false), {
+        onReceiveMetadata: noop,
+        onReceiveMessage: (message: Buffer) => {
+          answer = message;
+        },
+        onReceiveStatus: (status: grpc.StatusObject) => {
           offAbort();
           this.#inflight.delete(call);
-          if (err) return reject(toError(err, m.name, endpoint.url, timeoutMs));
+          if (status.code !== grpc.status.OK) return reject(toError(status, m.name, endpoint.url, timeoutMs));
+          let res: Res;
+          try {
+            if (answer === undefined) throw new Error('no message');
+            res = m.response.decode(answer);
+          } catch (err) {
+            return reject(new ProtocolError(`${m.name} from ${endpoint.url}: the answer could not be decoded`, { cause: err }));
+          }
           if (etcdChannels.response.hasSubscribers) {
             etcdChannels.response.publish({
               method: m.name,
@@ -218,10 +227,13 @@ export class Transport {
               durationMs: performance.now() - sentAt,
             });
           }
-          resolve(res!);
+          resolve(res);
         },
-      );
-      const offAbort = onAbort(signal, () => call.cancel());
+      });
+      call.sendMessageWithContext({}, bytes);
+      call.halfClose();
+      call.startRead();
+      const offAbort = onAbort(signal, () => call.cancelWithStatus(grpc.status.CANCELLED, 'aborted by the caller'));
       // Not a listener on the close signal per call: hundreds may be in flight.
       this.#inflight.add(call);
     });
@@ -244,7 +256,7 @@ export class Transport {
   close(): void {
     if (this.closed) return;
     this.#closing.abort(new ClosedError('EtcdClient'));
-    for (const call of this.#inflight) call.cancel();
+    for (const call of this.#inflight) call.cancelWithStatus(grpc.status.CANCELLED, 'client closed');
     this.#inflight.clear();
     for (const e of this.endpoints) e.close();
   }
