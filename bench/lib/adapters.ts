@@ -1,0 +1,214 @@
+/**
+ * One small adapter per library, so every scenario runs the same loop over each of them.
+ * Each factory call is one worker with its own connection(s). Anchors run with their documented
+ * defaults (retry delays, refresh intervals): the figures are what a user of each library gets.
+ */
+import { randomBytes } from 'node:crypto';
+import { Redis as IORedis } from 'ioredis';
+import { Redlock as SesameRedlock } from '@sesamecare-oss/redlock';
+import RedlockV4 from 'redlock';
+import { Mutex as SemaphoreMutex, RedlockMutex as SemaphoreRedlockMutex } from 'redis-semaphore';
+import { Etcd3, EtcdLockFailedError } from 'etcd3';
+import { EtcdClient, EtcdLocker, RedisClient, RedisLocker, Redlock, type Locker } from '../../src/index.js';
+
+export interface LockAdapter {
+  /** Waits until held; resolves with the function that releases. */
+  lock(key: string): Promise<() => Promise<void>>;
+  close(): Promise<void>;
+}
+
+export interface Library {
+  name: string;
+  /** Is this wirelock (the subject) rather than an anchor? */
+  ours: boolean;
+  /** A worker with its own connection(s). */
+  make(): Promise<LockAdapter>;
+}
+
+const TTL_MS = 10_000;
+
+function fromLocker(locker: Locker, close: () => Promise<void>): LockAdapter {
+  return {
+    async lock(key) {
+      const lock = await locker.acquire(key, { ttlMs: TTL_MS });
+      return () => lock.release();
+    },
+    close: async () => {
+      await locker.close();
+      await close();
+    },
+  };
+}
+
+function ioredis(url: string): IORedis {
+  return new IORedis(url, { lazyConnect: false, maxRetriesPerRequest: 1 });
+}
+
+/** Libraries for one Redis server. */
+export function singleRedisLibraries(url: string): Library[] {
+  return [
+    {
+      name: 'wirelock RedisLocker',
+      ours: true,
+      make: async () => {
+        const client = await RedisClient.connect(url);
+        return fromLocker(new RedisLocker(client), () => client.close());
+      },
+    },
+    {
+      name: '@sesamecare-oss/redlock',
+      ours: false,
+      make: async () => {
+        const c = ioredis(url);
+        const redlock = new SesameRedlock([c], { retryCount: -1 });
+        return {
+          async lock(key) {
+            const lock = await redlock.acquire([key], TTL_MS);
+            return async () => void (await lock.release());
+          },
+          close: async () => void c.disconnect(),
+        };
+      },
+    },
+    {
+      name: 'redlock 4',
+      ours: false,
+      make: async () => {
+        const c = ioredis(url);
+        const redlock = new RedlockV4([c], { retryCount: -1 });
+        return {
+          async lock(key) {
+            const lock = await redlock.lock(key, TTL_MS);
+            return async () => void (await lock.unlock());
+          },
+          close: async () => void c.disconnect(),
+        };
+      },
+    },
+    {
+      name: 'redis-semaphore Mutex',
+      ours: false,
+      make: async () => {
+        const c = ioredis(url);
+        return {
+          async lock(key) {
+            const m = new SemaphoreMutex(c, key, { lockTimeout: TTL_MS, acquireTimeout: 600_000 });
+            await m.acquire();
+            return () => m.release();
+          },
+          close: async () => void c.disconnect(),
+        };
+      },
+    },
+  ];
+}
+
+/**
+ * Raw ioredis: SET NX PX, then a compare-and-delete by EVALSHA. No waiting, no extension: the floor
+ * any lock library on ioredis pays. Only for uncontended loops.
+ */
+export function rawIoredis(url: string): Library {
+  return {
+    name: 'raw ioredis SET NX PX + EVALSHA',
+    ours: false,
+    make: async () => {
+      const c = ioredis(url) as IORedis & { unlockRaw(key: string, token: string): Promise<number> };
+      c.defineCommand('unlockRaw', {
+        numberOfKeys: 1,
+        lua: "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
+      });
+      return {
+        async lock(key) {
+          const token = randomBytes(16).toString('hex');
+          const ok = await c.set(key, token, 'PX', TTL_MS, 'NX');
+          if (ok !== 'OK') throw new Error('raw ioredis: key unexpectedly held');
+          return async () => void (await c.unlockRaw(key, token));
+        },
+        close: async () => void c.disconnect(),
+      };
+    },
+  };
+}
+
+/** Libraries for Redlock over several Redis masters. */
+export function redlockLibraries(urls: string[]): Library[] {
+  return [
+    {
+      name: 'wirelock Redlock',
+      ours: true,
+      make: async () => {
+        const clients = await Promise.all(urls.map((u) => RedisClient.connect(u)));
+        return fromLocker(new Redlock(clients), async () => void (await Promise.all(clients.map((c) => c.close()))));
+      },
+    },
+    {
+      name: '@sesamecare-oss/redlock',
+      ours: false,
+      make: async () => {
+        const cs = urls.map(ioredis);
+        const redlock = new SesameRedlock(cs, { retryCount: -1 });
+        return {
+          async lock(key) {
+            const lock = await redlock.acquire([key], TTL_MS);
+            return async () => void (await lock.release());
+          },
+          close: async () => cs.forEach((c) => c.disconnect()),
+        };
+      },
+    },
+    {
+      name: 'redis-semaphore RedlockMutex',
+      ours: false,
+      make: async () => {
+        const cs = urls.map(ioredis);
+        return {
+          async lock(key) {
+            const m = new SemaphoreRedlockMutex(cs, key, { lockTimeout: TTL_MS, acquireTimeout: 600_000 });
+            await m.acquire();
+            return () => m.release();
+          },
+          close: async () => cs.forEach((c) => c.disconnect()),
+        };
+      },
+    },
+  ];
+}
+
+/** Libraries for etcd. etcd3's Lock does not wait: it fails at once if held, so it is retried every `pollMs`. */
+export function etcdLibraries(endpoint: string, pollMs: number[]): Library[] {
+  const libs: Library[] = [
+    {
+      name: 'wirelock EtcdLocker',
+      ours: true,
+      make: async () => {
+        const client = await EtcdClient.connect({ endpoints: [endpoint] });
+        return fromLocker(new EtcdLocker(client), () => client.close());
+      },
+    },
+  ];
+  for (const poll of pollMs) {
+    libs.push({
+      name: `etcd3 Lock (retry every ${poll} ms)`,
+      ours: false,
+      make: async () => {
+        const etcd = new Etcd3({ hosts: endpoint });
+        return {
+          async lock(key) {
+            for (;;) {
+              const lock = etcd.lock(key).ttl(TTL_MS / 1000);
+              try {
+                await lock.acquire();
+                return async () => void (await lock.release());
+              } catch (err) {
+                if (!(err instanceof EtcdLockFailedError)) throw err;
+                await new Promise((r) => setTimeout(r, poll));
+              }
+            }
+          },
+          close: async () => etcd.close(),
+        };
+      },
+    });
+  }
+  return libs;
+}

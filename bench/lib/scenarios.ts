@@ -1,0 +1,150 @@
+/**
+ * The benchmark loops. Each takes a Library and returns plain numbers; bench/run.ts alternates
+ * libraries round by round and takes medians.
+ */
+import type { Library } from './adapters.js';
+import { q, sleep } from './stats.js';
+
+let keySeq = 0;
+const freshKey = (tag: string): string => `bench:${tag}:${process.pid}:${keySeq++}`;
+
+/** Sequential acquire+release, a new key each cycle, for `seconds`. Returns cycles/s. */
+export async function uncontended(lib: Library, seconds: number): Promise<number> {
+  const w = await lib.make();
+  try {
+    const end = performance.now() + seconds * 1000;
+    const start = performance.now();
+    let n = 0;
+    while (performance.now() < end) {
+      const unlock = await w.lock(freshKey('u'));
+      await unlock();
+      n++;
+    }
+    return n / ((performance.now() - start) / 1000);
+  } finally {
+    await w.close();
+  }
+}
+
+export interface ContendedResult {
+  acqPerSec: number;
+  waitP50: number;
+  waitP99: number;
+  waitMax: number;
+  /** One holder's release call -> the next holder's grant, median ms. */
+  gapP50: number;
+  minPerWorker: number;
+  maxPerWorker: number;
+  violations: number;
+  /** Server-side commands (Redis) or RPCs+stream messages (etcd) per acquisition, if a counter was given. */
+  serverOpsPerHandoff: number;
+}
+
+/**
+ * `workers` workers, each with its own connection, contend for one key for `seconds`:
+ * think 0–2 ms (random), acquire, hold 1 ms, release. `serverOps` reads a server-side operation counter.
+ */
+export async function contended(
+  lib: Library,
+  opts: { workers: number; seconds: number; serverOps?: () => Promise<number> },
+): Promise<ContendedResult> {
+  const key = freshKey('c');
+  const ws = await Promise.all(Array.from({ length: opts.workers }, () => lib.make()));
+  const counts = new Array<number>(opts.workers).fill(0);
+  const waits: number[] = [];
+  const gaps: number[] = [];
+  let holder = -1;
+  let violations = 0;
+  let lastReleaseAt = -1;
+  const before = opts.serverOps ? await opts.serverOps() : 0;
+  const start = performance.now();
+  const end = start + opts.seconds * 1000;
+  try {
+    await Promise.all(
+      ws.map(async (w, i) => {
+        while (performance.now() < end) {
+          await sleep(Math.random() * 2);
+          const asked = performance.now();
+          const unlock = await w.lock(key);
+          const granted = performance.now();
+          if (holder !== -1) violations++;
+          holder = i;
+          waits.push(granted - asked);
+          if (lastReleaseAt >= 0 && lastReleaseAt <= granted) gaps.push(granted - lastReleaseAt);
+          await sleep(1);
+          holder = -1;
+          counts[i]!++;
+          lastReleaseAt = performance.now();
+          await unlock();
+        }
+      }),
+    );
+  } finally {
+    await Promise.all(ws.map((w) => w.close()));
+  }
+  const elapsed = (performance.now() - start) / 1000;
+  const total = counts.reduce((a, b) => a + b, 0);
+  const after = opts.serverOps ? await opts.serverOps() : 0;
+  return {
+    acqPerSec: total / elapsed,
+    waitP50: q(waits, 0.5),
+    waitP99: q(waits, 0.99),
+    waitMax: q(waits, 1),
+    gapP50: q(gaps, 0.5),
+    minPerWorker: Math.min(...counts),
+    maxPerWorker: Math.max(...counts),
+    violations,
+    serverOpsPerHandoff: opts.serverOps ? (after - before) / total : NaN,
+  };
+}
+
+/** `total` acquire+release cycles on distinct keys, `inFlight` at a time, from one worker. Cycles/s. */
+export async function manyKeys(lib: Library, total: number, inFlight: number): Promise<number> {
+  const w = await lib.make();
+  try {
+    let next = 0;
+    const start = performance.now();
+    await Promise.all(
+      Array.from({ length: inFlight }, async () => {
+        while (next < total) {
+          next++;
+          const unlock = await w.lock(freshKey('m'));
+          await unlock();
+        }
+      }),
+    );
+    return total / ((performance.now() - start) / 1000);
+  } finally {
+    await w.close();
+  }
+}
+
+/**
+ * `waiters` waiters queue on one key behind a holder; then the lock is passed down the whole line.
+ * Returns server-side operations per handoff (the counter read before the first release and after the last).
+ */
+export async function waiterScale(lib: Library, waiters: number, serverOps: () => Promise<number>): Promise<number> {
+  const key = freshKey('w');
+  const holderW = await lib.make();
+  const ws = await Promise.all(Array.from({ length: waiters }, () => lib.make()));
+  try {
+    const first = await holderW.lock(key);
+    let remaining = waiters;
+    let allDone!: () => void;
+    const done = new Promise<void>((r) => (allDone = r));
+    const queued = ws.map(async (w) => {
+      const unlock = await w.lock(key);
+      await unlock();
+      if (--remaining === 0) allDone();
+    });
+    await sleep(Math.max(500, waiters * 5)); // let every waiter find the lock held and settle into its wait
+    const before = await serverOps();
+    await first();
+    await done;
+    await Promise.all(queued);
+    const after = await serverOps();
+    return (after - before) / waiters;
+  } finally {
+    await Promise.all([holderW, ...ws].map((w) => w.close()));
+  }
+}

@@ -1,0 +1,266 @@
+/**
+ * npm run bench [-- --quick]
+ *
+ * Runs every scenario for wirelock and for the libraries users would otherwise pick, in one run,
+ * alternating libraries round by round after a warm-up, against servers it starts itself.
+ * Prints a table, writes bench/results/latest.json and (full runs) docs/bench.md + docs/bench.svg.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startEtcd, startRedis, startRedisNodes } from '../src/testing/servers.js';
+import { etcdLibraries, rawIoredis, redlockLibraries, singleRedisLibraries, type Library } from './lib/adapters.js';
+import { contended, manyKeys, uncontended, waiterScale, type ContendedResult } from './lib/scenarios.js';
+import { countingRedisProxy, etcdMessages } from './lib/counters.js';
+import { markdownTable, writeOutputs, type Row, type Section } from './lib/report.js';
+import { median, ratios } from './lib/stats.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const quick = process.argv.includes('--quick');
+const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7).split(',');
+const P = quick
+  ? { rounds: 3, uncontendedS: 0.4, contendedS: 1, manyTotal: 4000, memCount: 2000, waiters: 50 }
+  : { rounds: 5, uncontendedS: 2, contendedS: 3, manyTotal: 20_000, memCount: 10_000, waiters: 200 };
+const log = (msg: string): void => void process.stderr.write(`${msg}\n`);
+
+/** Runs `measure` for each library, `rounds` times, alternating libraries within each round. */
+async function alternate<T>(libs: Library[], measure: (lib: Library) => Promise<T>): Promise<Map<Library, T[]>> {
+  const out = new Map<Library, T[]>(libs.map((l) => [l, []]));
+  for (const lib of libs) await measure(lib); // warm-up round: JIT, connections, script caches
+  for (let r = 0; r < P.rounds; r++) {
+    const order = r % 2 === 0 ? libs : [...libs].reverse();
+    for (const lib of order) out.get(lib)!.push(await measure(lib));
+  }
+  return out;
+}
+
+/** Rows for a "higher is better" single-number scenario, with wirelock's ratio against the best anchor. */
+function throughputRows(results: Map<Library, number[]>, column: string): Row[] {
+  const libs = [...results.keys()];
+  const ours = libs.find((l) => l.ours)!;
+  const anchors = libs.filter((l) => !l.ours && !l.name.startsWith('raw'));
+  const best = anchors.reduce((a, b) => (median(results.get(a)!) >= median(results.get(b)!) ? a : b));
+  return libs.map((lib) => {
+    const rounds = results.get(lib)!;
+    const row: Row = { library: lib.name, ours: lib.ours, cells: { [column]: { value: median(rounds), rounds } } };
+    if (lib === ours) {
+      const rs = ratios(rounds, results.get(best)!);
+      row.ratio = { value: median(rs), versus: best.name, rounds: rs };
+      const raw = libs.find((l) => l.name.startsWith('raw'));
+      if (raw) row.cells['vs raw ioredis'] = { value: median(ratios(rounds, results.get(raw)!)), digits: 2 };
+    }
+    return row;
+  });
+}
+
+function contendedRows(results: Map<Library, ContendedResult[]>, opsLabel: string): Row[] {
+  const libs = [...results.keys()];
+  const med = (lib: Library, k: keyof ContendedResult): number => median(results.get(lib)!.map((r) => r[k]));
+  const ours = libs.find((l) => l.ours)!;
+  const anchors = libs.filter((l) => !l.ours);
+  const best = anchors.reduce((a, b) => (med(a, 'acqPerSec') >= med(b, 'acqPerSec') ? a : b));
+  const bestP99 = anchors.reduce((a, b) => (med(a, 'waitP99') <= med(b, 'waitP99') ? a : b));
+  return libs.map((lib) => {
+    const row: Row = {
+      library: lib.name,
+      ours: lib.ours,
+      cells: {
+        'acq/s': { value: med(lib, 'acqPerSec') },
+        'wait p50 ms': { value: med(lib, 'waitP50'), digits: 1 },
+        'wait p99 ms': { value: med(lib, 'waitP99'), digits: 1 },
+        'wait max ms': { value: med(lib, 'waitMax'), digits: 0 },
+        'release→next ms': { value: med(lib, 'gapP50'), digits: 2 },
+        'min/worker': { value: med(lib, 'minPerWorker') },
+        'max/worker': { value: med(lib, 'maxPerWorker') },
+        violations: { value: Math.max(...results.get(lib)!.map((r) => r.violations)) },
+        [opsLabel]: { value: med(lib, 'serverOpsPerHandoff'), digits: 1 },
+      },
+    };
+    if (lib === ours) {
+      const acq = results.get(lib)!.map((r) => r.acqPerSec);
+      const rs = ratios(acq, results.get(best)!.map((r) => r.acqPerSec));
+      row.ratio = { value: median(rs), versus: best.name, rounds: rs };
+      const p99 = ratios(results.get(bestP99)!.map((r) => r.waitP99), results.get(lib)!.map((r) => r.waitP99));
+      row.cells['p99 gain'] = { value: median(p99), digits: 1 };
+    }
+    return row;
+  });
+}
+
+function print(s: Section): void {
+  console.log(`\n## ${s.id}. ${s.title}${s.target ? `\nTarget: ${s.target}` : ''}\n`);
+  console.log(markdownTable(s));
+}
+
+async function main(): Promise<void> {
+  const started = new Date().toISOString();
+  const t0 = performance.now();
+  log(`wirelock bench (${quick ? 'quick' : 'full'}): starting servers`);
+  const redis = await startRedis();
+  const nodes = await startRedisNodes(3);
+  const etcd = await startEtcd();
+  const sections: Section[] = [];
+  const want = (id: string): boolean => !only || only.includes(id);
+  const proxies: Array<{ close(): Promise<void> }> = [];
+  try {
+    if (want('1')) {
+      log('1. uncontended single Redis');
+      const libs = [...singleRedisLibraries(redis.url), rawIoredis(redis.url)];
+      const r = await alternate(libs, (lib) => uncontended(lib, P.uncontendedS));
+      sections.push({
+        id: '1', title: 'Uncontended acquire+release, one Redis, a new key each cycle (cycles/s)', columns: ['cycles/s', 'vs raw ioredis'],
+        higherIsBetter: true, rows: throughputRows(r, 'cycles/s'), target: '≥ 1.25× the best lock library, ≥ 1.0× raw ioredis',
+      });
+      print(sections.at(-1)!);
+    }
+    if (want('2')) {
+      log('2. uncontended Redlock, 3 nodes');
+      const r = await alternate(redlockLibraries(nodes.map((n) => n.url)), (lib) => uncontended(lib, P.uncontendedS));
+      sections.push({
+        id: '2', title: 'Uncontended Redlock over 3 nodes (cycles/s)', columns: ['cycles/s'], higherIsBetter: true,
+        rows: throughputRows(r, 'cycles/s'), target: '≥ 1.5× the best Redlock library',
+      });
+      print(sections.at(-1)!);
+    }
+    if (want('3')) {
+      log('3. contended, 16 workers (single Redis, then Redlock over 3 nodes)');
+      // Operations per handoff are counted on a separate pass through a counting proxy (the proxy adds latency).
+      const proxy = await countingRedisProxy(redis);
+      proxies.push(proxy);
+      const single = await alternate(singleRedisLibraries(redis.url), (lib) => contended(lib, { workers: 16, seconds: P.contendedS }));
+      for (const lib of single.keys()) {
+        const viaProxy = singleRedisLibraries(proxy.url).find((l) => l.name === lib.name)!;
+        const counted = await contended(viaProxy, { workers: 16, seconds: P.contendedS, serverOps: async () => proxy.commands() });
+        for (const res of single.get(lib)!) res.serverOpsPerHandoff = counted.serverOpsPerHandoff;
+      }
+      sections.push({
+        id: '3a', title: 'Contended: 16 workers, one key, hold 1 ms, think 0–2 ms, one Redis', columns: ['acq/s', 'wait p50 ms', 'wait p99 ms', 'wait max ms', 'release→next ms', 'min/worker', 'max/worker', 'violations', 'commands/handoff', 'p99 gain'],
+        higherIsBetter: true, rows: contendedRows(single, 'commands/handoff'), target: '≥ 1.5× throughput, p99 wait ≤ 1/4 of the best anchor\'s (p99 gain ≥ 4), 0 violations',
+        notes: ['commands/handoff: commands clients sent (counted by a RESP-parsing proxy on a separate pass) per acquisition.'],
+      });
+      print(sections.at(-1)!);
+      const rl = await alternate(redlockLibraries(nodes.map((n) => n.url)), (lib) => contended(lib, { workers: 16, seconds: P.contendedS }));
+      sections.push({
+        id: '3b', title: 'Contended: 16 workers, one key, hold 1 ms, think 0–2 ms, Redlock over 3 nodes', columns: ['acq/s', 'wait p50 ms', 'wait p99 ms', 'wait max ms', 'release→next ms', 'min/worker', 'max/worker', 'violations', 'p99 gain'],
+        higherIsBetter: true, rows: contendedRows(rl, 'commands/handoff'), target: '≥ 1.5× throughput, p99 wait ≤ 1/4 of the best anchor\'s, 0 violations',
+      });
+      print(sections.at(-1)!);
+    }
+    if (want('4') || want('5')) {
+      const libs = etcdLibraries(etcd.clientUrl, [10, 100]);
+      if (want('4')) {
+        log('4. etcd uncontended');
+        const r = await alternate([libs[0]!, libs[1]!], (lib) => uncontended(lib, P.uncontendedS));
+        sections.push({
+          id: '4', title: 'etcd: uncontended lock+unlock (cycles/s)', columns: ['cycles/s'], higherIsBetter: true,
+          rows: throughputRows(r, 'cycles/s'), target: '≥ 3× etcd3',
+        });
+        print(sections.at(-1)!);
+      }
+      if (want('5')) {
+        log('5. etcd contended');
+        const ops = (): Promise<number> => etcdMessages(etcd.clientUrl);
+        const r = await alternate(libs, (lib) => contended(lib, { workers: 16, seconds: P.contendedS, serverOps: ops }));
+        sections.push({
+          id: '5', title: 'etcd: contended, 16 workers, hold 1 ms, think 0–2 ms', columns: ['acq/s', 'wait p50 ms', 'wait p99 ms', 'wait max ms', 'release→next ms', 'min/worker', 'max/worker', 'violations', 'RPC msgs/handoff', 'p99 gain'],
+          higherIsBetter: true, rows: contendedRows(r, 'RPC msgs/handoff'), target: '≥ 3× throughput, p99 wait ≤ 1/5 (p99 gain ≥ 5)',
+          notes: ['RPC msgs/handoff: gRPC request messages etcd received (unary calls and stream messages, from its /metrics) per acquisition.'],
+        });
+        print(sections.at(-1)!);
+      }
+    }
+    if (want('6')) {
+      log('6. many keys, 256 in flight');
+      const libs = singleRedisLibraries(redis.url).filter((l) => l.ours || l.name === '@sesamecare-oss/redlock');
+      const r = await alternate(libs, (lib) => manyKeys(lib, P.manyTotal, 256));
+      const ceiling = redisCeiling(redis.port, P.manyTotal);
+      const rows = throughputRows(r, 'cycles/s');
+      rows.push({ library: 'redis-benchmark ceiling (same 2 commands, pipelined)', ours: false, cells: { 'cycles/s': { value: ceiling } } });
+      sections.push({
+        id: '6', title: `Many keys: ${P.manyTotal} acquire+release cycles on distinct keys, 256 in flight, one process (cycles/s)`, columns: ['cycles/s'],
+        higherIsBetter: true, rows, target: '≥ 1.5× @sesamecare-oss/redlock',
+      });
+      print(sections.at(-1)!);
+    }
+    if (want('7')) {
+      log('7. memory per held lock');
+      const rows: Row[] = [];
+      for (const [backend, urls] of [['redis', [redis.url]], ['redlock', nodes.map((n) => n.url)], ['etcd', [etcd.clientUrl]]] as const) {
+        const res = memory(backend, [...urls], P.memCount);
+        rows.push({ library: `wirelock ${backend}`, ours: true, cells: { 'RSS bytes/lock': { value: res.rssPerLock }, 'heap bytes/lock': { value: res.heapPerLock } } });
+      }
+      sections.push({
+        id: '7', title: `Memory per held, auto-extended lock (${P.memCount} held)`, columns: ['heap bytes/lock', 'RSS bytes/lock'], higherIsBetter: false, rows,
+        target: '≤ 2 KB per lock',
+      });
+      print(sections.at(-1)!);
+    }
+    if (want('8')) {
+      log('8. waiter scale');
+      const proxy = await countingRedisProxy(redis);
+      proxies.push(proxy);
+      const redisLib = singleRedisLibraries(proxy.url)[0]!;
+      const etcdLib = etcdLibraries(etcd.clientUrl, [])[0]!;
+      const rows: Row[] = [];
+      for (const n of quick ? [P.waiters] : [10, 50, P.waiters]) {
+        const redisOps = await waiterScale(redisLib, n, async () => proxy.commands());
+        const etcdOps = await waiterScale(etcdLib, n, () => etcdMessages(etcd.clientUrl));
+        const events = await waiterScale(etcdLib, n, () => etcdMessages(etcd.clientUrl, { sent: true, method: /^Watch$/ }));
+        rows.push({
+          library: `${n} waiters`, ours: true,
+          cells: { 'Redis commands/handoff': { value: redisOps, digits: 2 }, 'etcd RPC msgs/handoff': { value: etcdOps, digits: 2 }, 'etcd watch msgs sent/handoff': { value: events, digits: 2 } },
+        });
+      }
+      sections.push({
+        id: '8', title: 'Waiter scale: N waiters on one key, the lock passed down the whole line', columns: ['Redis commands/handoff', 'etcd RPC msgs/handoff', 'etcd watch msgs sent/handoff'],
+        higherIsBetter: false, rows, target: 'etcd O(1) per handoff (≤ 3 RPCs and 1 watch event); Redis: report how it grows',
+      });
+      print(sections.at(-1)!);
+    }
+  } finally {
+    await Promise.all(proxies.map((p) => p.close()));
+    await Promise.all([redis.stop(), ...nodes.map((n) => n.stop()), etcd.stop()]);
+  }
+  writeOutputs(root, sections, {
+    quick,
+    rounds: P.rounds,
+    started,
+    durationS: (performance.now() - t0) / 1000,
+    machine: `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, Node ${process.versions.node}, redis ${redisVersion()}, etcd ${etcdVersion()}`,
+    method: [
+      'All libraries run in this one process against the same local servers (redis-server, etcd, started by the local servers module on loopback), one after another.',
+      `Each scenario runs one warm-up round per library, then ${P.rounds} measured rounds; within a round the libraries alternate (the order reverses every round).`,
+      'Ratios are computed per round (round i of wirelock against round i of the anchor) and the median of those is reported.',
+      'Anchors use their documented defaults (retry delays, refresh intervals): what a user of each library gets out of the box. Their acquire waits without a retry limit.',
+      'Contended runs: 16 workers, each with its own connection(s), loop think 0–2 ms → acquire → hold 1 ms → release; "violations" counts a grant while another worker was inside.',
+    ],
+  });
+  log(`done in ${Math.round((performance.now() - t0) / 1000)} s`);
+}
+
+function redisCeiling(port: number, total: number): number {
+  // The same two commands a cycle costs at minimum (SET NX PX + a script), pipelined over 50 connections.
+  const out = execFileSync('redis-benchmark', ['-p', String(port), '-c', '50', '-P', '16', '-n', String(Math.max(total, 100_000)), '-r', '1000000', '-q', '-t', 'set'], { encoding: 'utf8' });
+  const set = Number(/([\d.]+) requests per second/.exec(out)?.[1]);
+  return set / 2;
+}
+
+function memory(backend: string, urls: string[], count: number): { rssPerLock: number; heapPerLock: number } {
+  const r = spawnSync(process.execPath, ['--expose-gc', '--import', 'tsx', path.join(root, 'bench/memory-child.ts'), JSON.stringify({ backend, urls, count })], { encoding: 'utf8', cwd: root });
+  if (r.status !== 0) throw new Error(`memory child (${backend}) failed: ${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { rssPerLock: number; heapPerLock: number };
+}
+
+function redisVersion(): string {
+  return /v=([\d.]+)/.exec(execFileSync('redis-server', ['--version'], { encoding: 'utf8' }))?.[1] ?? '?';
+}
+
+function etcdVersion(): string {
+  return /etcd Version: ([\d.]+)/.exec(execFileSync('etcd', ['--version'], { encoding: 'utf8' }))?.[1] ?? '?';
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
