@@ -16,7 +16,7 @@
  */
 import { EtcdClient } from '../etcdrpc/client.js';
 import { CompareResult, CompareTarget, type Compare } from '../etcdrpc/types.js';
-import { noop, onAbort, raceAbort } from '../abort.js';
+import { jitter, noop, onAbort, raceAbort, sleep } from '../abort.js';
 import { LockLostError, LockTimeoutError } from '../errors.js';
 import { BaseLocker } from './base-locker.js';
 import { HeldLock, type LockOps } from './held-lock.js';
@@ -64,18 +64,38 @@ class EtcdHold implements LockOps {
 
   /**
    * Deletes the key (if still ours), then lets the next local acquire of the key go. In that order:
-   * the next acquire reuses the same etcd key (same session), which this delete must not hit.
+   * the next acquire reuses the same etcd key (same session), and must not find the old one still
+   * there (it would take it over, fence and all). If the delete fails, release() rejects, and the
+   * delete is retried in the background until it succeeds or the session ends; only then does the
+   * next local acquire go.
    */
   finish(): Promise<void> {
-    this.#finished ??= (async () => {
+    this.#finished ??= this.#mutex.unlock().then(
+      () => this.#done(),
+      (err) => {
+        void this.#retryUnlock();
+        throw err;
+      },
+    );
+    return this.#finished;
+  }
+
+  async #retryUnlock(): Promise<void> {
+    for (let i = 0; !this.#session.signal.aborted; i++) {
+      await sleep(Math.min(100 * 2 ** i, 2000) + jitter(50));
       try {
         await this.#mutex.unlock();
-      } finally {
-        this.#passTurn();
-        if (this.#ownSession) await this.#session.close().catch(noop);
+        break;
+      } catch {
+        // still unreachable: try again while the session lives (its end deletes the key anyway)
       }
-    })();
-    return this.#finished;
+    }
+    await this.#done();
+  }
+
+  async #done(): Promise<void> {
+    this.#passTurn();
+    if (this.#ownSession) await this.#session.close().catch(noop);
   }
 }
 

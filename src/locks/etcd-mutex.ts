@@ -121,15 +121,14 @@ export class Mutex {
     const { signal, waitTimeoutMs } = checkLockOptions(opts);
     this.#begin();
     const start = performance.now();
-    const controller = new AbortController();
-    const offCaller = onAbort(signal, (reason) => controller.abort(reason));
-    const timer =
-      waitTimeoutMs > MAX_TIMER_MS
-        ? undefined
-        : setTimeout(() => controller.abort(new LockTimeoutError(this.name, performance.now() - start)), waitTimeoutMs);
+    // A controller of our own only when there is a deadline to add to the caller's signal.
+    const controller = waitTimeoutMs > MAX_TIMER_MS ? undefined : new AbortController();
+    const offCaller = controller ? onAbort(signal, (reason) => controller.abort(reason)) : noop;
+    const timer = controller && setTimeout(() => controller.abort(new LockTimeoutError(this.name, performance.now() - start)), waitTimeoutMs);
+    const waitSignal = controller?.signal ?? signal;
     try {
-      const first = await this.#enqueue(controller.signal);
-      const header = first.acquired ? first.header : await this.#wait(first.pred, first.header.revision, controller.signal);
+      const first = await this.#enqueue(waitSignal);
+      const header = first.acquired ? first.header : await this.#wait(first.pred, first.header.revision, waitSignal);
       this.#hold(header);
       if (channels.lockAcquire.hasSubscribers) {
         channels.lockAcquire.publish({ backend: 'etcd', key: this.name, token: this.#myKeyString, fence: this.#myRev, waitedMs: performance.now() - start });
@@ -226,7 +225,7 @@ export class Mutex {
    * than our last read, one more read covers the gap (did the key go in between?). That read
    * happens while the predecessor still holds the lock: off the handoff's critical path.
    */
-  async #wait(pred: KeyValue | undefined, lastRead: bigint, signal: AbortSignal): Promise<ResponseHeader> {
+  async #wait(pred: KeyValue | undefined, lastRead: bigint, signal: AbortSignal | undefined): Promise<ResponseHeader> {
     let failure: unknown;
     let predGone = false;
     let ownFrom = 0n; // first revision (minus one) each watch is sure to report
@@ -308,7 +307,7 @@ export class Mutex {
   }
 
   /** Step 4 in one Txn: is our key still ours, and who is the newest key older than it? */
-  #check(signal: AbortSignal): Promise<TxnResponse> {
+  #check(signal: AbortSignal | undefined): Promise<TxnResponse> {
     return this.#client.txn(
       {
         compare: [this.isOwner()],
