@@ -55,10 +55,10 @@ describe('etcd locks on a 3-member cluster', function () {
     const leader = await cluster.leader();
     const follower = cluster.members.find((m) => m !== leader && m.running)!;
     const locker = new EtcdLocker(await connectVia(follower));
-    const lock = await locker.acquire('paused-member', { ttlMs: 3000 });
+    const lock = await locker.acquire('paused-member', { ttlMs: 4000 });
     follower.pause(); // accepts bytes, answers nothing: only timeouts tell
     try {
-      await sleep(4500); // more than the whole TTL
+      await sleep(5000); // more than the whole TTL
       expect(lock.signal.aborted, String(lock.signal.reason)).to.equal(false);
       expect(lock.validUntil).to.be.above(performance.now());
     } finally {

@@ -56,7 +56,7 @@ describe('etcd Session, Mutex and EtcdLocker', function () {
     it('is lost when its lease is revoked behind its back', async () => {
       const session = await Session.create(await connect(), { ttlMs: 2000 });
       await admin.leaseRevoke({ ID: session.lease });
-      await eventually(() => session.signal.aborted, 2500, 'loss');
+      await eventually(() => session.signal.aborted, 4000, 'loss');
       expect(session.signal.reason).to.be.instanceOf(SessionExpiredError);
       expect((session.signal.reason as SessionExpiredError).leaseId).to.equal(session.lease);
     });
@@ -72,7 +72,8 @@ describe('etcd Session, Mutex and EtcdLocker', function () {
         let abortedAt = 0;
         session.signal.addEventListener('abort', () => (abortedAt = performance.now()));
         await eventually(() => abortedAt > 0, 4000, 'local expiry');
-        expect(abortedAt).to.be.at.most(deadline + 100);
+        // By construction the timer is set for `deadline`; the slack is only for a busy event loop.
+        expect(abortedAt).to.be.at.most(deadline + 400);
         expect(session.signal.reason).to.be.instanceOf(SessionExpiredError);
       } finally {
         proxy.pass();
@@ -214,7 +215,7 @@ describe('etcd Session, Mutex and EtcdLocker', function () {
       const locker = new EtcdLocker(await connect());
       const lock = await locker.acquire(fresh('revoked'), { ttlMs: 2000 });
       await admin.leaseRevoke({ ID: leaseOf(lock) });
-      await eventually(() => lock.signal.aborted, 2500, 'loss signal');
+      await eventually(() => lock.signal.aborted, 4000, 'loss signal');
       expect(lock.signal.reason).to.be.instanceOf(LockLostError);
       expect((lock.signal.reason as LockLostError).reason).to.equal('session-expired');
       await lock.release(); // harmless after a loss
