@@ -18,6 +18,7 @@ import { encodeCommand, type RespArg } from './encoder.js';
 import { ConnectionError, ProtocolError, RespError, TimeoutError } from '../errors.js';
 import { channels, redactCommand } from '../diagnostics.js';
 import { noop, onAbort } from '../abort.js';
+import { DEFAULT_MAX_REPLY_BYTES } from './options.js';
 
 /** setTimeout's limit (about 24.8 days): Node fires a longer delay after 1 ms. Longer timeouts mean none. */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -38,6 +39,8 @@ export interface ConnectionOptions {
   commandTimeoutMs: number;
   /** Return bulk strings as Buffers instead of UTF-8 strings. */
   returnBuffers?: boolean | undefined;
+  /** The most bytes one reply may take; more is a ProtocolError. Default: DEFAULT_MAX_REPLY_BYTES (512 MiB). */
+  maxReplyBytes?: number | undefined;
   /** Pub/sub pushes (`message` arrays) are handed here instead of to the FIFO. Subscriber connections only. */
   onPush?: ((channel: string, message: string | Buffer) => void) | undefined;
 }
@@ -58,6 +61,17 @@ interface Pending {
 
 let nextConnectionId = 1;
 
+/**
+ * What redis-parser keeps between chunks. Its typings mark these private; they are read (never written)
+ * to bound the size of a reply, which the parser itself does not do.
+ */
+interface ParserState {
+  buffer: Buffer | null;
+  offset: number;
+  /** While a long bulk string arrives in pieces: where it ends, counted from the start of `buffer`. */
+  bigStrSize: number;
+}
+
 export class RespConnection {
   readonly id = nextConnectionId++;
   readonly address: string;
@@ -65,6 +79,9 @@ export class RespConnection {
   readonly #parser: RedisParser;
   readonly #commandTimeoutMs: number;
   readonly #onPush: ConnectionOptions['onPush'];
+  readonly #maxReplyBytes: number;
+  /** Bytes received since the last complete reply: the reply in progress, so far. */
+  #replyBytes = 0;
   /** Written commands waiting for their replies, oldest first (a queue with a moving head). */
   #sent: Pending[] = [];
   #head = 0;
@@ -78,14 +95,21 @@ export class RespConnection {
     this.address = address;
     this.#commandTimeoutMs = opts.commandTimeoutMs;
     this.#onPush = opts.onPush;
+    this.#maxReplyBytes = opts.maxReplyBytes ?? DEFAULT_MAX_REPLY_BYTES;
     this.#parser = new RedisParser({
       returnBuffers: opts.returnBuffers ?? false,
-      returnReply: (reply: unknown) => this.#onReply(reply as RespValue),
-      returnError: (err: Error) => this.#onErrorReply(err),
+      returnReply: (reply: unknown) => {
+        this.#replyEnded();
+        this.#onReply(reply as RespValue);
+      },
+      returnError: (err: Error) => {
+        this.#replyEnded();
+        this.#onErrorReply(err);
+      },
       returnFatalError: (err: Error) =>
         this.destroy(new ProtocolError(`${address}: malformed reply from server: ${err.message}`, { cause: err })),
     });
-    socket.on('data', (chunk: Buffer) => this.#parser.execute(chunk));
+    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('error', (err) => this.destroy(new ConnectionError(address, err.message, { cause: err })));
     socket.on('close', () => this.destroy(new ConnectionError(address, 'connection closed by server')));
   }
@@ -198,6 +222,35 @@ export class RespConnection {
     }
     for (const listener of this.#closeListeners) listener(error);
     this.#closeListeners = [];
+  }
+
+  #onData(chunk: Buffer): void {
+    if (this.#closed) return;
+    this.#replyBytes += chunk.length;
+    try {
+      this.#parser.execute(chunk);
+    } catch (err) {
+      // redis-parser throws on some malformed input instead of reporting it: an array length beyond
+      // 2^32 (new Array), or nesting deeper than the stack. Thrown from a socket event it would be uncaught.
+      this.destroy(new ProtocolError(`${this.address}: malformed reply from server: ${(err as Error).message}`, { cause: err }));
+      return;
+    }
+    if (this.#closed) return;
+    // Counted across chunks: a bulk string, a long line or an endless array all grow the reply in progress.
+    // A bulk string announcing more than the limit is refused before its bytes arrive.
+    const state = this.#parser as unknown as ParserState;
+    const announced = state.bigStrSize > 0 ? state.bigStrSize - state.offset - 2 : 0;
+    if (this.#replyBytes > this.#maxReplyBytes || announced > this.#maxReplyBytes) {
+      this.destroy(
+        new ProtocolError(`${this.address}: reply larger than maxReplyBytes (${this.#maxReplyBytes} bytes)`),
+      );
+    }
+  }
+
+  /** A reply is complete: what the parser holds after it belongs to the next one. */
+  #replyEnded(): void {
+    const state = this.#parser as unknown as ParserState;
+    this.#replyBytes = state.buffer ? state.buffer.length - state.offset : 0;
   }
 
   #flush(): void {

@@ -28,6 +28,12 @@ export interface RedisOptions {
   reconnect?: ReconnectStrategy;
   /** Return bulk strings as Buffers instead of UTF-8 strings. Default false. */
   returnBuffers?: boolean;
+  /**
+   * The most bytes one reply may take on the wire. A server that sends more (or announces a longer bulk
+   * string) gets ProtocolError and the connection is closed, so a broken or hostile server cannot make
+   * the client buffer without bound. Default 512 MiB, Redis's own largest bulk string (proto-max-bulk-len).
+   */
+  maxReplyBytes?: number;
 }
 
 export interface ResolvedRedisOptions {
@@ -41,7 +47,11 @@ export interface ResolvedRedisOptions {
   commandTimeoutMs: number;
   reconnect: ReconnectStrategy;
   returnBuffers: boolean;
+  maxReplyBytes: number;
 }
+
+/** 512 MiB: the largest bulk string a default Redis accepts (proto-max-bulk-len). */
+export const DEFAULT_MAX_REPLY_BYTES = 512 * 1024 * 1024;
 
 export const defaultReconnect: ReconnectStrategy = (attempt) =>
   Math.min(2 ** attempt * 50, 2000) + Math.floor(Math.random() * 200);
@@ -93,6 +103,7 @@ export function resolveRedisOptions(input: string | RedisOptions, overrides?: Re
     commandTimeoutMs: positive('commandTimeoutMs', o.commandTimeoutMs, 5000),
     reconnect: o.reconnect ?? defaultReconnect,
     returnBuffers: o.returnBuffers ?? false,
+    maxReplyBytes: positive('maxReplyBytes', o.maxReplyBytes, DEFAULT_MAX_REPLY_BYTES),
   };
 }
 

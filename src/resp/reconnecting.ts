@@ -110,6 +110,7 @@ export class ReconnectingConnection {
       connectTimeoutMs: o.connectTimeoutMs,
       commandTimeoutMs: o.commandTimeoutMs,
       returnBuffers: o.returnBuffers,
+      maxReplyBytes: o.maxReplyBytes,
       onPush: this.#hooks.onPush,
     });
     try {
