@@ -15,6 +15,7 @@ import { contended, manyKeys, uncontended, waiterScale, type ContendedResult } f
 import { countingRedisProxy, etcdMessages } from './lib/counters.js';
 import { markdownTable, writeOutputs, type Row, type Section } from './lib/report.js';
 import { median, ratios } from './lib/stats.js';
+import { profile } from './profile.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const quick = process.argv.includes('--quick');
@@ -103,6 +104,7 @@ async function main(): Promise<void> {
   const sections: Section[] = [];
   const want = (id: string): boolean => !only || only.includes(id);
   const proxies: Array<{ close(): Promise<void> }> = [];
+  const profileLines: string[] = [];
   try {
     if (want('1')) {
       log('1. uncontended single Redis');
@@ -218,6 +220,21 @@ async function main(): Promise<void> {
       });
       print(sections.at(-1)!);
     }
+    if (!quick && !only) {
+      log('profiles: where the time goes');
+      profileLines.push(
+        'Each profile runs one wirelock scenario alone in a child process under `node --cpu-prof` and lists the frames with the most self time. `(idle)` is time spent waiting for the network and the server, and `(program)` is native work outside JavaScript, such as syscalls and the event loop.',
+        '',
+      );
+      for (const [name, urls] of [
+        ['redis', [redis.url]],
+        ['redlock', nodes.map((n) => n.url)],
+        ['etcd', [etcd.clientUrl]],
+        ['etcd-contended', [etcd.clientUrl]],
+      ] as const) {
+        profileLines.push(`### ${name}`, '', ...profile(name, [...urls]), '');
+      }
+    }
   } finally {
     await Promise.all(proxies.map((p) => p.close()));
     await Promise.all([redis.stop(), ...nodes.map((n) => n.stop()), etcd.stop()]);
@@ -235,6 +252,7 @@ async function main(): Promise<void> {
       'Anchors use their documented defaults (retry delays, refresh intervals): what a user of each library gets out of the box. Their acquire waits without a retry limit.',
       'Contended runs: 16 workers, each with its own connection(s), loop think 0–2 ms → acquire → hold 1 ms → release; "violations" counts a grant while another worker was inside.',
     ],
+    profile: profileLines,
   });
   log(`done in ${Math.round((performance.now() - t0) / 1000)} s`);
 }

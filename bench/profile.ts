@@ -1,0 +1,67 @@
+/**
+ * Where the time goes: runs one wirelock scenario in a child process under `node --cpu-prof` and
+ * returns the top frames by self time, with idle time (waiting on the network and the server) shown
+ * separately from JavaScript, garbage collection and native work.
+ *
+ *   node --import tsx bench/profile.ts <scenario> <url…>     (scenario: redis | redlock | etcd | etcd-contended)
+ * Called by bench/run.ts for docs/bench.md.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+}
+interface CpuProfile {
+  nodes: ProfileNode[];
+  samples: number[];
+  timeDeltas: number[];
+}
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+/** Profiles `scenario` for `seconds`; returns markdown lines (a table of the top frames). */
+export function profile(scenario: string, urls: string[], seconds = 3, top = 12): string[] {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'wirelock-prof-'));
+  try {
+    const r = spawnSync(
+      process.execPath,
+      ['--cpu-prof', `--cpu-prof-dir=${dir}`, '--import', 'tsx', path.join(here, 'profile-child.ts'), scenario, String(seconds), ...urls],
+      { encoding: 'utf8', cwd: path.join(here, '..') },
+    );
+    if (r.status !== 0) throw new Error(`profile child failed: ${r.stderr}`);
+    const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
+    if (!file) throw new Error('no .cpuprofile written');
+    const prof = JSON.parse(readFileSync(path.join(dir, file), 'utf8')) as CpuProfile;
+    const rate = r.stdout.trim().split('\n').at(-1) ?? '';
+    return [`${scenario}: ${rate}`, '', ...table(prof, top)];
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function table(prof: CpuProfile, top: number): string[] {
+  const selfByNode = new Map<number, number>();
+  prof.samples.forEach((id, i) => selfByNode.set(id, (selfByNode.get(id) ?? 0) + (prof.timeDeltas[i] ?? 0)));
+  const byFrame = new Map<string, number>();
+  let total = 0;
+  for (const n of prof.nodes) {
+    const t = selfByNode.get(n.id) ?? 0;
+    total += t;
+    const { functionName, url, lineNumber } = n.callFrame;
+    const where = url ? `${url.replace(/^.*\/(node_modules|src|bench)\//, '$1/').replace(/^node:/, 'node:')}:${lineNumber + 1}` : '';
+    const name = `${functionName || '(anonymous)'}${where ? ` ${where}` : ''}`;
+    byFrame.set(name, (byFrame.get(name) ?? 0) + t);
+  }
+  const rows = [...byFrame.entries()].sort((a, b) => b[1] - a[1]).slice(0, top);
+  return ['| self time | frame |', '|---:|---|', ...rows.map(([name, t]) => `| ${((100 * t) / total).toFixed(1)}% | \`${name}\` |`)];
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
+  const [scenario, ...urls] = process.argv.slice(2);
+  console.log(profile(scenario!, urls).join('\n'));
+}
