@@ -28,6 +28,8 @@ export type { RedlockOptions, RedlockNodeFailure, RedlockNodeOutcome } from './l
 export { EtcdClient } from './etcdrpc/client.js';
 export type { EtcdOptions, TxnOptions, CallOptions as EtcdCallOptions } from './etcdrpc/client.js';
 export { WatchCompactedError, Watcher } from './etcdrpc/watch.js';
+export type { WatchStream } from './etcdrpc/watch.js';
+export type { KVClient, LeaseClient, ClusterClient, MaintenanceClient } from './etcdrpc/services.js';
 export type { WatchOptions, WatchHandlers } from './etcdrpc/watch.js';
 export { prefixEnd } from './etcdrpc/codec.js';
 export { SortOrder, SortTarget, CompareResult, CompareTarget, EventType, WatchFilter } from './etcdrpc/types.js';

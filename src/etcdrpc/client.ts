@@ -7,11 +7,11 @@
  *
  * Several endpoints are one cluster: calls go to one endpoint and move to the next when it is
  * unavailable (see transport.ts for what is retried). All watches share one Watch stream and all
- * lease renewals one LeaseKeepAlive stream.
+ * lease renewals one LeaseKeepAlive stream. The per-service clients are there as `kv`, `lease`,
+ * `watches`, `cluster` and `maintenance`; the common calls are also methods of the client itself.
  */
-import { method, type MethodInfo } from './codec.js';
-import { KeepAliveStream } from './lease.js';
-import { Transport, type CallOptions, type RetryPolicy } from './transport.js';
+import { ClusterClient, KVClient, LeaseClient, MaintenanceClient, type TxnOptions } from './services.js';
+import { Transport, type CallOptions } from './transport.js';
 import { WatchStream, type WatchHandlers, type WatchOptions, type Watcher } from './watch.js';
 import type {
   Bytes,
@@ -24,13 +24,11 @@ import type {
   LeaseRevokeResponse,
   LeaseTimeToLiveRequest,
   LeaseTimeToLiveResponse,
-  MemberListRequest,
   MemberListResponse,
   PutRequest,
   PutResponse,
   RangeRequest,
   RangeResponse,
-  StatusRequest,
   StatusResponse,
   TxnRequest,
   TxnResponse,
@@ -47,42 +45,25 @@ export interface EtcdOptions {
   callTimeoutMs?: number;
 }
 
-export interface TxnOptions extends CallOptions {
-  /**
-   * The transaction may safely be applied twice (for example a put guarded by "the key does not
-   * exist yet"): it is then sent again after an Unavailable answer, like a read.
-   */
-  idempotent?: boolean;
-}
-
-export type { CallOptions };
+export type { CallOptions, TxnOptions };
 
 const DEFAULT_CALL_TIMEOUT_MS = 5000;
 
-const m = {
-  range: () => method<RangeRequest, RangeResponse>('KV', 'Range'),
-  put: () => method<PutRequest, PutResponse>('KV', 'Put'),
-  deleteRange: () => method<DeleteRangeRequest, DeleteRangeResponse>('KV', 'DeleteRange'),
-  txn: () => method<TxnRequest, TxnResponse>('KV', 'Txn'),
-  leaseGrant: () => method<LeaseGrantRequest, LeaseGrantResponse>('Lease', 'LeaseGrant'),
-  leaseRevoke: () => method<LeaseRevokeRequest, LeaseRevokeResponse>('Lease', 'LeaseRevoke'),
-  leaseTimeToLive: () => method<LeaseTimeToLiveRequest, LeaseTimeToLiveResponse>('Lease', 'LeaseTimeToLive'),
-  memberList: () => method<MemberListRequest, MemberListResponse>('Cluster', 'MemberList'),
-  status: () => method<StatusRequest, StatusResponse>('Maintenance', 'Status'),
-};
-type Methods = { [K in keyof typeof m]: ReturnType<(typeof m)[K]> };
-
 export class EtcdClient {
+  readonly kv: KVClient;
+  readonly lease: LeaseClient;
+  readonly watches: WatchStream;
+  readonly cluster: ClusterClient;
+  readonly maintenance: MaintenanceClient;
   readonly #transport: Transport;
-  readonly #methods: Methods;
-  readonly #watch: WatchStream;
-  readonly #keepAlive: KeepAliveStream;
 
   private constructor(transport: Transport) {
     this.#transport = transport;
-    this.#methods = Object.fromEntries(Object.entries(m).map(([k, f]) => [k, f()])) as Methods;
-    this.#watch = new WatchStream(transport);
-    this.#keepAlive = new KeepAliveStream(transport);
+    this.kv = new KVClient(transport);
+    this.lease = new LeaseClient(transport);
+    this.watches = new WatchStream(transport);
+    this.cluster = new ClusterClient(transport);
+    this.maintenance = new MaintenanceClient(transport);
   }
 
   /**
@@ -121,49 +102,38 @@ export class EtcdClient {
     return this.#transport.closed;
   }
 
-  // ---- KV
-
   range(req: RangeRequest, opts?: CallOptions): Promise<RangeResponse> {
-    return this.#unary(this.#methods.range, req, 'read', opts);
+    return this.kv.range(req, opts);
   }
 
   put(req: PutRequest, opts?: CallOptions): Promise<PutResponse> {
-    return this.#unary(this.#methods.put, req, 'write', opts);
+    return this.kv.put(req, opts);
   }
 
   deleteRange(req: DeleteRangeRequest, opts?: CallOptions): Promise<DeleteRangeResponse> {
-    return this.#unary(this.#methods.deleteRange, req, 'write', opts);
+    return this.kv.deleteRange(req, opts);
   }
 
   txn(req: TxnRequest, opts?: TxnOptions): Promise<TxnResponse> {
-    return this.#unary(this.#methods.txn, req, opts?.idempotent ? 'idempotent-write' : 'write', opts);
+    return this.kv.txn(req, opts);
   }
 
-  // ---- Lease
-
-  /** `TTL` in seconds (etcd raises it to its minimum, 2 s). Retried like a read: an unused lease is harmless. */
   leaseGrant(req: LeaseGrantRequest, opts?: CallOptions): Promise<LeaseGrantResponse> {
-    return this.#unary(this.#methods.leaseGrant, req, 'read', opts);
+    return this.lease.grant(req, opts);
   }
 
-  /** A lease that is already gone rejects with EtcdError NOT_FOUND ("requested lease not found"). */
   leaseRevoke(req: LeaseRevokeRequest, opts?: CallOptions): Promise<LeaseRevokeResponse> {
-    return this.#unary(this.#methods.leaseRevoke, req, 'read', opts);
+    return this.lease.revoke(req, opts);
   }
 
-  /**
-   * Renews a lease once, over the client's shared LeaseKeepAlive stream. Resolves with TTL 0 (not an
-   * error) when the lease no longer exists. `timeoutMs` defaults to the call timeout.
-   */
-  leaseKeepAlive(id: bigint, opts: CallOptions = {}): Promise<LeaseKeepAliveResponse> {
-    return this.#keepAlive.keepAlive(id, opts.timeoutMs ?? this.#transport.callTimeoutMs, opts.signal);
+  /** One renewal over the shared LeaseKeepAlive stream; TTL 0 (not an error) when the lease is gone. */
+  leaseKeepAlive(id: bigint, opts?: CallOptions): Promise<LeaseKeepAliveResponse> {
+    return this.lease.keepAlive(id, opts);
   }
 
   leaseTimeToLive(req: LeaseTimeToLiveRequest, opts?: CallOptions): Promise<LeaseTimeToLiveResponse> {
-    return this.#unary(this.#methods.leaseTimeToLive, req, 'read', opts);
+    return this.lease.timeToLive(req, opts);
   }
-
-  // ---- Watch
 
   /**
    * Watches `key` (or a range) over the client's shared Watch stream. Returns at once; the watch is
@@ -171,33 +141,23 @@ export class EtcdClient {
    * throw synchronously.
    */
   watch(key: Bytes, opts: WatchOptions, handlers: WatchHandlers): Watcher {
-    return this.#watch.watch(key, opts, handlers);
+    return this.watches.watch(key, opts, handlers);
   }
-
-  // ---- Cluster, Maintenance
 
   memberList(opts?: CallOptions): Promise<MemberListResponse> {
-    return this.#unary(this.#methods.memberList, {}, 'read', opts);
+    return this.cluster.memberList(opts);
   }
 
-  /** The answering member's status (leader, raft term, version). */
   status(opts?: CallOptions): Promise<StatusResponse> {
-    return this.#unary(this.#methods.status, {}, 'read', opts);
+    return this.maintenance.status(opts);
   }
 
   /** Ends both streams (watches end with ClosedError) and closes every channel. Pending calls reject. */
   async close(): Promise<void> {
     if (this.#transport.closed) return;
     this.#transport.close();
-    this.#watch.close();
-    this.#keepAlive.close();
-  }
-
-  async #unary<Req, Res>(mi: MethodInfo<Req, Res>, req: Req, policy: RetryPolicy, opts?: CallOptions): Promise<Res> {
-    if (opts !== undefined && (typeof opts !== 'object' || opts === null)) throw new TypeError('call options must be an object');
-    if (opts?.timeoutMs !== undefined) checkTimeout('timeoutMs', opts.timeoutMs);
-    if (req === null || typeof req !== 'object') throw new TypeError(`${mi.name} needs a request object`);
-    return this.#transport.unary(mi, req, policy, opts);
+    this.watches.close();
+    this.lease.close();
   }
 }
 
