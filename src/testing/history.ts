@@ -60,3 +60,62 @@ export function quantile(sorted: number[], q: number): number {
   if (sorted.length === 0) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
 }
+
+/**
+ * One step of a lock history, for replayMutex. Stamps are CLOCK_MONOTONIC ns, as in Hold.
+ * - `enter`: the worker entered its critical section with this fence (its acquire had resolved);
+ * - `exit`: it left it (before calling release);
+ * - `lost`: it was told the lock was lost (its signal aborted): a careful holder stops here;
+ * - `crash`: it was killed while holding: its section ends here.
+ */
+export type MutexEvent =
+  | { kind: 'enter'; worker: number | string; at: bigint; fence: bigint }
+  | { kind: 'exit' | 'lost' | 'crash'; worker: number | string; at: bigint };
+
+export interface MutexReplay {
+  /** Entries into the critical section. */
+  holds: number;
+  /** Every step the model refused, in time order, with what the model's state was. Must be empty. */
+  violations: string[];
+  /** The highest fence entered with. */
+  maxFence: bigint;
+}
+
+/**
+ * Replays a history against the model of a fenced mutex: one holder at a time, and every new holder's
+ * fence greater than all before it. A section ends at the first of exit, lost and crash; later ends of
+ * the same section are ignored. Unlike checkHistory, it also catches malformed histories (an exit
+ * without an entry, a worker entering twice) and says which step broke the model.
+ */
+export function replayMutex(events: MutexEvent[]): MutexReplay {
+  // Ends before entries at equal stamps: a handoff stamped within the same nanosecond is not an overlap.
+  const rank = (e: MutexEvent): number => (e.kind === 'enter' ? 1 : 0);
+  const sorted = [...events].sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : rank(a) - rank(b)));
+  const violations: string[] = [];
+  /** Workers inside their section now (more than one is the violation), with fence and entry stamp. */
+  const inside = new Map<string, { fence: bigint; at: bigint }>();
+  /** Workers whose section was ended by lost/crash and who have not exited yet. */
+  const endedEarly = new Set<string>();
+  let maxFence = -1n;
+  let holds = 0;
+  for (const e of sorted) {
+    const worker = String(e.worker);
+    if (e.kind === 'enter') {
+      holds++;
+      if (inside.has(worker) || endedEarly.has(worker)) violations.push(`${worker} entered again at ${e.at} without exiting first`);
+      for (const [other, h] of inside) {
+        if (other !== worker) violations.push(`${worker} entered (fence ${e.fence}) at ${e.at} while ${other} (fence ${h.fence}) held it since ${h.at}`);
+      }
+      if (e.fence <= maxFence) violations.push(`${worker} entered with fence ${e.fence}, not above the highest before it (${maxFence})`);
+      if (e.fence > maxFence) maxFence = e.fence;
+      endedEarly.delete(worker);
+      inside.set(worker, { fence: e.fence, at: e.at });
+    } else if (inside.delete(worker)) {
+      if (e.kind !== 'exit') endedEarly.add(worker);
+    } else if (e.kind === 'exit') {
+      // The exit of a section that lost/crash already ended is fine; any other is malformed.
+      if (!endedEarly.delete(worker)) violations.push(`${worker} exited at ${e.at} without having entered`);
+    }
+  }
+  return { holds, violations, maxFence };
+}

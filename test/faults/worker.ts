@@ -1,0 +1,232 @@
+/**
+ * A fault-suite worker process: one lock client, driven by JSON commands on stdin, reporting JSON
+ * events on stdout (test/support/faults-workers.ts is the other end).
+ *
+ * Every critical section is stamped with process.hrtime.bigint(): CLOCK_MONOTONIC, one clock for every
+ * process on the machine, so the parent can line up the stamps of all workers. Under `faketime
+ * --exclude-monotonic` that clock stays true while the wall clock jumps.
+ *
+ * Commands run one after another, except `exit`, which closes everything at once (pending acquires
+ * reject) and ends the process. The worker also exits when its stdin ends (the parent died).
+ */
+import { createInterface } from 'node:readline';
+import { setTimeout as delay } from 'node:timers/promises';
+import {
+  EtcdClient, EtcdLocker, LockLostError, QuorumError, RedisClient, RedisLocker, Redlock, WirelockError,
+  type Lock, type Locker,
+} from '../../src/index.js';
+import { EtcdResource, RedisResource, type FencedResource } from '../support/faults-resource.js';
+import type { WorkerConfig } from '../support/faults-workers.js';
+
+const cfg = JSON.parse(process.argv[2]!) as WorkerConfig;
+const hr = (): bigint => process.hrtime.bigint();
+/** A performance.now() deadline as a CLOCK_MONOTONIC stamp in ns. */
+const hrOf = (perf: number): bigint => hr() + BigInt(Math.round((perf - performance.now()) * 1e6));
+
+function emit(event: Record<string, unknown>): void {
+  process.stdout.write(`${JSON.stringify(event, (_, v) => (typeof v === 'bigint' ? v.toString() : v))}\n`);
+}
+
+/** An error as data: what the parent asserts on. */
+function describe(err: unknown): Record<string, unknown> {
+  if (!(err instanceof Error)) return { message: String(err) };
+  const out: Record<string, unknown> = { name: err.name, message: err.message };
+  if (err instanceof WirelockError) out.code = err.code;
+  if (err instanceof LockLostError) out.reason = err.reason;
+  if (err instanceof QuorumError) out.nodes = err.nodes.map((n) => ({ node: n.node, kind: (n as { kind?: string }).kind }));
+  if (err.cause !== undefined) out.cause = describe(err.cause);
+  return out;
+}
+
+interface Backend {
+  locker: Locker;
+  resource: FencedResource;
+  /** A plain (unfenced) counter: read, wait, write back +1. Two holders at once lose an update. */
+  counter: { get(): Promise<number>; set(n: number): Promise<void> };
+  close(): Promise<void>;
+}
+
+async function connect(): Promise<Backend> {
+  const closers: Array<() => Promise<void>> = [];
+  let locker: Locker;
+  if (cfg.backend === 'etcd') {
+    const client = await EtcdClient.connect({ endpoints: cfg.urls, ...cfg.clientOptions });
+    closers.push(() => client.close());
+    locker = new EtcdLocker(client, cfg.lockerOptions);
+  } else {
+    const clients = await Promise.all(cfg.urls.map((u) => RedisClient.connect(u, cfg.clientOptions)));
+    closers.push(() => Promise.all(clients.map((c) => c.close())).then(() => {}));
+    locker = cfg.backend === 'redis' ? new RedisLocker(clients[0]!, cfg.lockerOptions) : new Redlock(clients, cfg.lockerOptions);
+  }
+  closers.unshift(() => locker.close());
+  let resource: FencedResource;
+  let counter: Backend['counter'];
+  if (cfg.resource.kind === 'redis') {
+    const client = await RedisClient.connect(cfg.resource.url);
+    closers.push(() => client.close());
+    resource = new RedisResource(client, 'fault:resource');
+    counter = {
+      get: async () => Number((await client.send(['GET', 'fault:counter'])) ?? 0),
+      set: async (n) => void (await client.send(['SET', 'fault:counter', n])),
+    };
+  } else {
+    const client = await EtcdClient.connect({ endpoints: cfg.resource.endpoints });
+    closers.push(() => client.close());
+    resource = new EtcdResource(client, 'fault/resource');
+    counter = {
+      get: async () => Number((await client.range({ key: 'fault/counter' })).kvs[0]?.value.toString() || 0),
+      set: async (n) => void (await client.put({ key: 'fault/counter', value: String(n) })),
+    };
+  }
+  return {
+    locker,
+    resource,
+    counter,
+    close: async () => {
+      for (const close of closers) await close().catch(() => {});
+    },
+  };
+}
+
+const backend = await connect();
+let lock: Lock | undefined;
+let begun: { value: number } | undefined;
+
+/** Reports the lock's validity as it moves, and its loss the moment the signal aborts. */
+function watch(l: Lock): void {
+  let last = l.validUntil;
+  const timer = setInterval(() => {
+    if (l.validUntil !== last) {
+      last = l.validUntil;
+      emit({ type: 'validity', at: hr(), validUntil: hrOf(last), dateSkewMs: dateSkew() });
+    }
+  }, 20);
+  timer.unref();
+  l.signal.addEventListener('abort', () => {
+    clearInterval(timer);
+    const reason = l.signal.reason;
+    if (reason instanceof LockLostError) emit({ type: 'lost', at: hr(), fence: l.fence, validUntil: hrOf(l.validUntil), error: describe(reason) });
+  }, { once: true });
+}
+
+/** How far the wall clock is from the monotonic one, in ms: about 0, or the offset faketime added. */
+function dateSkew(): number {
+  return Math.round(Date.now() - (performance.timeOrigin + performance.now()));
+}
+
+async function acquire(c: Record<string, any>, tryOnce: boolean): Promise<void> {
+  const opts = { ttlMs: c.ttlMs, waitTimeoutMs: c.waitTimeoutMs, autoExtend: c.autoExtend };
+  const requested = hr();
+  try {
+    const l = tryOnce ? await backend.locker.tryAcquire(c.key, opts) : await backend.locker.acquire(c.key, opts);
+    const enter = hr();
+    if (!l) {
+      emit({ type: 'acquired', got: false, requested, at: enter });
+      return;
+    }
+    lock = l;
+    begun = undefined;
+    watch(l);
+    emit({ type: 'acquired', got: true, requested, enter, fence: l.fence, token: l.token, validUntil: hrOf(l.validUntil), dateSkewMs: dateSkew() });
+  } catch (err) {
+    emit({ type: 'acquire-failed', requested, at: hr(), error: describe(err) });
+  }
+}
+
+/** The contention loop of scenario 1: acquire, fenced read, plain read-wait-write, fenced write, release. */
+async function contend(c: Record<string, any>): Promise<void> {
+  for (let i = 0; i < c.iterations; i++) {
+    const requested = hr();
+    const l = await backend.locker.acquire(c.key, { ttlMs: c.ttlMs, waitTimeoutMs: c.waitTimeoutMs });
+    const enter = hr();
+    const begin = await backend.resource.begin(l.fence);
+    const n = await backend.counter.get();
+    if (c.holdMs > 0) await delay(Math.random() * c.holdMs);
+    await backend.counter.set(n + 1);
+    const write = await backend.resource.write(l.fence, begin.value + 1);
+    const exit = hr();
+    await l.release();
+    emit({ type: 'hold', requested, enter, exit, fence: l.fence, beginOk: begin.ok, writeOk: write.ok, lostBeforeExit: l.signal.reason instanceof LockLostError });
+  }
+  emit({ type: 'contended' });
+}
+
+async function run(c: Record<string, any>): Promise<void> {
+  switch (c.op) {
+    case 'acquire':
+      return acquire(c, false);
+    case 'try':
+      return acquire(c, true);
+    case 'contend':
+      return contend(c);
+    case 'begin': {
+      const a = await backend.resource.begin(lock!.fence);
+      if (a.ok) begun = a;
+      return emit({ type: 'begin', ok: a.ok, last: a.last, value: a.value, at: hr() });
+    }
+    case 'hold':
+      // Inside the critical section, not looking at the signal: what a paused or careless holder does.
+      await delay(c.ms);
+      return emit({ type: 'held', at: hr() });
+    case 'section': {
+      // Inside the critical section until `ms` have passed or the lock is lost, whichever is first.
+      const l = lock!;
+      await Promise.race([delay(c.ms), new Promise((r) => l.signal.addEventListener('abort', r, { once: true }))]);
+      return emit({ type: 'section', exit: hr(), lost: l.signal.reason instanceof LockLostError, validUntil: hrOf(l.validUntil) });
+    }
+    case 'write': {
+      const signalAborted = lock!.signal.aborted;
+      const a = await backend.resource.write(lock!.fence, (begun?.value ?? 0) + 1);
+      return emit({ type: 'write', ok: a.ok, last: a.last, signalAborted, at: hr() });
+    }
+    case 'extend':
+      try {
+        await lock!.extend(c.ttlMs);
+        return emit({ type: 'extend', ok: true, validUntil: hrOf(lock!.validUntil), at: hr() });
+      } catch (err) {
+        return emit({ type: 'extend', ok: false, error: describe(err), at: hr() });
+      }
+    case 'release': {
+      const exit = hr();
+      try {
+        await lock?.release();
+        return emit({ type: 'released', ok: true, exit, at: hr() });
+      } catch (err) {
+        return emit({ type: 'released', ok: false, exit, at: hr(), error: describe(err) });
+      } finally {
+        lock = undefined;
+      }
+    }
+    case 'clock':
+      return emit({ type: 'clock', dateSkewMs: dateSkew(), at: hr(), validUntil: lock ? hrOf(lock.validUntil) : null });
+    default:
+      throw new Error(`unknown command ${String(c.op)}`);
+  }
+}
+
+let queue = Promise.resolve();
+let exiting = false;
+async function exit(code: number): Promise<void> {
+  if (exiting) return;
+  exiting = true;
+  const timer = setTimeout(() => process.exit(code), 3000);
+  await backend.close();
+  clearTimeout(timer);
+  process.exit(code);
+}
+
+process.on('unhandledRejection', (reason) => {
+  emit({ type: 'fatal', message: `unhandled rejection: ${String((reason as Error)?.stack ?? reason)}` });
+  void exit(1);
+});
+
+const lines = createInterface({ input: process.stdin });
+lines.on('line', (line) => {
+  const c = JSON.parse(line) as Record<string, any>;
+  if (c.op === 'exit') return void exit(0);
+  queue = queue.then(() => run(c)).catch((err: unknown) => {
+    emit({ type: 'fatal', message: `${c.op}: ${String((err as Error)?.stack ?? err)}` });
+  });
+});
+lines.on('close', () => void exit(0));
+emit({ type: 'ready', pid: process.pid });
