@@ -3,7 +3,8 @@
  * for every backend. `npm run test:faults` runs it at full size (contention.fault.ts).
  */
 import { startEtcdEnv, startRedisEnv, type EtcdEnv, type RedisEnv } from '../support/faults-env.js';
-import { contention } from './scenarios/contention.js';
+import { expect } from 'chai';
+import { contention, runContention } from './scenarios/contention.js';
 
 describe('faults (fast): 1. contention between worker processes, no faults', function () {
   this.timeout(60_000);
@@ -20,4 +21,15 @@ describe('faults (fast): 1. contention between worker processes, no faults', fun
   it('RedisLocker: 4 processes × 25', () => contention(redis.env('redis'), 'c-redis', size, 'RedisLocker 4×25'));
   it('Redlock (3 nodes): 4 processes × 25', () => contention(redis.env('redlock'), 'c-redlock', size, 'Redlock/3 4×25'));
   it('EtcdLocker: 4 processes × 25', () => contention(etcd.env, 'c-etcd', size, 'EtcdLocker 4×25'));
+
+  it('the same checks fail for a lock that excludes nothing (they are not tautologies)', async () => {
+    const broken = { ...redis.env('redis'), backend: 'unlocked' as const };
+    const r = await runContention(broken, 'c-unlocked', { ...size, holdMs: 3 }, 'no lock at all 4×25');
+    expect(r.overlaps, 'overlaps').to.be.above(0);
+    expect(r.violations.length, 'model violations').to.be.above(0);
+    expect(r.refused, 'fenced accesses refused').to.be.above(0);
+    expect(r.counter, 'plain counter').to.be.below(r.total);
+    // Yet the fence kept the resource itself consistent: no accepted write was lost.
+    expect(r.resource.value, 'fenced resource').to.equal(r.accepted);
+  });
 });

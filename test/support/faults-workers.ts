@@ -16,7 +16,8 @@ import { fileURLToPath } from 'node:url';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const WORKER = path.join(root, 'test', 'faults', 'worker.ts');
 
-export type Backend = 'redis' | 'redlock' | 'etcd';
+/** `unlocked`: a stand-in that grants every acquire at once (fences from a counter): a broken lock, to show the checks fail. */
+export type Backend = 'redis' | 'redlock' | 'etcd' | 'unlocked';
 
 export interface WorkerConfig {
   id: string;
@@ -76,6 +77,8 @@ export class FaultWorker {
         buffered = buffered.slice(nl + 1);
         if (!line.startsWith('{')) continue;
         const event = JSON.parse(line) as WorkerEvent;
+        // When the parent read it: comparable with the parent's own stamps even if the worker's clock is faked.
+        event.receivedAt = process.hrtime.bigint().toString();
         this.events.push(event);
         this.#unread.push(event);
         for (const wake of [...this.#waiters]) wake();
@@ -184,10 +187,11 @@ export class FaultWorker {
     return process.hrtime.bigint();
   }
 
-  /** SIGCONT. Returns the CLOCK_MONOTONIC time (ns) at which it was sent. */
+  /** SIGCONT. Returns the CLOCK_MONOTONIC time (ns) just before it was sent (the worker may run at once). */
   resume(): bigint {
+    const at = process.hrtime.bigint();
     this.signal('SIGCONT');
-    return process.hrtime.bigint();
+    return at;
   }
 
   /** kill -9. Returns the CLOCK_MONOTONIC time (ns) just before the signal. */
