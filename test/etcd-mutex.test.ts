@@ -282,6 +282,11 @@ describe('etcd Session, Mutex and EtcdLocker', function () {
       expect(err).to.be.instanceOf(LockTimeoutError);
       expect(performance.now() - start).to.be.within(150, 2000);
       expect(await queue(holder!.lockName(key))).to.deep.equal([held.token]);
+      // 0 means one attempt: held elsewhere, so LockTimeoutError, and nothing left queued.
+      expect(await rejection(waiter!.acquire(key, { waitTimeoutMs: 0 }))).to.be.instanceOf(LockTimeoutError);
+      expect(await queue(holder!.lockName(key))).to.deep.equal([held.token]);
+      const free = await waiter!.acquire(fresh('free'), { waitTimeoutMs: 0 });
+      await free.release();
       const controller = new AbortController();
       const aborted = waiter!.acquire(key, { signal: controller.signal });
       await eventually(async () => (await queue(holder!.lockName(key))).length === 2, 3000, 'queued');

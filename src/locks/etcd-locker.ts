@@ -133,6 +133,12 @@ export class EtcdLocker extends BaseLocker {
     const o = resolveAcquire(key, opts, this.#ttlMs);
     this.checkOpen();
     const start = performance.now();
+    if (o.waitTimeoutMs === 0) {
+      // One attempt (a 0 ms deadline would otherwise cancel it while on the wire), as for Redis.
+      const lock = await this.tryAcquire(key, opts);
+      if (!lock) throw new LockTimeoutError(key, performance.now() - start);
+      return lock;
+    }
     const link = this.linkSignals(o.signal);
     const timer =
       o.waitTimeoutMs > MAX_TIMER_MS

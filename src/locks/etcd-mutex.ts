@@ -38,7 +38,7 @@ import { Session } from './etcd-session.js';
 export interface MutexLockOptions {
   /** Aborts the wait (the key is deleted); lock() rejects with `signal.reason`. */
   signal?: AbortSignal;
-  /** Give up after this many ms with LockTimeoutError. Default Infinity. */
+  /** Give up after this many ms with LockTimeoutError. Default Infinity; 0 means one attempt. */
   waitTimeoutMs?: number;
 }
 
@@ -119,8 +119,13 @@ export class Mutex {
   /** Waits until held. Rejects with LockLostError('session-expired') if the session ends meanwhile. */
   async lock(opts: MutexLockOptions = {}): Promise<void> {
     const { signal, waitTimeoutMs } = checkLockOptions(opts);
-    this.#begin();
     const start = performance.now();
+    if (waitTimeoutMs === 0) {
+      // One attempt: a 0 ms deadline would otherwise cancel it while on the wire.
+      if (!(await this.tryLock({ signal }))) throw new LockTimeoutError(this.name, performance.now() - start);
+      return;
+    }
+    this.#begin();
     // A controller of our own only when there is a deadline to add to the caller's signal.
     const controller = waitTimeoutMs > MAX_TIMER_MS ? undefined : new AbortController();
     const offCaller = controller ? onAbort(signal, (reason) => controller.abort(reason)) : noop;

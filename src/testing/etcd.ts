@@ -61,10 +61,12 @@ export interface EtcdCluster {
   stop(): Promise<void>;
 }
 
-/** A single-member cluster, with the member's handles at the top level. */
-export interface EtcdServer extends EtcdMember {
+/** A single-member cluster, with the member's handles at the top level (so it is an EtcdCluster too). */
+export interface EtcdServer extends EtcdMember, EtcdCluster {
   readonly endpoints: string[];
   readonly members: EtcdMember[];
+  /** Graceful stop and data dir removal. Idempotent. */
+  stop(): Promise<void>;
 }
 
 export async function startEtcd(opts: EtcdServerOptions = {}): Promise<EtcdServer> {
@@ -79,6 +81,7 @@ export async function startEtcd(opts: EtcdServerOptions = {}): Promise<EtcdServe
     get running() { return member.running; },
     endpoints: cluster.endpoints,
     members: cluster.members,
+    leader: () => cluster.leader(),
     pause: () => member.pause(),
     resume: () => member.resume(),
     kill: () => member.kill(),
