@@ -20,15 +20,11 @@
 import dc from 'node:diagnostics_channel';
 import { EtcdClient, EtcdLocker } from '../src/index.js';
 import { startEtcd } from '../src/testing/servers.js';
+import { median, numberArg } from './lib/stats.js';
 
-const arg = (name: string, fallback: number): number => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i === -1 ? fallback : Number(process.argv[i + 1]);
-};
-const ROUNDS = arg('rounds', 3);
-const SECONDS = arg('seconds', 3);
-const CLIENTS = arg('clients', 16);
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const ROUNDS = numberArg('rounds', 3);
+const SECONDS = numberArg('seconds', 3);
+const CLIENTS = numberArg('clients', 16);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** etcd's count of request messages received, per method (unary requests and stream messages). */

@@ -16,14 +16,10 @@ import { RedisClient, RedisLocker } from '../src/index.js';
 import { startRedis } from '../src/testing/servers.js';
 import { quantile } from '../src/testing/history.js';
 import { QUEUE_ACQUIRE, QUEUE_RELEASE } from '../src/locks/redis-scripts.js';
+import { median, numberArg } from './lib/stats.js';
 
-const arg = (name: string, fallback: number): number => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i === -1 ? fallback : Number(process.argv[i + 1]);
-};
-const ROUNDS = arg('rounds', 5);
-const SECONDS = arg('seconds', 2);
-const median = (xs: number[]): number => quantile([...xs].sort((a, b) => a - b), 0.5);
+const ROUNDS = numberArg('rounds', 5);
+const SECONDS = numberArg('seconds', 2);
 
 async function cyclesPerSecond(locker: RedisLocker, round: number): Promise<number> {
   const end = performance.now() + SECONDS * 1000;

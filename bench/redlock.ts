@@ -16,15 +16,11 @@
 import { RedisClient, RedisLocker, Redlock } from '../src/index.js';
 import { startRedisNodes } from '../src/testing/servers.js';
 import { checkHistory, quantile, type Hold } from '../src/testing/history.js';
+import { median, numberArg } from './lib/stats.js';
 
-const arg = (name: string, fallback: number): number => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i === -1 ? fallback : Number(process.argv[i + 1]);
-};
-const ROUNDS = arg('rounds', 5);
-const SECONDS = arg('seconds', 2);
-const WORKERS = arg('workers', 8);
-const median = (xs: number[]): number => quantile([...xs].sort((a, b) => a - b), 0.5);
+const ROUNDS = numberArg('rounds', 5);
+const SECONDS = numberArg('seconds', 2);
+const WORKERS = numberArg('workers', 8);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 async function cyclesPerSecond(locker: Redlock | RedisLocker, label: string): Promise<number> {
