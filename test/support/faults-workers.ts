@@ -52,6 +52,7 @@ export class FaultWorker {
   #unread: WorkerEvent[] = [];
   #waiters = new Set<() => void>();
   #stderr = '';
+  #spawnError: Error | undefined;
   #exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
@@ -88,14 +89,21 @@ export class FaultWorker {
       if (this.#stderr.length < 64 * 1024) this.#stderr += chunk.toString();
     });
     this.child.stdin!.on('error', () => {}); // a killed worker: writes to it fail, and that is fine
-    this.exited = new Promise((resolve) =>
-      this.child.once('exit', (code, signal) => {
+    this.exited = new Promise((resolve) => {
+      const ended = (code: number | null, signal: NodeJS.Signals | null): void => {
+        if (this.#exit) return;
         this.#exit = { code, signal };
         live.delete(this);
         for (const wake of [...this.#waiters]) wake();
         resolve(this.#exit);
-      }),
-    );
+      };
+      this.child.once('exit', ended);
+      // Not started at all (a missing binary: `faketime` comes from Debian's faketime package).
+      this.child.once('error', (err) => {
+        this.#spawnError = err;
+        ended(null, null);
+      });
+    });
   }
 
   /** Starts a worker and waits (at most `timeoutMs`) until it has connected and says it is ready. */
@@ -148,7 +156,10 @@ export class FaultWorker {
         const failure = this.#unread.find((e) => e.type === 'fatal');
         if (failure || this.#exit) {
           done();
-          reject(new Error(`worker ${this.id} ${failure ? `failed: ${String(failure.message)}` : `exited (${this.#exit!.code ?? this.#exit!.signal})`} before "${wanted.join('|')}"\n${this.#stderr.slice(-2000)}`));
+          const why = this.#spawnError
+            ? `could not be started (${this.#spawnError.message}; faketime needs \`apt-get install -y faketime\`)`
+            : failure ? `failed: ${String(failure.message)}` : `exited (${this.#exit!.code ?? this.#exit!.signal})`;
+          reject(new Error(`worker ${this.id} ${why} before "${wanted.join('|')}"\n${this.#stderr.slice(-2000)}`));
           return true;
         }
         return false;

@@ -111,14 +111,14 @@ export async function killedHolder(env: Env, key: string, ttlMs: number, slackMs
   }
 }
 
-export function clockFile(): { file: string; set(offset: string): void } {
+export function clockFile(initial = '+0'): { file: string; set(offset: string): void } {
   const file = path.join(os.tmpdir(), `wirelock-faketime-${process.pid}-${Math.random().toString(36).slice(2)}`);
   // Written whole and renamed into place: libfaketime must never read half a line.
   const set = (offset: string): void => {
     writeFileSync(`${file}.tmp`, `${offset}\n`);
     renameSync(`${file}.tmp`, file);
   };
-  set('+0');
+  set(initial);
   return { file, set };
 }
 
@@ -166,6 +166,93 @@ export async function clockJump(env: Env, key: string, ttlMs: number, label: str
     report(`${label}: wall-clock skew ${skews.map((s) => `${Math.round(s / 1000)} s`).join(' → ')}; ${phases.join('; ')}; lost: ${holder.all('lost').length}`);
     expect(holder.all('lost'), 'loss signals').to.deep.equal([]);
     expect((await holder.request({ op: 'release' }, 'released', 5000)).ok).to.equal(true);
+  } finally {
+    await Promise.all([holder.stop(), other.stop()]);
+  }
+}
+
+/**
+ * 6b. What is NOT protected against: the holder under faketime WITHOUT --exclude-monotonic, so that
+ * CLOCK_MONOTONIC itself is faked. Every lease deadline and timer of the holder runs on that clock.
+ * - `+1h`: every timer is overdue at once: the holder gives its lock up immediately (the safe side).
+ * - `-1h`: every timer of the holder now lies an hour ahead: no renewal and no loss signal, while its
+ *   lease runs out on the server and another process takes the lock. The next timer the holder sets
+ *   (here, by sending a command) makes Node.js itself abort (an assertion in its timer code).
+ * - `x0.5`: the holder's clock runs at half speed. It believes in its lease for twice as long as the
+ *   server keeps it: another process holds the lock meanwhile, and only the fence refuses the stale write.
+ */
+export async function monotonicFaked(env: Env, key: string, ttlMs: number, mode: '+1h' | '-1h' | 'x0.5', label: string): Promise<void> {
+  await env.reset();
+  const clock = clockFile(mode === 'x0.5' ? '+0 x0.5' : '+0');
+  const [holder, other] = await Promise.all([
+    worker(env, { name: 'faked-monotonic-holder', faketime: { file: clock.file, fakeMonotonic: true } }),
+    worker(env, { name: 'other' }),
+  ]);
+  try {
+    const h = await holder.request({ op: 'acquire', key, ttlMs, waitTimeoutMs: 5000, autoExtend: mode !== 'x0.5' }, ['acquired', 'acquire-failed'], 15_000);
+    expect(h.got, JSON.stringify(h)).to.equal(true);
+    expect((await holder.request({ op: 'begin' }, 'begin', 5000)).ok).to.equal(true);
+    const acquiredAt = big(h, 'receivedAt');
+
+    if (mode === 'x0.5') {
+      const w = await acquired(other, key, ttlMs, 3 * ttlMs + 5000);
+      expect((await other.request({ op: 'begin' }, 'begin', 5000)).ok).to.equal(true);
+      const write = await holder.request({ op: 'write' }, 'write', 5000);
+      const lost = await holder.next('lost', 4 * ttlMs + 5000);
+      const state = await env.view.state();
+      const overlap = ms(big(w, 'enter'), big(lost, 'receivedAt'));
+      report(
+        `${label}, monotonic clock at half speed (autoExtend off): another process took the lock ${Math.round(ms(acquiredAt, big(w, 'enter')))} ms after the holder; ` +
+          `the holder was told ${Math.round(ms(acquiredAt, big(lost, 'receivedAt')))} ms after acquiring, so it believed it held the lock ${Math.round(overlap)} ms too long; ` +
+          `its write meanwhile was ${write.ok ? 'ACCEPTED' : 'refused by the fence'} (signal aborted: ${String(write.signalAborted)}); resource ${state.value}`,
+      );
+      expect(write.signalAborted, 'the holder believes it still holds the lock').to.equal(false);
+      expect(overlap, 'ms the holder believed in a lock someone else held').to.be.above(0);
+      expect(write.ok, 'the fence refuses the stale holder').to.equal(false);
+      expect(state.value).to.equal(0);
+      return;
+    }
+
+    const c0 = await holder.request({ op: 'clock' }, 'clock', 3000);
+    clock.set(mode);
+    // Wait until the holder's monotonic stamps have moved an hour against ours (or it gave up already).
+    let jump = 0;
+    const until = performance.now() + 5000;
+    while (Math.abs(Math.abs(jump) - 3_600_000) > 60_000 && holder.all('lost').length === 0) {
+      if (performance.now() > until) throw new Error(`the worker's monotonic clock did not jump (${jump} ms)`);
+      await sleep(100);
+      const c = await holder.request({ op: 'clock' }, 'clock', 3000);
+      jump = ms(big(c0, 'at'), big(c, 'at')) - ms(big(c0, 'receivedAt'), big(c, 'receivedAt'));
+    }
+    if (mode === '-1h') {
+      // Its timers are an hour away: no renewal, no loss signal. The lease runs out on the server.
+      const w = await acquired(other, key, ttlMs, 2 * ttlMs + 5000);
+      const otherAfter = ms(big(c0, 'receivedAt'), big(w, 'enter'));
+      expect((await other.request({ op: 'begin' }, 'begin', 5000)).ok).to.equal(true);
+      const lostBefore = holder.all('lost').length;
+      // The holder writes: its command's timeout timer trips Node's assertion before a byte is sent.
+      holder.send({ op: 'write' });
+      const exit = await Promise.race([holder.exited, sleep(5000).then(() => undefined)]);
+      const state = await env.view.state();
+      report(
+        `${label}, monotonic clock -1 h: the holder's timers stopped (no renewal, loss signals: ${lostBefore}); another process took the lock ` +
+          `${Math.round(otherAfter)} ms after the jump; the holder then tried to write and Node.js aborted ` +
+          `(${exit ? exit.signal ?? `exit ${exit.code}` : 'still alive'}: ${/Assertion failed[^\n]*/.exec(holder.stderr)?.[0] ?? 'no assertion'}); resource ${state.value}`,
+      );
+      expect(lostBefore, 'a loss signal (its timers should be an hour away)').to.equal(0);
+      expect(exit, 'the holder process survived setting a timer on a backward monotonic clock').to.not.equal(undefined);
+      expect(holder.stderr).to.match(/Assertion failed/);
+      expect(state.value, 'the stale write reached the resource').to.equal(0);
+      return;
+    }
+    const lost = await holder.next('lost', 5000);
+    const toldAfter = ms(big(c0, 'receivedAt'), big(lost, 'receivedAt'));
+    const tried = await other.request({ op: 'try', key, ttlMs, waitTimeoutMs: 0 }, ['acquired', 'acquire-failed'], 5000);
+    report(
+      `${label}, monotonic clock +1 h: the holder gave its lock up ${Math.round(toldAfter)} ms after the jump was made ` +
+        `(${String((lost.error as { reason: string }).reason)}); the key stays on the server until its TTL (other process ${tried.got ? 'got it at once' : 'refused at once'})`,
+    );
+    expect(toldAfter, 'ms until the holder gives up (the clock file is read once a second)').to.be.below(2500);
   } finally {
     await Promise.all([holder.stop(), other.stop()]);
   }
