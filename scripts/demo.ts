@@ -14,7 +14,7 @@
  * so the frozen holder's late write is refused. At the end: per-worker counts, handoff latency, the
  * check that no two holds overlapped, demo-out/timeline.svg and demo-out/summary.md.
  *
- * --quick (CI): shorter phases, the same story, well under a minute.
+ * --quick (CI): shorter phases, the same story, well under a minute. --out DIR: write elsewhere.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -26,8 +26,10 @@ import { runScenario, WorkerPool, type ScenarioControl } from './demo-scenario.j
 import { timelineSvg, type Panel } from './demo-svg.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const out = path.join(root, 'demo-out');
 const quick = process.argv.includes('--quick');
+/** --out DIR: where timeline.svg, summary.md and the counter files go (default demo-out/). */
+const outFlag = process.argv.indexOf('--out');
+const out = outFlag > 0 && process.argv[outFlag + 1] ? path.resolve(process.argv[outFlag + 1]!) : path.join(root, 'demo-out');
 const WORKERS = 8;
 /**
  * Lock TTLs: short, so that a frozen holder's lease runs out quickly. etcd's is longer: its sessions

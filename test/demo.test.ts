@@ -1,0 +1,141 @@
+/**
+ * `npm run demo -- --quick`, as CI runs it: a child process that starts its own servers and workers.
+ * It must exit 0, pass the overlap check on every backend, show the frozen holder's write refused,
+ * and leave a well-formed timeline.svg and a summary.md.
+ */
+import { expect } from 'chai';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+/**
+ * A small XML well-formedness check (no dependency): every tag closed in order, attributes quoted,
+ * no stray `<` or `&` in text, one root element. Returns the root's name, or throws saying what is wrong.
+ */
+function checkXml(text: string): string {
+  const stack: string[] = [];
+  let root: string | undefined;
+  const name = '[A-Za-z_][\\w.:-]*';
+  const attr = `\\s+${name}\\s*=\\s*(?:"[^"<&]*(?:&(?:[a-z]+|#\\d+|#x[0-9a-f]+);[^"<&]*)*"|'[^'<&]*')`;
+  // Sticky: each matches exactly at lastIndex, however long the tag (a path's d can be long).
+  const open = new RegExp(`<(${name})((?:${attr})*)\\s*(/?)>`, 'iy');
+  const close = new RegExp(`</(${name})\\s*>`, 'y');
+  const entity = /&(?:[a-z]+|#\d+|#x[0-9a-f]+);/iy;
+  const at = (re: RegExp, i: number): RegExpExecArray | null => ((re.lastIndex = i), re.exec(text));
+  let i = 0;
+  while (i < text.length) {
+    if (text.startsWith('<?', i)) {
+      const end = text.indexOf('?>', i);
+      if (end < 0) throw new Error(`unterminated processing instruction at ${i}`);
+      i = end + 2;
+    } else if (text.startsWith('<!--', i)) {
+      const end = text.indexOf('-->', i);
+      if (end < 0) throw new Error(`unterminated comment at ${i}`);
+      i = end + 3;
+    } else if (text.startsWith('</', i)) {
+      const m = at(close, i);
+      if (!m) throw new Error(`malformed end tag at ${i}: ${text.slice(i, i + 40)}`);
+      const expected = stack.pop();
+      if (m[1] !== expected) throw new Error(`</${m[1]}> at ${i} closes <${expected ?? 'nothing'}>`);
+      i += m[0].length;
+    } else if (text[i] === '<') {
+      const m = at(open, i);
+      if (!m) throw new Error(`malformed start tag at ${i}: ${text.slice(i, i + 60)}`);
+      if (stack.length === 0) {
+        if (root !== undefined) throw new Error(`a second root element <${m[1]}> at ${i}`);
+        root = m[1];
+      }
+      if (m[3] !== '/') stack.push(m[1]!);
+      i += m[0].length;
+    } else if (text[i] === '&') {
+      const m = at(entity, i);
+      if (!m) throw new Error(`bare & at ${i}`);
+      i += m[0].length;
+    } else {
+      if (stack.length === 0 && !/\s/.test(text[i]!)) throw new Error(`text outside the root element at ${i}`);
+      i++;
+    }
+  }
+  if (stack.length > 0) throw new Error(`unclosed <${stack.pop()}>`);
+  if (root === undefined) throw new Error('no root element');
+  return root;
+}
+
+describe('checkXml (the well-formedness check the demo test relies on)', () => {
+  it('accepts well-formed XML and names the root', () => {
+    expect(checkXml('<?xml version="1.0"?>\n<svg a="1" b=\'2\'><g><rect x="0"/><text>a &amp; b &#60;</text></g></svg>\n')).to.equal('svg');
+    expect(checkXml(`<svg><path d="${'M1,2 '.repeat(5000)}"/></svg>`)).to.equal('svg');
+  });
+  it('rejects what is not', () => {
+    for (const bad of ['<svg><g></svg>', '<svg>', '<svg a=1></svg>', '<svg>a & b</svg>', '<svg></svg><svg></svg>', '<svg><text>1 < 2</text></svg>', 'x<svg></svg>', '']) {
+      expect(() => checkXml(bad), bad).to.throw();
+    }
+  });
+});
+
+describe('npm run demo -- --quick', function () {
+  this.timeout(120_000);
+  let out: string;
+  let result: { code: number | null; stdout: string; stderr: string };
+
+  before(async () => {
+    out = mkdtempSync(path.join(os.tmpdir(), 'wirelock-demo-'));
+    result = await new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'scripts/demo.ts'), '--quick', '--out', out], { cwd: root });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d));
+      child.stderr.on('data', (d: Buffer) => (stderr += d));
+      child.once('error', reject);
+      child.once('exit', (code) => resolve({ code, stdout, stderr }));
+    });
+  });
+  after(() => {
+    if (out) rmSync(out, { recursive: true, force: true });
+  });
+
+  it('exits 0', () => {
+    expect(result.code, `${result.stdout}\n${result.stderr}`).to.equal(0);
+  });
+
+  it('passes the overlap check on every backend', () => {
+    for (const backend of ['RedisLocker', 'Redlock', 'EtcdLocker']) {
+      const line = result.stdout.split('\n').find((l) => l.includes(`check ${backend}:`));
+      expect(line, `no check line for ${backend} in:\n${result.stdout}`).to.be.a('string');
+      expect(line).to.match(/ 0 overlapping holds, 0 fence regressions, stale write refused -> OK, no two holds overlapped$/);
+    }
+    expect(result.stdout).to.match(/^OK: no two holds overlapped on any backend/m);
+  });
+
+  it('kills a Redis node and the etcd leader, freezes a holder, and the fence refuses its late write', () => {
+    expect(result.stdout).to.match(/redis node 2 \(:\d+\) killed/);
+    expect(result.stdout).to.match(/etcd leader m\d killed/);
+    expect(result.stdout.match(/frozen \(SIGSTOP\)/g)).to.have.length(3);
+    expect(result.stdout.match(/the store REFUSED w\d's late write: fence \d+ < \d+ already seen/g)).to.have.length(3);
+  });
+
+  it('writes a well-formed timeline.svg with the holds, the kills and the pauses on it', () => {
+    const file = path.join(out, 'timeline.svg');
+    expect(existsSync(file), file).to.equal(true);
+    const svg = readFileSync(file, 'utf8');
+    expect(checkXml(svg)).to.equal('svg');
+    expect(svg).to.include('xmlns="http://www.w3.org/2000/svg"');
+    expect(svg.match(/<title>w\d fence \d+/g)?.length ?? 0).to.be.greaterThan(100);
+    expect(svg).to.include('redis node 2 killed');
+    expect(svg).to.match(/leader m\d killed/);
+    expect(svg.match(/late write refused/g)).to.have.length(3);
+  });
+
+  it('writes summary.md with the table and each backend', () => {
+    const file = path.join(out, 'summary.md');
+    expect(existsSync(file), file).to.equal(true);
+    const md = readFileSync(file, 'utf8');
+    expect(md).to.match(/^\| backend +\| holds/m);
+    for (const backend of ['RedisLocker', 'Redlock', 'EtcdLocker']) expect(md).to.match(new RegExp(`^\\| ${backend} .*\\| OK +\\|$`, 'm'));
+    expect(md).to.include('No two holds overlapped, on any backend');
+  });
+});

@@ -1,0 +1,110 @@
+/**
+ * examples/ must keep working: each is run as a user would (a child process, on a clean clone, with
+ * the servers it starts itself), and its output is checked.
+ */
+import { expect } from 'chai';
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { RedisClient, RedisLocker } from '../src/index.js';
+import { startRedis, type RedisServer } from '../src/testing/servers.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+interface Result {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function run(cmd: string, args: string[], env: Record<string, string> = {}): Promise<Result> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { cwd: root, env: { ...process.env, ...env } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d));
+    child.stderr.on('data', (d: Buffer) => (stderr += d));
+    child.once('error', reject);
+    child.once('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+const tsExample = (name: string, ...args: string[]): Promise<Result> =>
+  run(process.execPath, ['--import', 'tsx', path.join(root, 'examples', name), ...args]);
+
+const show = (r: Result): string => `exit ${r.code}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`;
+
+describe('examples', function () {
+  this.timeout(30_000);
+
+  it('redis-using.ts: three hosts run the job one after the other with rising fences; a fourth skips', async () => {
+    const r = await tsExample('redis-using.ts');
+    expect(r.code, show(r)).to.equal(0);
+    const lines = r.stdout.trim().split('\n');
+    // Never two jobs at once: every "running" is followed by the same host's "done".
+    const runs = lines.filter((l) => /: running with fence |: done$/.test(l));
+    expect(runs, show(r)).to.have.length(6);
+    const fences: number[] = [];
+    for (let i = 0; i < runs.length; i += 2) {
+      const m = /^(host-\w): running with fence (\d+)$/.exec(runs[i]!);
+      expect(m, runs[i]).to.not.equal(null);
+      expect(runs[i + 1]).to.equal(`${m![1]}: done`);
+      fences.push(Number(m![2]));
+    }
+    expect(fences).to.deep.equal([...fences].sort((a, b) => a - b));
+    expect(new Set(fences).size).to.equal(3);
+    expect(lines.at(-1)).to.equal('host-d: the report is already running elsewhere: skipped (WL_LOCK_TIMEOUT)');
+  });
+
+  it('etcd-fenced-write.ts: the stalled holder\'s late write is refused and the successor\'s value stays', async () => {
+    const r = await tsExample('etcd-fenced-write.ts');
+    expect(r.code, show(r)).to.equal(0);
+    const fenceA = /A holds the lock \(fence (\d+)\); its write: applied/.exec(r.stdout);
+    const fenceB = /B holds the lock \(fence (\d+)\); its write: applied/.exec(r.stdout);
+    expect(fenceA, show(r)).to.not.equal(null);
+    expect(fenceB, show(r)).to.not.equal(null);
+    expect(BigInt(fenceB![1]!) > BigInt(fenceA![1]!)).to.equal(true);
+    expect(r.stdout).to.include('A wakes up and writes: REFUSED: A no longer holds the lock');
+    expect(r.stdout).to.include('app/config = "written by B"');
+  });
+
+  describe('cron-job.sh (wirelock run --wait 0 around a job)', () => {
+    let redis: RedisServer;
+    let client: RedisClient;
+    before(async () => {
+      redis = await startRedis();
+      client = await RedisClient.connect(redis.url);
+    });
+    after(async () => {
+      await client?.close();
+      await redis?.stop();
+    });
+    const cron = (): Promise<Result> => run('sh', [path.join(root, 'examples/cron-job.sh')], { REDIS_URL: redis.url, JOB_SECONDS: '0.2', WIRELOCK: '' });
+
+    it('runs the job under the lock, with the fence in its environment', async () => {
+      const r = await cron();
+      expect(r.code, show(r)).to.equal(0);
+      expect(r.stdout).to.match(/report: running on \S+ with fence 1\n/);
+      expect(r.stdout).to.match(/report: done\n/);
+      // Released on the way out: the lock is free again.
+      expect(await client.send(['EXISTS', 'wirelock:{nightly-report}'])).to.equal(0);
+    });
+
+    it('skips (exit 0, no job) while another host holds the lock, and runs again once it is free', async () => {
+      const locker = new RedisLocker(client);
+      const held = await locker.acquire('nightly-report');
+      try {
+        const r = await cron();
+        expect(r.code, show(r)).to.equal(0);
+        expect(r.stdout).to.match(/report: skipped, another host holds the lock\n/);
+        expect(r.stdout).to.not.include('running on');
+      } finally {
+        await held.release();
+        await locker.close();
+      }
+      const again = await cron();
+      expect(again.code, show(again)).to.equal(0);
+      expect(again.stdout).to.match(new RegExp(`with fence ${held.fence + 1n}\\n`));
+    });
+  });
+});
