@@ -102,7 +102,7 @@ export function printVerdict(v: Verdict): void {
     console.log(`  while the server was down: ${k.holdsWhileDown} holds; the first began ${fmt(k.firstHoldMs)} after the kill; longest wait between holds ${fmt(k.longestGapMs)}`);
   }
   if (v.result.errors.length > 0) {
-    console.log(`  ${v.result.errors.length} failed attempts (retried): ${v.result.errors.slice(0, 3).join('; ')}${v.result.errors.length > 3 ? '; …' : ''}`);
+    console.log(`  ${v.result.errors.length} failed attempt${v.result.errors.length === 1 ? '' : 's'} (retried): ${v.result.errors.slice(0, 3).join('; ')}${v.result.errors.length > 3 ? '; …' : ''}`);
   }
   console.log(
     `  check ${v.name}: ${v.overlaps} overlapping holds, ${v.fenceRegressions} fence regressions, ` +
@@ -157,7 +157,7 @@ export function summaryMarkdown(verdicts: Verdict[], intro: string[]): string {
       ...(v.afterKill
         ? [`- while the server was down: ${v.afterKill.holdsWhileDown} holds; the first began ${fmt(v.afterKill.firstHoldMs)} after the kill; longest wait between holds ${fmt(v.afterKill.longestGapMs)}`]
         : []),
-      ...(v.result.errors.length ? [`- ${v.result.errors.length} failed attempts, retried (first: ${v.result.errors[0]})`] : []),
+      ...(v.result.errors.length ? [`- ${v.result.errors.length} failed attempt${v.result.errors.length === 1 ? '' : 's'}, retried (first: ${v.result.errors[0]})`] : []),
       '',
       'What happened:',
       '',

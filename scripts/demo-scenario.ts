@@ -107,19 +107,26 @@ export class WorkerPool {
     this.children.forEach((c) => c.send(msg));
   }
 
-  /** Resolves once every worker sent `type` (or rejects when one dies first). */
-  all(type: FromWorker['type']): Promise<void> {
+  /** Resolves once every worker sent `type`; rejects when one dies first, or after timeoutMs. */
+  all(type: FromWorker['type'], timeoutMs = 30_000): Promise<void> {
     const seen = new Set<number>();
     return new Promise((resolve, reject) => {
       const prev = this.#onMessage;
+      const timer = setTimeout(() => fail(new Error(`workers ${this.children.map((_, w) => w).filter((w) => !seen.has(w)).join(', ')} did not say "${type}" within ${timeoutMs} ms`)), timeoutMs);
+      const fail = (err: Error): void => {
+        clearTimeout(timer);
+        this.#onMessage = prev;
+        reject(err);
+      };
       this.#onMessage = (w, m) => {
         prev(w, m);
         if (m.type === type && (seen.add(w), seen.size === this.children.length)) {
+          clearTimeout(timer);
           this.#onMessage = prev;
           resolve();
         }
       };
-      Promise.race(this.#exited).then(() => reject(new Error('a worker exited early')), reject);
+      Promise.race(this.#exited).then(() => fail(new Error('a worker exited early')), fail);
     });
   }
 
@@ -167,6 +174,7 @@ export async function runScenario(
   const ms = (stamp: string | bigint): number => Number(BigInt(stamp) - t0) / 1e6;
   const now = (): number => ms(process.hrtime.bigint());
   let watchers: Array<() => void> = [];
+  let running = false;
   const progress = new Progress(plannedMs);
 
   pool.listen((w, m) => {
@@ -191,7 +199,7 @@ export async function runScenario(
         break;
     }
     watchers.forEach((check) => check());
-    progress.update(now(), holds.length, counter.highest);
+    if (running) progress.update(now(), holds.length, counter.highest);
   });
   /** Resolves when `test` holds after some message arrives (or at once). */
   const until = (test: () => boolean, timeoutMs: number, what: string): Promise<void> =>
@@ -210,6 +218,7 @@ export async function runScenario(
   pool.broadcast({ type: 'start', config });
   await pool.all('ready');
   t0 = process.hrtime.bigint();
+  running = true;
   pool.broadcast({ type: 'go' });
   const ticker = setInterval(() => progress.update(now(), holds.length, counter.highest), 200);
 
@@ -237,12 +246,15 @@ export async function runScenario(
       pool.send(worker, { type: 'victim' });
       await inSection;
       const pausedAt = now();
-      ctl.mark('pause', `w${worker} frozen (fence ${fence})`, `w${worker} frozen (SIGSTOP) while holding the lock with fence ${fence}, just before its write`, worker);
-      // Keep it frozen past its TTL, until another worker has taken the lock over and read the counter.
-      await until(() => counter.highest > fence, ttlMs * 4 + 10_000, 'another worker to take the lock over');
-      ctl.mark('takeover', `lease over: w${counter.highestBy} takes it (fence ${counter.highest})`, `its lease ran out: w${counter.highestBy} took the lock with fence ${counter.highest}, ${fmt(now() - pausedAt)} into the pause`, counter.highestBy);
-      await ctl.wait(Math.max(0, pausedAt + ttlMs + 500 - now()));
-      victim.kill('SIGCONT');
+      try {
+        ctl.mark('pause', `w${worker} frozen (fence ${fence})`, `w${worker} frozen (SIGSTOP) while holding the lock with fence ${fence}, just before its write`, worker);
+        // Keep it frozen past its TTL, until another worker has taken the lock over and read the counter.
+        await until(() => counter.highest > fence, ttlMs * 4 + 10_000, 'another worker to take the lock over');
+        ctl.mark('takeover', `lease over: w${counter.highestBy} takes it (fence ${counter.highest})`, `its lease ran out: w${counter.highestBy} took the lock with fence ${counter.highest}, ${fmt(now() - pausedAt)} into the pause`, counter.highestBy);
+        await ctl.wait(Math.max(0, pausedAt + ttlMs + 500 - now()));
+      } finally {
+        victim.kill('SIGCONT'); // also when something above failed: a stopped worker would hang the shutdown
+      }
       ctl.mark('resume', `w${worker} resumes`, `w${worker} resumed after ${fmt(now() - pausedAt)} and sends its write with fence ${fence}`, worker);
       await until(() => holds.some((x) => x.worker === worker && x.fence === fence), 10_000, 'the frozen worker to finish its hold');
       const mine = holds.find((x) => x.worker === worker && x.fence === fence)!;
@@ -263,6 +275,7 @@ export async function runScenario(
     pool.broadcast({ type: 'stop' });
     await pool.all('stopped');
     clearInterval(ticker);
+    running = false;
     progress.done(now(), holds.length, counter.highest);
     pool.listen(() => {});
   }
@@ -286,28 +299,28 @@ export function fmt(ms: number): string {
   return ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(ms < 10 ? 2 : 1)} ms`;
 }
 
-/** A one-line progress bar on a terminal; elsewhere (CI logs) only the events and a final line. */
+/** A one-line progress bar on a terminal (redrawn at most every 100 ms); elsewhere (CI logs) only the events and a final line. */
 class Progress {
   readonly #planned: number;
   readonly #tty = process.stdout.isTTY === true;
   #line = '';
+  #drawnAt = -Infinity;
 
   constructor(plannedMs: number) {
     this.#planned = plannedMs;
   }
 
-  #render(t: number, holds: number, fence: bigint): string {
+  #render(t: number, holds: number, fence: bigint, full = false): string {
     const width = 32;
-    const filled = Math.min(width, Math.round((t / this.#planned) * width));
+    const filled = full ? width : Math.min(width, Math.round((t / this.#planned) * width));
     return `  [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(t / 1000).toFixed(1).padStart(5)} s  ${String(holds).padStart(5)} holds  fence ${fence < 0n ? '-' : fence}`;
   }
 
   update(t: number, holds: number, fence: bigint): void {
-    if (!this.#tty) return;
-    const line = this.#render(t, holds, fence);
-    if (line === this.#line) return;
-    this.#line = line;
-    process.stdout.write(`\r${line}\x1b[K`);
+    if (!this.#tty || performance.now() - this.#drawnAt < 100) return;
+    this.#drawnAt = performance.now();
+    this.#line = this.#render(t, holds, fence);
+    process.stdout.write(`\r${this.#line}\x1b[K`);
   }
 
   /** Prints a line above the bar. */
@@ -317,7 +330,7 @@ class Progress {
   }
 
   done(t: number, holds: number, fence: bigint): void {
-    const line = this.#render(Math.max(t, this.#planned), holds, fence).replace(/\s+\d+\.\d s/, ` ${(t / 1000).toFixed(1)} s`);
+    const line = this.#render(t, holds, fence, true);
     process.stdout.write(this.#tty ? `\r${line}\x1b[K\n` : `${line}\n`);
   }
 }
