@@ -18,17 +18,19 @@ export function onAbort(signal: AbortSignal | undefined, fn: (reason: unknown) =
 export function noop(): void {}
 
 /**
- * Resolves after `ms` (an unref'd timer: a pending sleep never keeps the process alive on its own),
- * or rejects with `signal.reason` as soon as the signal aborts.
+ * Resolves after `ms`, or rejects with `signal.reason` as soon as the signal aborts.
+ * The timer keeps the process alive, as any wait someone awaits must (a retry backoff whose timer let
+ * go would end the process mid-call, exit code 0). `background` sleeps, in clean-up loops nobody
+ * awaits, do not keep it alive.
  */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+export function sleep(ms: number, signal?: AbortSignal, background = false): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(signal.reason);
     const timer = setTimeout(() => {
       off();
       resolve();
     }, Math.max(0, ms));
-    timer.unref?.();
+    if (background) timer.unref?.();
     const off = onAbort(signal, (reason) => {
       clearTimeout(timer);
       reject(reason);

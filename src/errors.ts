@@ -28,7 +28,7 @@ export class LockTimeoutError extends WirelockError {
 export type LockLostReason = 'expired' | 'stolen' | 'quorum-lost' | 'session-expired';
 
 const lostText: Record<LockLostReason, string> = {
-  expired: 'its lease ran out before it could be extended',
+  expired: 'its lease ran out, or its key is gone, before it could be extended',
   stolen: 'another holder owns the key now',
   'quorum-lost': 'fewer than a quorum of nodes still hold it',
   'session-expired': 'its etcd session (lease) expired',

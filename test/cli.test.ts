@@ -112,6 +112,15 @@ describe('wirelock CLI', function () {
     expect(await admin.send(['EXISTS', 'wirelock:{sigint}'])).to.equal(0);
   });
 
+  it('servers it cannot reach exit 69 with one line, and the command is not run', async () => {
+    for (const backend of [['--redis', 'redis://127.0.0.1:1'], ['--etcd', 'http://127.0.0.1:1']]) {
+      const r = await cli(['run', ...backend, '--key', 'x', '--', 'sh', '-c', 'echo RAN']);
+      expect(r.code, backend.join(' ')).to.equal(69);
+      expect(r.stdout).to.not.include('RAN');
+      expect(r.stderr).to.match(/^wirelock: .*\[WL_CONNECTION\]\n$/);
+    }
+  });
+
   it('bad flags print the usage and exit 2', async () => {
     for (const args of [
       ['run', '--redis', redis.url, '--key', 'x'], // no command

@@ -17,7 +17,7 @@
 import { EtcdClient } from '../etcdrpc/client.js';
 import { CompareResult, CompareTarget, type Compare } from '../etcdrpc/types.js';
 import { jitter, noop, onAbort, raceAbort, sleep } from '../abort.js';
-import { LockLostError, LockTimeoutError } from '../errors.js';
+import { ConnectionError, EtcdError, LockLostError, LockTimeoutError, TimeoutError } from '../errors.js';
 import { BaseLocker } from './base-locker.js';
 import { HeldLock, type LockOps } from './held-lock.js';
 import { Mutex } from './etcd-mutex.js';
@@ -38,13 +38,15 @@ class EtcdHold implements LockOps {
   readonly #session: Session;
   readonly #ownSession: boolean;
   readonly #passTurn: () => void;
+  readonly #leave: () => void;
   #finished: Promise<void> | undefined;
 
-  constructor(mutex: Mutex, ownSession: boolean, passTurn: () => void) {
+  constructor(mutex: Mutex, ownSession: boolean, passTurn: () => void, leave: () => void) {
     this.#mutex = mutex;
     this.#session = mutex.session;
     this.#ownSession = ownSession;
     this.#passTurn = passTurn;
+    this.#leave = leave;
   }
 
   async extend(lock: HeldLock): Promise<number> {
@@ -82,7 +84,7 @@ class EtcdHold implements LockOps {
 
   async #retryUnlock(): Promise<void> {
     for (let i = 0; !this.#session.signal.aborted; i++) {
-      await sleep(Math.min(100 * 2 ** i, 2000) + jitter(50));
+      await sleep(Math.min(100 * 2 ** i, 2000) + jitter(50), undefined, true);
       try {
         await this.#mutex.unlock();
         break;
@@ -95,8 +97,15 @@ class EtcdHold implements LockOps {
 
   async #done(): Promise<void> {
     this.#passTurn();
+    this.#leave();
     if (this.#ownSession) await this.#session.close().catch(noop);
   }
+}
+
+/** Failures that say nothing about the lock, only that the cluster could not answer in time. */
+function isTransient(err: unknown): boolean {
+  if (err instanceof EtcdError) return err.grpcCode === 14 || err.grpcCode === 4; // UNAVAILABLE, DEADLINE_EXCEEDED
+  return err instanceof TimeoutError || err instanceof ConnectionError;
 }
 
 function lostFrom(key: string, reason: unknown): LockLostError {
@@ -112,6 +121,8 @@ export class EtcdLocker extends BaseLocker {
   readonly #sessions = new Map<number, Promise<Session>>();
   /** Per key, the end of the local queue of acquires through this locker. */
   readonly #turns = new Map<string, Promise<void>>();
+  /** Acquires and holds using each shared session, so an uncertain one is revoked when its last user leaves. */
+  readonly #users = new Map<Session, number>();
 
   constructor(client: EtcdClient, opts: LockerOptions = {}) {
     super();
@@ -140,14 +151,28 @@ export class EtcdLocker extends BaseLocker {
       return lock;
     }
     const link = this.linkSignals(o.signal);
+    let lastError: unknown; // the last transient failure, reported as the timeout's cause
     const timer =
       o.waitTimeoutMs > MAX_TIMER_MS
         ? undefined
-        : setTimeout(() => link.abort(new LockTimeoutError(key, performance.now() - start)), o.waitTimeoutMs);
+        : setTimeout(() => {
+            const cause = lastError === undefined ? undefined : { cause: lastError };
+            link.abort(new LockTimeoutError(key, performance.now() - start, cause));
+          }, o.waitTimeoutMs);
     let passTurn: (() => void) | undefined;
     try {
       passTurn = await this.#takeTurn(key, link.signal);
-      return (await this.#lock(key, o, link.signal, true, passTurn))!;
+      // Like the Redis lockers: an unreachable or slow cluster is retried (backing off, capped, with
+      // jitter) until the deadline; errors etcd gives on purpose (permission, bad argument) are not.
+      for (let failures = 0; ; failures++) {
+        try {
+          return (await this.#lock(key, o, link.signal, true, passTurn))!;
+        } catch (err) {
+          if (link.signal.aborted || !isTransient(err)) throw err;
+          lastError = err;
+          await sleep(Math.min(100 * 2 ** failures, 1000) + jitter(50), link.signal);
+        }
+      }
     } catch (err) {
       passTurn?.();
       throw err instanceof LockLostError ? lostFrom(key, err) : err;
@@ -186,18 +211,21 @@ export class EtcdLocker extends BaseLocker {
     const session = ownSession
       ? await Session.create(this.#client, { ttlMs: ttlSeconds(o.ttlMs) * 1000, keepAlive: false, signal })
       : await this.#sharedSession(ttlSeconds(o.ttlMs), signal);
+    const leave = ownSession ? noop : this.#join(session);
     const mutex = new Mutex(session, this.#prefix + key);
     try {
       if (wait) await mutex.lock({ signal });
       else if (!(await mutex.tryLock({ signal }))) {
+        leave();
         if (ownSession) await session.close().catch(noop);
         return null;
       }
     } catch (err) {
+      leave();
       if (ownSession) await session.close().catch(noop);
       throw err;
     }
-    const hold = new EtcdHold(mutex, ownSession, passTurn);
+    const hold = new EtcdHold(mutex, ownSession, passTurn, leave);
     let offLost = noop;
     let offRenewed = noop;
     const lock = new HeldLock({
@@ -237,7 +265,7 @@ export class EtcdLocker extends BaseLocker {
         if (signal?.aborted) throw err;
         return undefined; // its creation failed: make another
       });
-      if (session && !session.signal.aborted) return session;
+      if (session && !session.signal.aborted && !session.uncertain) return session;
       if (this.#sessions.get(ttl) === existing) this.#sessions.delete(ttl);
     }
     const created = Session.create(this.#client, { ttlMs: ttl * 1000 });
@@ -247,6 +275,27 @@ export class EtcdLocker extends BaseLocker {
     };
     created.then((s) => onAbort(s.signal, forget), forget);
     return raceAbort(created, signal);
+  }
+
+  /**
+   * Counts a user of a shared session; the returned function (call it once) uncounts it. A session
+   * marked uncertain (a lock Txn under it had an unknown outcome: a key may land under its lease
+   * later) gets no new users, and is revoked when its last user leaves, which removes any such key.
+   */
+  #join(session: Session): () => void {
+    this.#users.set(session, (this.#users.get(session) ?? 0) + 1);
+    let left = false;
+    return () => {
+      if (left) return;
+      left = true;
+      const n = (this.#users.get(session) ?? 1) - 1;
+      if (n > 0) this.#users.set(session, n);
+      else this.#users.delete(session);
+      if (session.uncertain) {
+        for (const [ttl, p] of this.#sessions) void p.then((s) => s === session && this.#sessions.get(ttl) === p && this.#sessions.delete(ttl), noop);
+        if (n <= 0) void session.close().catch(noop);
+      }
+    };
   }
 
   /**

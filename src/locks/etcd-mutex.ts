@@ -32,7 +32,7 @@ import type { Compare, KeyValue, ResponseHeader, TxnRequest, TxnResponse } from 
 import type { CallOptions } from '../etcdrpc/transport.js';
 import { channels } from '../diagnostics.js';
 import { noop, onAbort } from '../abort.js';
-import { ClosedError, LockLostError, LockReleasedError, LockTimeoutError, type LockLostReason } from '../errors.js';
+import { ClosedError, EtcdError, LockLostError, LockReleasedError, LockTimeoutError, type LockLostReason } from '../errors.js';
 import { Session } from './etcd-session.js';
 
 export interface MutexLockOptions {
@@ -204,8 +204,13 @@ export class Mutex {
         { idempotent: true, signal },
       );
     } catch (err) {
-      // The Txn may have been applied even though we have no answer: take our key back out.
-      this.#client.deleteRange({ key }).catch(noop);
+      // The Txn may have been applied, or may yet be (a paused member applies it on resume), long
+      // after any clean-up we send now. Delete what may be there already, and mark the session so its
+      // owner ends the lease, which is the only sure way to remove a key that lands later.
+      if (!isDefiniteFailure(err)) {
+        this.session.markUncertain();
+        this.#client.deleteRange({ key }).catch(noop);
+      }
       throw err;
     }
     const header = res.header;
@@ -373,6 +378,15 @@ export class Mutex {
       if (!(err instanceof ClosedError)) throw err;
     }
   }
+}
+
+/** Errors after which the Txn was certainly not applied: refused by etcd before it ran, or never sent. */
+function isDefiniteFailure(err: unknown): boolean {
+  if (err instanceof EtcdError) {
+    // INVALID_ARGUMENT, NOT_FOUND (lease gone), PERMISSION_DENIED, UNAUTHENTICATED, FAILED_PRECONDITION
+    return [3, 5, 7, 16, 9].includes(err.grpcCode);
+  }
+  return err instanceof ClosedError;
 }
 
 function checkLockOptions(opts: MutexLockOptions): { signal: AbortSignal | undefined; waitTimeoutMs: number } {

@@ -58,6 +58,7 @@ export class Session {
   #renewing: Promise<number> | undefined;
   #closed: Promise<void> | undefined;
   #failures = 0;
+  #uncertain = false;
 
   private constructor(client: EtcdClient, lease: bigint, ttl: number, validUntil: number, keepAlive: boolean) {
     this.client = client;
@@ -97,6 +98,22 @@ export class Session {
   /** performance.now() time up to which the lease certainly exists on the server. */
   get validUntil(): number {
     return this.#validUntil;
+  }
+
+  /**
+   * True once a write under this lease had an unknown outcome (it timed out, or its connection
+   * broke): it may still be applied later, putting a key under the lease that nobody means to hold.
+   * Only the lease's end removes such a key for sure, so an uncertain session should be closed as soon
+   * as its owner is done with it. EtcdLocker stops handing it out at once and revokes it when its
+   * last lock ends.
+   */
+  get uncertain(): boolean {
+    return this.#uncertain;
+  }
+
+  /** Marks the session uncertain (see `uncertain`). */
+  markUncertain(): void {
+    this.#uncertain = true;
   }
 
   /** Calls `fn` after each confirmed renewal with the new validUntil. Returns a disposer. */

@@ -237,7 +237,7 @@ export class RedisLocker extends BaseLocker implements LockOps {
           return;
         } catch (err) {
           if (err instanceof RespError) return;
-          await sleep(Math.min(50 * 2 ** i, 1000));
+          await sleep(Math.min(50 * 2 ** i, 1000), undefined, true);
         }
       }
     };

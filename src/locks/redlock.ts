@@ -387,7 +387,7 @@ export class Redlock extends BaseLocker implements LockOps {
   #cleanup(client: RedisClient, keys: RedisKeys, token: string, until: number): void {
     const run = async (): Promise<void> => {
       for (let i = 0; ; i++) {
-        await sleep(Math.min(50 * 2 ** i, 1000)); // the node just failed: give its reconnect a moment
+        await sleep(Math.min(50 * 2 ** i, 1000), undefined, true); // the node just failed: give its reconnect a moment
         const left = until - performance.now();
         if (left <= 0) return;
         const timeoutMs = Math.max(1, Math.min(client.commandTimeoutMs, left));
