@@ -3,7 +3,7 @@
  * Holder and waiter are separate worker processes; the parent pauses, resumes and kills them.
  */
 import { expect } from 'chai';
-import { renameSync, writeFileSync } from 'node:fs';
+import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { replayMutex, type MutexEvent } from '../../../src/testing/history.js';
@@ -111,7 +111,7 @@ export async function killedHolder(env: Env, key: string, ttlMs: number, slackMs
   }
 }
 
-export function clockFile(initial = '+0'): { file: string; set(offset: string): void } {
+export function clockFile(initial = '+0'): { file: string; set(offset: string): void; remove(): void } {
   const file = path.join(os.tmpdir(), `wirelock-faketime-${process.pid}-${Math.random().toString(36).slice(2)}`);
   // Written whole and renamed into place: libfaketime must never read half a line.
   const set = (offset: string): void => {
@@ -119,7 +119,7 @@ export function clockFile(initial = '+0'): { file: string; set(offset: string): 
     renameSync(`${file}.tmp`, file);
   };
   set(initial);
-  return { file, set };
+  return { file, set, remove: () => rmSync(file, { force: true }) };
 }
 
 /** Waits until the worker's wall clock is `expectedMs` (± 60 s) away from its monotonic clock. */
@@ -168,6 +168,7 @@ export async function clockJump(env: Env, key: string, ttlMs: number, label: str
     expect((await holder.request({ op: 'release' }, 'released', 5000)).ok).to.equal(true);
   } finally {
     await Promise.all([holder.stop(), other.stop()]);
+    clock.remove();
   }
 }
 
@@ -255,5 +256,6 @@ export async function monotonicFaked(env: Env, key: string, ttlMs: number, mode:
     expect(toldAfter, 'ms until the holder gives up (the clock file is read once a second)').to.be.below(2500);
   } finally {
     await Promise.all([holder.stop(), other.stop()]);
+    clock.remove();
   }
 }
