@@ -7,7 +7,7 @@
 import { EtcdClient, RedisClient } from '../../src/index.js';
 import { startEtcd, startEtcdCluster, startRedis, startRedisNodes, type EtcdCluster, type RedisServer } from '../../src/testing/servers.js';
 import { EtcdResource, RedisResource, type FencedResource } from './faults-resource.js';
-import { FaultWorker, stopAllWorkers, type Backend, type WorkerConfig } from './faults-workers.js';
+import { FaultWorker, stopAllWorkers, type Backend, type FaketimeOptions, type WorkerConfig } from './faults-workers.js';
 
 export interface Env {
   backend: Backend;
@@ -91,7 +91,7 @@ export async function startEtcdEnv(members = 1): Promise<EtcdEnv> {
 let serial = 0;
 
 /** Starts one worker for `env` (ids are unique across the run). */
-export function worker(env: Env, opts: { name?: string; clientOptions?: Record<string, unknown>; lockerOptions?: Record<string, unknown>; faketime?: Parameters<typeof FaultWorker.start>[1]['faketime'] } = {}): Promise<FaultWorker> {
+export function worker(env: Env, opts: { name?: string; clientOptions?: Record<string, unknown>; lockerOptions?: Record<string, unknown>; faketime?: FaketimeOptions } = {}): Promise<FaultWorker> {
   const config: WorkerConfig = {
     id: `${opts.name ?? env.backend}-${++serial}`,
     backend: env.backend,
