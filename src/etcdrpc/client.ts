@@ -171,15 +171,16 @@ function checkOptions(opts: EtcdOptions): ConstructorParameters<typeof Transport
   const { endpoints } = opts;
   if (!Array.isArray(endpoints) || endpoints.length === 0) throw new TypeError('endpoints must be a non-empty array of URLs');
   for (const e of endpoints) {
+    // An endpoint may carry credentials (user:password@): it is never echoed, only its position.
+    const bad = (): TypeError =>
+      new TypeError(`endpoint ${endpoints.indexOf(e) + 1} of ${endpoints.length} must look like http://host:port or https://host:port`);
     let url: URL;
     try {
       url = new URL(String(e));
     } catch {
-      throw new TypeError(`endpoint must look like http://host:port or https://host:port, got ${String(e)}`);
+      throw bad();
     }
-    if ((url.protocol !== 'http:' && url.protocol !== 'https:') || !url.port) {
-      throw new TypeError(`endpoint must look like http://host:port or https://host:port, got ${String(e)}`);
-    }
+    if ((url.protocol !== 'http:' && url.protocol !== 'https:') || !url.port) throw bad();
     if (url.username || url.password) throw new TypeError('endpoint URLs must not carry credentials: use username/password');
   }
   if (opts.username !== undefined && (typeof opts.username !== 'string' || opts.username === '')) {
