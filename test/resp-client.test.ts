@@ -357,6 +357,31 @@ describe('RedisClient against redis-server', () => {
     expect(await rejection(client.evalScript(new Script('return 1', 1), [], []))).to.be.instanceOf(TypeError);
   });
 
+  it('pub/sub: a listener that throws gets its error rethrown on its own; the connection and other listeners carry on', async () => {
+    const caught: unknown[] = [];
+    const got: unknown[] = [];
+    // Mocha turns uncaught exceptions into failures: stand in for it during this test only.
+    const saved = process.listeners('uncaughtException');
+    process.removeAllListeners('uncaughtException');
+    process.on('uncaughtException', (err) => caught.push(err));
+    try {
+      const unThrow = await client.subscribe('throws', () => {
+        throw new Error('listener bug');
+      });
+      const unGood = await client.subscribe('throws', (m) => got.push(m));
+      await admin.send(['PUBLISH', 'throws', 'one']);
+      await waitFor(() => got.length === 1 && caught.length === 1, 2000, 'delivery and the rethrow');
+      expect((caught[0] as Error).message).to.equal('listener bug');
+      await admin.send(['PUBLISH', 'throws', 'two']); // the subscriber connection is still up
+      await waitFor(() => got.length === 2, 2000, 'a second delivery');
+      unThrow();
+      unGood();
+    } finally {
+      process.removeAllListeners('uncaughtException');
+      for (const l of saved) process.on('uncaughtException', l);
+    }
+  });
+
   it('pub/sub: reference-counted channels and message delivery', async () => {
     const got1: unknown[] = [];
     const got2: unknown[] = [];

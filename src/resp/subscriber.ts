@@ -89,14 +89,28 @@ export class Subscriber {
   #deliver(channel: string, message: string | Buffer): void {
     if (diag.respMessage.hasSubscribers) diag.respMessage.publish({ address: this.#link.address, channel, message });
     const set = this.#listeners.get(channel);
-    if (set) for (const listener of [...set]) listener(message);
+    if (set) for (const listener of [...set]) call(listener, message);
   }
 
   async #resubscribe(conn: RespConnection): Promise<void> {
     await Promise.all([...this.#listeners.keys()].map((ch) => conn.send(['SUBSCRIBE', ch])));
     // Wake everyone after the handshake has installed the connection: a release may have been missed.
     queueMicrotask(() => {
-      for (const set of this.#listeners.values()) for (const listener of [...set]) listener(null);
+      for (const set of this.#listeners.values()) for (const listener of [...set]) call(listener, null);
+    });
+  }
+}
+
+/**
+ * A listener that throws must not take the connection down with it (nor the other listeners): its
+ * error is rethrown on its own, as an uncaught exception, the way an EventEmitter listener's would be.
+ */
+function call(listener: MessageListener, message: string | Buffer | null): void {
+  try {
+    listener(message);
+  } catch (err) {
+    queueMicrotask(() => {
+      throw err;
     });
   }
 }
