@@ -17,21 +17,10 @@ import { startRedis } from '../src/testing/servers.js';
 import { quantile } from '../src/testing/history.js';
 import { QUEUE_ACQUIRE, QUEUE_RELEASE } from '../src/locks/redis-scripts.js';
 import { median, numberArg } from './lib/stats.js';
+import { lockerCyclesPerSecond } from './lib/scenarios.js';
 
 const ROUNDS = numberArg('rounds', 5);
 const SECONDS = numberArg('seconds', 2);
-
-async function cyclesPerSecond(locker: RedisLocker, round: number): Promise<number> {
-  const end = performance.now() + SECONDS * 1000;
-  let n = 0;
-  const start = performance.now();
-  while (performance.now() < end) {
-    const lock = await locker.acquire(`bench:${round}:${n}`, { autoExtend: false });
-    await lock.release();
-    n++;
-  }
-  return n / ((performance.now() - start) / 1000);
-}
 
 /** redis-benchmark's requests/s for one command (one connection, no pipelining). */
 function redisBenchmark(port: number, args: string[], requests: number): number {
@@ -67,12 +56,12 @@ async function main(): Promise<void> {
     const other = await RedisClient.connect(server.url);
     const locker = new RedisLocker(client);
     const locker2 = new RedisLocker(other);
-    await cyclesPerSecond(locker, -1); // warm-up: JIT, script cache
+    await lockerCyclesPerSecond(locker, SECONDS, 'warm'); // warm-up: JIT, script cache
 
     const ours: number[] = [];
     const raw: number[] = [];
     for (let r = 0; r < ROUNDS; r++) {
-      ours.push(await cyclesPerSecond(locker, r));
+      ours.push(await lockerCyclesPerSecond(locker, SECONDS, `r${r}`));
       const n = Math.max(5000, Math.round(ours[r]! * SECONDS));
       const keys = ['4', 'bb:{__rand_int__}', 'bb:{__rand_int__}:fence', 'bb:{__rand_int__}:queue', 'bb:{__rand_int__}:queue:exp'];
       const acq = redisBenchmark(server.port, ['EVALSHA', QUEUE_ACQUIRE.sha, ...keys, 'tok', '10000', '10000', 'bb:chan'], n);

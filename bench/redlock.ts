@@ -17,23 +17,12 @@ import { RedisClient, RedisLocker, Redlock } from '../src/index.js';
 import { startRedisNodes } from '../src/testing/servers.js';
 import { checkHistory, quantile, type Hold } from '../src/testing/history.js';
 import { median, numberArg } from './lib/stats.js';
+import { lockerCyclesPerSecond } from './lib/scenarios.js';
 
 const ROUNDS = numberArg('rounds', 5);
 const SECONDS = numberArg('seconds', 2);
 const WORKERS = numberArg('workers', 8);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function cyclesPerSecond(locker: Redlock | RedisLocker, label: string): Promise<number> {
-  const end = performance.now() + SECONDS * 1000;
-  let n = 0;
-  const start = performance.now();
-  while (performance.now() < end) {
-    const lock = await locker.acquire(`bench:${label}:${n}`, { autoExtend: false });
-    await lock.release();
-    n++;
-  }
-  return n / ((performance.now() - start) / 1000);
-}
 
 async function handoffs(a: Redlock, b: Redlock, count: number): Promise<number[]> {
   const samples: number[] = [];
@@ -90,14 +79,14 @@ async function main(): Promise<void> {
     const redlock = new Redlock(await connect());
     const other = new Redlock(await connect());
     const single = new RedisLocker((await connect())[0]!);
-    await cyclesPerSecond(redlock, 'warm'); // JIT, script caches
-    await cyclesPerSecond(single, 'warm1');
+    await lockerCyclesPerSecond(redlock, SECONDS, 'warm'); // JIT, script caches
+    await lockerCyclesPerSecond(single, SECONDS, 'warm1');
 
     const ours: number[] = [];
     const one: number[] = [];
     for (let r = 0; r < ROUNDS; r++) {
-      ours.push(await cyclesPerSecond(redlock, `r${r}`));
-      one.push(await cyclesPerSecond(single, `s${r}`));
+      ours.push(await lockerCyclesPerSecond(redlock, SECONDS, `r${r}`));
+      one.push(await lockerCyclesPerSecond(single, SECONDS, `s${r}`));
     }
     const hand = await handoffs(redlock, other, 200);
     const workers = await Promise.all(Array.from({ length: WORKERS }, async () => new Redlock(await connect())));

@@ -2,11 +2,25 @@
  * The benchmark loops. Each takes a Library and returns plain numbers; bench/run.ts alternates
  * libraries round by round and takes medians.
  */
+import type { Locker } from '../../src/index.js';
 import type { Library } from './adapters.js';
 import { q, sleep } from './stats.js';
 
 let keySeq = 0;
 const freshKey = (tag: string): string => `bench:${tag}:${process.pid}:${keySeq++}`;
+
+/** A Locker's own loop (no adapter): acquire+release without autoExtend, a new key each cycle. Cycles/s. */
+export async function lockerCyclesPerSecond(locker: Locker, seconds: number, label: string): Promise<number> {
+  const end = performance.now() + seconds * 1000;
+  let n = 0;
+  const start = performance.now();
+  while (performance.now() < end) {
+    const lock = await locker.acquire(`bench:${label}:${n}`, { autoExtend: false });
+    await lock.release();
+    n++;
+  }
+  return n / ((performance.now() - start) / 1000);
+}
 
 /** Sequential acquire+release, a new key each cycle, for `seconds`. Returns cycles/s. */
 export async function uncontended(lib: Library, seconds: number): Promise<number> {
