@@ -1,11 +1,14 @@
 /**
- * The loop bench/profile.ts runs under `node --cpu-prof`: one wirelock scenario for N seconds,
- * after a warm-up, printing its rate on the last line.
+ * The loop bench/profile.ts profiles: one wirelock scenario, warmed up first, then profiled for N
+ * seconds through node:inspector (so start-up and module loading stay out of the profile). Writes the
+ * .cpuprofile to the given path and prints the rate on its last line.
  */
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { etcdLibraries, redlockLibraries, singleRedisLibraries, type Library } from './lib/adapters.js';
 import { contended, uncontended } from './lib/scenarios.js';
 
-const [scenario, seconds, ...urls] = process.argv.slice(2);
+const [scenario, seconds, out, ...urls] = process.argv.slice(2);
 const s = Number(seconds);
 
 function library(): Library {
@@ -24,11 +27,19 @@ function library(): Library {
 }
 
 const lib = library();
-if (scenario!.endsWith('-contended')) {
-  await contended(lib, { workers: 16, seconds: 1 });
-  const r = await contended(lib, { workers: 16, seconds: s });
-  console.log(`${r.acqPerSec.toFixed(0)} acquisitions/s (16 workers, hold 1 ms, think 0–2 ms)`);
-} else {
-  await uncontended(lib, 1);
-  console.log(`${(await uncontended(lib, s)).toFixed(0)} cycles/s`);
-}
+const contendedRun = scenario!.endsWith('-contended');
+const run = (secs: number): Promise<string> =>
+  contendedRun
+    ? contended(lib, { workers: 16, seconds: secs }).then((r) => `${r.acqPerSec.toFixed(0)} acquisitions/s (16 workers, hold 1 ms, think 0–2 ms)`)
+    : uncontended(lib, secs).then((r) => `${r.toFixed(0)} cycles/s`);
+
+await run(1); // warm-up: JIT, connections, sessions, script caches
+const inspector = new Session();
+inspector.connect();
+await inspector.post('Profiler.enable');
+await inspector.post('Profiler.start');
+const rate = await run(s);
+const { profile } = await inspector.post('Profiler.stop');
+writeFileSync(out!, JSON.stringify(profile));
+inspector.disconnect();
+console.log(rate);

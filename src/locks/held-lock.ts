@@ -15,6 +15,9 @@ import { LockLostError, LockReleasedError, type LockLostReason } from '../errors
 import { channels } from '../diagnostics.js';
 import type { Lock } from './types.js';
 
+/** Marks a lock ended by its own release; the LockReleasedError is only built if someone asks. */
+const RELEASED = Symbol('released');
+
 /** setTimeout's limit (about 24.8 days): Node fires a longer delay after 1 ms instead. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -51,8 +54,8 @@ export class HeldLock implements Lock {
   readonly #ops: LockOps;
   /** Made when `signal` is first read, or when an extension needs to be abortable. */
   #controller: AbortController | undefined;
-  /** Why the lock ended (LockLostError or LockReleasedError); undefined while held. */
-  #ended: Error | undefined;
+  /** Why the lock ended: a LockLostError, or RELEASED (its LockReleasedError is made when asked for); undefined while held. */
+  #ended: Error | typeof RELEASED | undefined;
   readonly #onEnd: ((lock: HeldLock) => void) | undefined;
   #validUntil: number;
   #ttlMs: number;
@@ -79,7 +82,7 @@ export class HeldLock implements Lock {
   get signal(): AbortSignal {
     if (!this.#controller) {
       this.#controller = new AbortController();
-      if (this.#ended) this.#controller.abort(this.#ended);
+      if (this.#ended) this.#controller.abort(this.#reason());
     }
     return this.#controller.signal;
   }
@@ -100,7 +103,13 @@ export class HeldLock implements Lock {
 
   /** Why the lock ended (LockLostError or LockReleasedError), or undefined while held. */
   get endReason(): Error | undefined {
-    return this.#ended;
+    return this.#ended && this.#reason();
+  }
+
+  /** The ended lock's reason as an Error (a release's LockReleasedError is made on first use). */
+  #reason(): Error {
+    if (this.#ended === RELEASED) this.#ended = withoutStack(() => new LockReleasedError(this.key));
+    return this.#ended!;
   }
 
   extend(ttlMs?: number): Promise<void> {
@@ -137,10 +146,10 @@ export class HeldLock implements Lock {
     this.#end(error);
   }
 
-  #end(reason: Error): void {
+  #end(reason: Error | typeof RELEASED): void {
     this.#ended = reason;
     this.#stopTimers();
-    this.#controller?.abort(reason);
+    if (this.#controller) this.#controller.abort(this.#reason());
     this.#onEnd?.(this);
   }
 
@@ -161,17 +170,17 @@ export class HeldLock implements Lock {
   }
 
   async #extendOnce(): Promise<void> {
-    if (this.#ended) throw this.#ended;
+    if (this.#ended) throw this.#reason();
     let validUntil: number;
     try {
       validUntil = await this.#ops.extend(this, this.#ttlMs, this.signal);
     } catch (err) {
       // The same error object rejects extend() and aborts the signal.
       if (err instanceof LockLostError) this.#lost(err);
-      throw this.#ended ?? err;
+      throw this.#ended ? this.#reason() : err;
     }
     // A release or loss while the extension was in flight wins: do not resurrect the lock.
-    if (this.#ended) throw this.#ended;
+    if (this.#ended) throw this.#reason();
     this.#validUntil = validUntil;
     this.#armExpiry();
     if (channels.lockExtend.hasSubscribers) {
@@ -215,7 +224,7 @@ export class HeldLock implements Lock {
   async #release(): Promise<void> {
     const wasHeld = this.held;
     this.#stopTimers();
-    if (wasHeld) this.#end(withoutStack(() => new LockReleasedError(this.key)));
+    if (wasHeld) this.#end(RELEASED);
     if (channels.lockRelease.hasSubscribers) {
       channels.lockRelease.publish({ backend: this.backend, key: this.key, token: this.token, fence: this.fence, wasHeld });
     }
