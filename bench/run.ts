@@ -244,7 +244,7 @@ async function main(): Promise<void> {
     if (!quick && !only) {
       log('profiles: where the time goes');
       profileLines.push(
-        'Each profile runs one wirelock scenario alone in a child process under `node --cpu-prof` and lists the frames with the most self time. `(idle)` is time spent waiting for the network and the server, and `(program)` is native work outside JavaScript, such as syscalls and the event loop.',
+        'Each profile runs one wirelock scenario alone in a child process, warms it up, then records a CPU profile through `node:inspector` for 3 s. It shows the time split by kind, then the frames with the most self time. `(idle)` is time spent waiting for the network and the server, and `(program)` is native work outside JavaScript, such as syscalls and the event loop.',
         '',
       );
       for (const [name, urls] of [
