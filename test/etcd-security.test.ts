@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import dc from 'node:diagnostics_channel';
 import { EtcdClient, EtcdError, EtcdLocker, type EtcdOptions } from '../src/index.js';
 import { startEtcd, startEtcdCluster, type EtcdCluster, type EtcdServer } from '../src/testing/servers.js';
-import { makeEtcdCerts, type EtcdCerts } from './support/etcd-certs.js';
+import { makeTlsFiles, type TlsFiles } from './support/tls.js';
 import { eventually, rejection, sleep } from './support/etcd.js';
 
 const ROOT_PASSWORD = 'root-Pa55';
@@ -120,11 +120,11 @@ describe('etcd auth', function () {
 
 describe('etcd over TLS (a 3-member cluster, certificates made by the test)', function () {
   this.timeout(30_000);
-  let certs: EtcdCerts;
+  let certs: TlsFiles;
   let cluster: EtcdCluster;
 
   before(async () => {
-    certs = makeEtcdCerts();
+    certs = makeTlsFiles();
     cluster = await startEtcdCluster(3, {
       tls: { certFile: certs.serverCertFile, keyFile: certs.serverKeyFile, caFile: certs.caFile, clientCertAuth: true },
     });
