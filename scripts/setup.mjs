@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Installs what `npm test` and `npm run demo` need and is missing: npm packages (npm ci), and the
-// redis/etcd servers from Debian (apt-get, when running as root; otherwise it prints the exact command).
+// redis/etcd servers and the test tools from Debian (apt-get, when running as root; otherwise it prints
+// the exact command).
 // Plain JavaScript with Node built-ins only, because it runs before node_modules exists.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { accessSync, constants, existsSync } from 'node:fs';
@@ -9,11 +10,13 @@ import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-// binary -> Debian package
+// binary -> Debian package: the servers, and the tools the tests drive (TLS material, clock jumps)
 const servers = [
   ['redis-server', 'redis-server'],
   ['etcd', 'etcd-server'],
   ['etcdctl', 'etcd-client'],
+  ['openssl', 'openssl'],
+  ['faketime', 'faketime'],
 ];
 
 function onPath(binary) {
