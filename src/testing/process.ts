@@ -9,6 +9,8 @@ import os from 'node:os';
 import path from 'node:path';
 
 const live = new Set<ChildProcess>();
+/** Temp dirs not removed yet: the exit hook removes them, so a failed run leaves no data behind. */
+const dirs = new Set<string>();
 let exitHookInstalled = false;
 
 function installExitHook(): void {
@@ -22,6 +24,7 @@ function installExitHook(): void {
         // already gone
       }
     }
+    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
   });
 }
 
@@ -47,11 +50,15 @@ export function tempDir(prefix: string): string {
   } catch {
     // no /dev/shm: the OS temp dir will do
   }
-  return mkdtempSync(path.join(base, `wirelock-${prefix}-`));
+  installExitHook();
+  const dir = mkdtempSync(path.join(base, `wirelock-${prefix}-`));
+  dirs.add(dir);
+  return dir;
 }
 
 export function removeDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
+  dirs.delete(dir);
 }
 
 /** The absolute path of `binary` on PATH, or an Error that names the Debian package to install. */
