@@ -17,7 +17,7 @@ import { startRedis } from '../src/testing/servers.js';
 import { quantile } from '../src/testing/history.js';
 import { QUEUE_ACQUIRE, QUEUE_RELEASE } from '../src/locks/redis-scripts.js';
 import { median, numberArg } from './lib/stats.js';
-import { lockerCyclesPerSecond } from './lib/scenarios.js';
+import { lockerCyclesPerSecond, wakeHandoffs } from './lib/scenarios.js';
 
 const ROUNDS = numberArg('rounds', 5);
 const SECONDS = numberArg('seconds', 2);
@@ -30,23 +30,6 @@ function redisBenchmark(port: number, args: string[], requests: number): number 
   const m = /([\d.]+) requests per second/.exec(out);
   if (!m) throw new Error(`cannot read redis-benchmark output: ${out}`);
   return Number(m[1]);
-}
-
-async function handoffs(a: RedisLocker, b: RedisLocker, count: number): Promise<number[]> {
-  const samples: number[] = [];
-  for (let i = 0; i < count; i++) {
-    const key = 'bench:handoff';
-    const held = await a.acquire(key, { autoExtend: false });
-    const waiting = b.acquire(key, { autoExtend: false });
-    // Give the waiter time to find the lock held and subscribe, so this measures the wake, not the first try.
-    await new Promise((r) => setTimeout(r, 5));
-    const t0 = performance.now();
-    void held.release();
-    const next = await waiting;
-    samples.push(performance.now() - t0);
-    await next.release();
-  }
-  return samples.sort((x, y) => x - y);
 }
 
 async function main(): Promise<void> {
@@ -68,7 +51,7 @@ async function main(): Promise<void> {
       const rel = redisBenchmark(server.port, ['EVALSHA', QUEUE_RELEASE.sha, ...keys, 'tok', 'bb:chan'], n);
       raw.push(1 / (1 / acq + 1 / rel));
     }
-    const hand = await handoffs(locker, locker2, 200);
+    const hand = await wakeHandoffs(locker, locker2, 200);
     const ratios = ours.map((v, i) => v / raw[i]!);
     console.log('| measure | median | rounds |');
     console.log('|---|---|---|');

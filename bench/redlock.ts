@@ -16,30 +16,12 @@
 import { RedisClient, RedisLocker, Redlock } from '../src/index.js';
 import { startRedisNodes } from '../src/testing/servers.js';
 import { checkHistory, quantile, type Hold } from '../src/testing/history.js';
-import { median, numberArg } from './lib/stats.js';
-import { lockerCyclesPerSecond } from './lib/scenarios.js';
+import { median, numberArg, sleep } from './lib/stats.js';
+import { lockerCyclesPerSecond, wakeHandoffs } from './lib/scenarios.js';
 
 const ROUNDS = numberArg('rounds', 5);
 const SECONDS = numberArg('seconds', 2);
 const WORKERS = numberArg('workers', 8);
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function handoffs(a: Redlock, b: Redlock, count: number): Promise<number[]> {
-  const samples: number[] = [];
-  for (let i = 0; i < count; i++) {
-    const key = 'bench:handoff';
-    const held = await a.acquire(key, { autoExtend: false });
-    const waiting = b.acquire(key, { autoExtend: false });
-    // Let the waiter find the lock held and subscribe, so this measures the wake, not the first try.
-    await sleep(5);
-    const t0 = performance.now();
-    void held.release();
-    const next = await waiting;
-    samples.push(performance.now() - t0);
-    await next.release();
-  }
-  return samples.sort((x, y) => x - y);
-}
 
 async function contended(lockers: Redlock[], round: number): Promise<{ perSecond: number; handoffMs: number[]; spread: number[]; bad: number }> {
   const key = `bench:contended:${round}`;
@@ -88,7 +70,7 @@ async function main(): Promise<void> {
       ours.push(await lockerCyclesPerSecond(redlock, SECONDS, `r${r}`));
       one.push(await lockerCyclesPerSecond(single, SECONDS, `s${r}`));
     }
-    const hand = await handoffs(redlock, other, 200);
+    const hand = await wakeHandoffs(redlock, other, 200);
     const workers = await Promise.all(Array.from({ length: WORKERS }, async () => new Redlock(await connect())));
     const runs = [];
     for (let r = 0; r < Math.min(ROUNDS, 3); r++) runs.push(await contended(workers, r));

@@ -9,38 +9,15 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RedisClient } from '../src/index.js';
 import { startEtcd, startRedis, startRedisNodes, type EtcdServer, type RedisServer } from '../src/testing/servers.js';
+import { runProcess, type RunResult } from './support/run.js';
+import { sleep, waitFor } from './support/wait.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = [process.execPath, '--import', 'tsx', path.join(root, 'src/cli/main.ts')];
 
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
-function cli(args: string[], opts: { env?: Record<string, string>; onStart?: (child: ChildProcess) => void } = {}): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(CLI[0]!, [...CLI.slice(1), ...args], { cwd: root, env: { ...process.env, ...opts.env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d));
-    child.stderr.on('data', (d: Buffer) => (stderr += d));
-    child.once('error', reject);
-    child.once('exit', (code) => resolve({ code, stdout, stderr }));
-    opts.onStart?.(child);
-  });
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function until(check: () => Promise<boolean> | boolean, ms: number, what: string): Promise<void> {
-  const end = performance.now() + ms;
-  while (!(await check())) {
-    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
-}
+const cli = (args: string[], opts: { env?: Record<string, string>; onStart?: (child: ChildProcess) => void } = {}): Promise<RunResult> =>
+  runProcess(CLI[0]!, [...CLI.slice(1), ...args], { cwd: root, ...opts });
 
 describe('wirelock CLI', function () {
   this.timeout(30_000);
@@ -73,7 +50,7 @@ describe('wirelock CLI', function () {
 
   it('--wait 0 exits 75 when the lock is held elsewhere, without running the command', async () => {
     const holder = cli(['run', '--redis', redis.url, '--key', 'busy', '--', 'sleep', '3']);
-    await until(async () => (await admin.send(['EXISTS', 'wirelock:{busy}'])) === 1, 10_000, 'the first run to hold the lock');
+    await waitFor(async () => (await admin.send(['EXISTS', 'wirelock:{busy}'])) === 1, 10_000, 'the first run to hold the lock', 25);
     const r = await cli(['run', '--redis', redis.url, '--key', 'busy', '--wait', '0', '--', 'sh', '-c', 'echo RAN']);
     expect(r.code).to.equal(75);
     expect(r.stdout).to.not.include('RAN');
@@ -86,7 +63,7 @@ describe('wirelock CLI', function () {
 
   it('a lost lock stops the command (SIGTERM) and exits 76 with the reason', async () => {
     const running = cli(['run', '--redis', redis.url, '--key', 'lost', '--ttl', '1s', '--grace', '2s', '--', 'sh', '-c', 'trap "echo TERMINATED; exit 9" TERM; sleep 20 & wait']);
-    await until(async () => (await admin.send(['EXISTS', 'wirelock:{lost}'])) === 1, 10_000, 'the run to hold the lock');
+    await waitFor(async () => (await admin.send(['EXISTS', 'wirelock:{lost}'])) === 1, 10_000, 'the run to hold the lock', 25);
     await admin.send(['SET', 'wirelock:{lost}', 'someone-else', 'PX', '10000']); // taken over behind its back
     const t0 = performance.now();
     const r = await running;
@@ -103,7 +80,7 @@ describe('wirelock CLI', function () {
     const running = cli(['run', '--redis', redis.url, '--key', 'sigint', '--', 'sh', '-c', 'trap "echo GOT-INT; exit 5" INT; sleep 20 & wait'], {
       onStart: (c) => (child = c),
     });
-    await until(async () => (await admin.send(['EXISTS', 'wirelock:{sigint}'])) === 1, 10_000, 'the run to hold the lock');
+    await waitFor(async () => (await admin.send(['EXISTS', 'wirelock:{sigint}'])) === 1, 10_000, 'the run to hold the lock', 25);
     await sleep(200);
     child!.kill('SIGINT');
     const r = await running;
@@ -159,9 +136,9 @@ describe('wirelock CLI', function () {
 
   it('status shows the holder, time left, fence and the waiters in order', async () => {
     const holder = cli(['run', '--redis', redis.url, '--key', 'st', '--', 'sleep', '3']);
-    await until(async () => (await admin.send(['EXISTS', 'wirelock:{st}'])) === 1, 10_000, 'the holder');
+    await waitFor(async () => (await admin.send(['EXISTS', 'wirelock:{st}'])) === 1, 10_000, 'the holder', 25);
     const waiter = cli(['run', '--redis', redis.url, '--key', 'st', '--', 'true']);
-    await until(async () => (await admin.send(['ZCARD', 'wirelock:{st}:queue'])) === 1, 10_000, 'the waiter to queue');
+    await waitFor(async () => (await admin.send(['ZCARD', 'wirelock:{st}:queue'])) === 1, 10_000, 'the waiter to queue', 25);
     const r = await cli(['status', '--redis', redis.url, '--key', 'st']);
     expect(r.code).to.equal(0);
     expect(r.stdout).to.match(/held by token [0-9a-f]{32}, [\d.]+s left; last fence \d+/);
@@ -201,10 +178,10 @@ describe('wirelock CLI', function () {
     const etcdctl = spawn('etcdctl', ['--endpoints', etcd.clientUrl, 'lock', 'interop', 'sleep', '3'], { stdio: 'ignore', env: { ...process.env, ETCDCTL_API: '3' } });
     const exited = new Promise((r) => etcdctl.once('exit', r));
     try {
-      await until(async () => {
+      await waitFor(async () => {
         const s = await cli(['status', '--etcd', etcd.clientUrl, '--key', 'interop']);
         return s.stdout.includes('held by interop/');
-      }, 10_000, 'etcdctl to hold the lock');
+      }, 10_000, 'etcdctl to hold the lock', 25);
       const r = await cli(['run', '--etcd', etcd.clientUrl, '--key', 'interop', '--wait', '0', '--', 'true']);
       expect(r.code).to.equal(75);
       // And the other way: while wirelock holds it, etcdctl waits until wirelock's command has ended.
@@ -212,7 +189,7 @@ describe('wirelock CLI', function () {
       const stamps = path.join(os.tmpdir(), `wirelock-interop-${process.pid}`);
       rmSync(stamps, { force: true });
       const ours = cli(['run', '--etcd', etcd.clientUrl, '--key', 'interop', '--', 'sh', '-c', `sleep 1.5; echo "ours-end $(date +%s%N)" >> ${stamps}`]);
-      await until(async () => (await cli(['status', '--etcd', etcd.clientUrl, '--key', 'interop'])).stdout.includes('held by'), 10_000, 'wirelock to hold');
+      await waitFor(async () => (await cli(['status', '--etcd', etcd.clientUrl, '--key', 'interop'])).stdout.includes('held by'), 10_000, 'wirelock to hold', 25);
       const theirs = new Promise<void>((resolve) => {
         const c = spawn('etcdctl', ['--endpoints', etcd.clientUrl, 'lock', 'interop', '--', 'sh', '-c', `echo "theirs-start $(date +%s%N)" >> ${stamps}`], {
           stdio: 'ignore',

@@ -4,11 +4,11 @@
  * and leave a well-formed timeline.svg and a summary.md.
  */
 import { expect } from 'chai';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { runProcess, type RunResult } from './support/run.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -80,19 +80,11 @@ describe('checkXml (the well-formedness check the demo test relies on)', () => {
 describe('npm run demo -- --quick', function () {
   this.timeout(120_000);
   let out: string;
-  let result: { code: number | null; stdout: string; stderr: string };
+  let result: RunResult;
 
   before(async () => {
     out = mkdtempSync(path.join(os.tmpdir(), 'wirelock-demo-'));
-    result = await new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'scripts/demo.ts'), '--quick', '--out', out], { cwd: root });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d: Buffer) => (stdout += d));
-      child.stderr.on('data', (d: Buffer) => (stderr += d));
-      child.once('error', reject);
-      child.once('exit', (code) => resolve({ code, stdout, stderr }));
-    });
+    result = await runProcess(process.execPath, ['--import', 'tsx', path.join(root, 'scripts/demo.ts'), '--quick', '--out', out], { cwd: root });
   });
   after(() => {
     if (out) rmSync(out, { recursive: true, force: true });

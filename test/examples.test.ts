@@ -3,36 +3,21 @@
  * the servers it starts itself), and its output is checked.
  */
 import { expect } from 'chai';
-import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RedisClient, RedisLocker } from '../src/index.js';
 import { startRedis, type RedisServer } from '../src/testing/servers.js';
+import { runProcess, type RunResult } from './support/run.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
-function run(cmd: string, args: string[], env: Record<string, string> = {}): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd: root, env: { ...process.env, ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d));
-    child.stderr.on('data', (d: Buffer) => (stderr += d));
-    child.once('error', reject);
-    child.once('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const run = (cmd: string, args: string[], env: Record<string, string> = {}): Promise<RunResult> => runProcess(cmd, args, { cwd: root, env });
 
-const tsExample = (name: string, ...args: string[]): Promise<Result> =>
+const tsExample = (name: string, ...args: string[]): Promise<RunResult> =>
   run(process.execPath, ['--import', 'tsx', path.join(root, 'examples', name), ...args]);
 
-const show = (r: Result): string => `exit ${r.code}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`;
+const show = (r: RunResult): string => `exit ${r.code}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`;
 
 describe('examples', function () {
   this.timeout(30_000);
@@ -79,7 +64,7 @@ describe('examples', function () {
       await client?.close();
       await redis?.stop();
     });
-    const cron = (): Promise<Result> => run('sh', [path.join(root, 'examples/cron-job.sh')], { REDIS_URL: redis.url, JOB_SECONDS: '0.2', WIRELOCK: '' });
+    const cron = (): Promise<RunResult> => run('sh', [path.join(root, 'examples/cron-job.sh')], { REDIS_URL: redis.url, JOB_SECONDS: '0.2', WIRELOCK: '' });
 
     it('runs the job under the lock, with the fence in its environment', async () => {
       const r = await cron();

@@ -12,30 +12,7 @@ import {
   type Lock,
 } from '../src/index.js';
 import { startRedis, type RedisServer } from '../src/testing/servers.js';
-
-async function rejection(promise: Promise<unknown>, withinMs = 10_000): Promise<Error & { code?: string; reason?: string }> {
-  let timer: NodeJS.Timeout | undefined;
-  const hang = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`still pending after ${withinMs} ms (expected a rejection)`)), withinMs);
-  });
-  try {
-    await Promise.race([promise, hang]);
-  } catch (err) {
-    if (err instanceof Error && err.message.startsWith('still pending after')) throw err;
-    return err as Error;
-  } finally {
-    clearTimeout(timer);
-  }
-  throw new Error('expected the promise to reject');
-}
-
-async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs = 3000, what = 'condition'): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!(await cond())) {
-    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await delay(5);
-  }
-}
+import { rejection, waitFor } from './support/wait.js';
 
 const lockKey = (name: string): string => `wirelock:{${name}}`;
 const channel = (name: string): string => `wirelock:{${name}}:release`;

@@ -13,23 +13,7 @@ import {
 } from '../src/index.js';
 import { freePort, startRedis, type RedisServer } from '../src/testing/servers.js';
 import { FakeServer } from './support/fake-server.js';
-
-async function rejection(promise: Promise<unknown>): Promise<Error & { code?: string; cause?: unknown }> {
-  try {
-    await promise;
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error('expected the promise to reject');
-}
-
-async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs = 3000, what = 'condition'): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!(await cond())) {
-    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await delay(10);
-  }
-}
+import { rejection, waitFor } from './support/wait.js';
 
 /** Records every payload published on the given channels until `stop()` is called. */
 function record(names: string[]): { events: Array<{ channel: string; payload: any }>; stop: () => void } {

@@ -5,15 +5,7 @@ import { ConnectionError, RedisClient, RedisLocker, RespError } from '../src/ind
 import { startRedis, type RedisServer } from '../src/testing/servers.js';
 import { FakeServer } from './support/fake-server.js';
 import { makeTlsFiles, type TlsFiles } from './support/tls.js';
-
-async function rejection(promise: Promise<unknown>): Promise<Error & { code?: string; cause?: unknown }> {
-  try {
-    await promise;
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error('expected the promise to reject');
-}
+import { rejection } from './support/wait.js';
 
 /** Everything an error shows: message, stack, cause chain and own properties. */
 function everything(value: unknown): string {

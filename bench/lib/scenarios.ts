@@ -22,6 +22,27 @@ export async function lockerCyclesPerSecond(locker: Locker, seconds: number, lab
   return n / ((performance.now() - start) / 1000);
 }
 
+/**
+ * Wake-on-release handoff, `count` times: `a` holds, `b` waits; the time from a's release() call to
+ * b's acquire() resolving, in ms, sorted.
+ */
+export async function wakeHandoffs(a: Locker, b: Locker, count: number): Promise<number[]> {
+  const samples: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const key = 'bench:handoff';
+    const held = await a.acquire(key, { autoExtend: false });
+    const waiting = b.acquire(key, { autoExtend: false });
+    // Give the waiter time to find the lock held and subscribe, so this measures the wake, not the first try.
+    await sleep(5);
+    const t0 = performance.now();
+    void held.release();
+    const next = await waiting;
+    samples.push(performance.now() - t0);
+    await next.release();
+  }
+  return samples.sort((x, y) => x - y);
+}
+
 /** Sequential acquire+release, a new key each cycle, for `seconds`. Returns cycles/s. */
 export async function uncontended(lib: Library, seconds: number): Promise<number> {
   const w = await lib.make();

@@ -3,6 +3,8 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { promisify } from 'node:util';
+import { sleep } from './wait.js';
+export { rejection, sleep } from './wait.js';
 
 const run = promisify(execFile);
 
@@ -62,14 +64,4 @@ export async function eventually(check: () => boolean | Promise<boolean>, timeou
   }
 }
 
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** Settles with the rejection reason (or fails the test if it resolves). */
-export async function rejection(p: Promise<unknown>): Promise<Error> {
-  try {
-    await p;
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error('expected a rejection, but it resolved');
-}

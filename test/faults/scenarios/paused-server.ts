@@ -16,19 +16,7 @@ import { QUEUE_ACQUIRE, QUEUE_RELEASE, ACQUIRE, RELEASE } from '../../../src/loc
 import type { Script } from '../../../src/resp/script.js';
 import type { EtcdMember, RedisServer } from '../../../src/testing/servers.js';
 import { report } from '../../support/faults-env.js';
-
-async function rejection(p: Promise<unknown>, withinMs: number): Promise<Error> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    await Promise.race([p, new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`still pending after ${withinMs} ms`)), withinMs)))]);
-  } catch (err) {
-    if (err instanceof Error && err.message.startsWith('still pending')) throw err;
-    return err as Error;
-  } finally {
-    clearTimeout(timer);
-  }
-  throw new Error('expected a rejection');
-}
+import { rejection } from '../../support/wait.js';
 
 /**
  * Samples `present()` every 50 ms for `forMs`: a late write may land at any moment after the resume,
