@@ -341,6 +341,26 @@ describe('RedisClient against redis-server', () => {
     expect(await rejection(client.evalScript(new Script('return 1', 1), [], []))).to.be.instanceOf(TypeError);
   });
 
+  it('an error nested in an array reply (EXEC, a script\'s table) is a RespError element; the rest of the array is kept', async () => {
+    await client.send(['SET', 'nested:str', 'x']);
+    const queued = [client.send(['MULTI']), client.send(['INCR', 'nested:str']), client.send(['SET', 'nested:ok', 'y']), client.send(['EXEC'])];
+    const [multi, q1, q2, exec] = await Promise.all(queued);
+    expect([multi, q1, q2].map(String)).to.deep.equal(['OK', 'QUEUED', 'QUEUED']);
+    expect(exec).to.be.an('array').with.length(2);
+    const [failed, ok] = exec as unknown[];
+    expect(failed).to.be.instanceOf(RespError);
+    expect((failed as RespError).prefix).to.equal('ERR');
+    expect((failed as RespError).command).to.equal('EXEC');
+    expect(String(ok)).to.equal('OK');
+    expect(String(await client.send(['GET', 'nested:ok']))).to.equal('y');
+
+    const table = await client.send(['EVAL', "return {1, {redis.error_reply('WRONGTHING deep')}, 'z'}", '0']);
+    expect(table).to.be.an('array').with.length(3);
+    const inner = (table as unknown[])[1] as unknown[];
+    expect(inner[0]).to.be.instanceOf(RespError);
+    expect((inner[0] as RespError).prefix).to.equal('WRONGTHING');
+  });
+
   it('pub/sub: a listener that throws gets its error rethrown on its own; the connection and other listeners carry on', async () => {
     const caught: unknown[] = [];
     const got: unknown[] = [];

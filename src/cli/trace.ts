@@ -11,6 +11,7 @@ import { formatMs } from './run.js';
 export function show(value: unknown, max = 320): string {
   const text = JSON.stringify(value, (k, v: unknown) => {
     if (typeof v === 'bigint') return v.toString();
+    if (v instanceof Error) return `(error) ${v.message}`; // an error nested in an array reply
     // etcd's response header: only the revision matters to the lock; the ids and term are noise here.
     if (k === 'header' && v && typeof v === 'object' && 'revision' in v) return { revision: String((v as { revision: unknown }).revision) };
     if (v && typeof v === 'object' && (v as { type?: string }).type === 'Buffer' && Array.isArray((v as { data?: unknown }).data)) {

@@ -23,7 +23,12 @@ import { DEFAULT_MAX_REPLY_BYTES } from './options.js';
 /** setTimeout's limit (about 24.8 days): Node fires a longer delay after 1 ms. Longer timeouts mean none. */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 
-export type RespValue = string | number | bigint | Buffer | null | RespValue[];
+/**
+ * A reply. An error reply to the command itself rejects with RespError; an error nested inside an
+ * array (one command of a MULTI/EXEC block, or an error a script put in a table) is a RespError
+ * element, so the array still says what the other commands did.
+ */
+export type RespValue = string | number | bigint | Buffer | null | RespError | RespValue[];
 
 export interface CommandOptions {
   signal?: AbortSignal;
@@ -299,6 +304,7 @@ export class RespConnection {
       return;
     }
     if (cmd.done) return; // its caller gave up (abort); the reply is consumed to keep the FIFO aligned
+    if (Array.isArray(reply)) typedErrors(reply, cmd.name);
     if (channels.respReply.hasSubscribers) {
       channels.respReply.publish({
         connection: this.id,
@@ -368,4 +374,14 @@ export class RespConnection {
 /** SNI must not be an IP address; TLS verification of an IP uses the certificate's IP SAN instead. */
 function servername(host: string): string | undefined {
   return net.isIP(host) ? undefined : host;
+}
+
+/** redis-parser puts its own ReplyError objects in arrays for nested error replies; ours are typed. */
+function typedErrors(reply: RespValue[], command: string): RespValue[] {
+  for (let i = 0; i < reply.length; i++) {
+    const item = reply[i] as unknown;
+    if (Array.isArray(item)) typedErrors(item as RespValue[], command);
+    else if (item instanceof Error && !(item instanceof RespError)) reply[i] = new RespError(item.message, command);
+  }
+  return reply;
 }
