@@ -2,6 +2,7 @@
  * Small helpers for the rule "every wait takes an AbortSignal and has a deadline".
  * Listeners are always removed when the wait ends, so long-lived signals do not leak.
  */
+import { setMaxListeners } from 'node:events';
 
 /** Calls `fn` once when `signal` aborts. Returns a disposer that removes the listener. */
 export function onAbort(signal: AbortSignal | undefined, fn: (reason: unknown) => void): () => void {
@@ -16,6 +17,17 @@ export function onAbort(signal: AbortSignal | undefined, fn: (reason: unknown) =
 }
 
 export function noop(): void {}
+
+/**
+ * An AbortController whose signal many waits listen to at once (a locker's close, a session's loss,
+ * a client's close). Each wait removes its listener when it ends, so a count above Node's default of
+ * 10 is expected here, not a leak: the limit (and its MaxListenersExceededWarning) is turned off.
+ */
+export function sharedController(): AbortController {
+  const controller = new AbortController();
+  setMaxListeners(0, controller.signal);
+  return controller;
+}
 
 /**
  * Resolves after `ms`, or rejects with `signal.reason` as soon as the signal aborts.

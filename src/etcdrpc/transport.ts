@@ -13,7 +13,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { SecureContextOptions } from 'node:tls';
 import { etcdChannels, redactEtcd } from '../diagnostics.js';
-import { jitter, noop, onAbort, sleep } from '../abort.js';
+import { jitter, noop, onAbort, sharedController, sleep } from '../abort.js';
 import { ClosedError, ProtocolError } from '../errors.js';
 import { method, type MethodInfo } from './codec.js';
 import { isInvalidToken, isUnavailable, toError, wasNotSent } from './status.js';
@@ -80,7 +80,7 @@ export class Transport {
   readonly callTimeoutMs: number;
   readonly #username: string | undefined;
   readonly #password: string | undefined;
-  readonly #closing = new AbortController();
+  readonly #closing = sharedController();
   #current = 0;
   #token: string | undefined;
   #authenticating: Promise<void> | undefined;

@@ -5,13 +5,13 @@
 import { ClosedError, LockLostError } from '../errors.js';
 import type { AcquireOptions, Lock, Locker } from './types.js';
 import { HeldLock } from './held-lock.js';
-import { onAbort } from '../abort.js';
+import { onAbort, sharedController } from '../abort.js';
 
 export abstract class BaseLocker implements Locker {
   /** Locks this locker holds now. */
   protected readonly held = new Set<HeldLock>();
   /** Aborted by close(): every pending wait listens to it. */
-  protected readonly closing = new AbortController();
+  protected readonly closing = sharedController();
 
   abstract acquire(key: string, opts?: AcquireOptions): Promise<Lock>;
   abstract tryAcquire(key: string, opts?: AcquireOptions): Promise<Lock | null>;

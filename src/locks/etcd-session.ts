@@ -14,6 +14,7 @@ import type { EtcdClient } from '../etcdrpc/client.js';
 import { etcdChannels } from '../diagnostics.js';
 import { ClosedError, EtcdError, WirelockError } from '../errors.js';
 import { driftMs } from './options.js';
+import { sharedController } from '../abort.js';
 
 /** The session's lease is gone (expired, revoked) or could not be renewed before it ran out. */
 export class SessionExpiredError extends WirelockError {
@@ -49,7 +50,7 @@ export class Session {
   readonly lease: bigint;
   /** Granted TTL in seconds. */
   readonly ttl: number;
-  readonly #controller = new AbortController();
+  readonly #controller = sharedController();
   readonly #renewListeners = new Set<(validUntil: number) => void>();
   readonly #keepAlive: boolean;
   #validUntil: number;
