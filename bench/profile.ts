@@ -11,6 +11,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { nodeArgs, repoRoot } from './lib/paths.js';
 
 interface ProfileNode {
   id: number;
@@ -22,16 +23,14 @@ interface CpuProfile {
   timeDeltas: number[];
 }
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-
 /** Profiles `scenario` for `seconds`; returns markdown lines (a table of the top frames). */
 export function profile(scenario: string, urls: string[], seconds = 3, top = 12): string[] {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'wirelock-prof-'));
   try {
     const file = path.join(dir, 'profile.cpuprofile');
-    const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(here, 'profile-child.ts'), scenario, String(seconds), file, ...urls], {
+    const r = spawnSync(process.execPath, [...nodeArgs('profile-child'), scenario, String(seconds), file, ...urls], {
       encoding: 'utf8',
-      cwd: path.join(here, '..'),
+      cwd: repoRoot,
     });
     if (r.status !== 0) throw new Error(`profile child failed: ${r.stderr}`);
     const prof = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;

@@ -8,7 +8,6 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { startEtcd, startRedis, startRedisNodes } from '../src/testing/servers.js';
 import { etcdLibraries, rawIoredis, redlockLibraries, singleRedisLibraries, type Library } from './lib/adapters.js';
 import { contended, manyKeys, uncontended, waiterScale, type ContendedResult } from './lib/scenarios.js';
@@ -16,8 +15,9 @@ import { countingRedisProxy, etcdMessages } from './lib/counters.js';
 import { markdownTable, writeOutputs, type Row, type Section } from './lib/report.js';
 import { median, ratios } from './lib/stats.js';
 import { profile } from './profile.js';
+import { nodeArgs, repoRoot } from './lib/paths.js';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const root = repoRoot;
 const quick = process.argv.includes('--quick');
 const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7).split(',');
 const P = quick
@@ -269,6 +269,7 @@ async function main(): Promise<void> {
     machine: `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, Node ${process.versions.node}, redis ${redisVersion()}, etcd ${etcdVersion()}`,
     method: [
       'All libraries run in this one process against the same local servers (redis-server, etcd, started by the local servers module on loopback), one after another.',
+      'wirelock runs compiled by tsc (build/), as users run it from dist/, like the other libraries\' plain JavaScript; not through tsx, whose esbuild transform adds a name-keeping call to every closure created.',
       `Each scenario runs one warm-up round per library, then ${P.rounds} measured rounds; within a round the libraries alternate (the order reverses every round).`,
       'Ratios are computed per round (round i of wirelock against round i of the anchor) and the median of those is reported.',
       'Anchors use their documented defaults (retry delays, refresh intervals): what a user of each library gets out of the box. Their acquire waits without a retry limit.',
@@ -287,7 +288,7 @@ function redisCeiling(port: number, total: number): number {
 }
 
 function memory(backend: string, urls: string[], count: number): { rssPerLock: number; heapPerLock: number } {
-  const r = spawnSync(process.execPath, ['--expose-gc', '--import', 'tsx', path.join(root, 'bench/memory-child.ts'), JSON.stringify({ backend, urls, count })], { encoding: 'utf8', cwd: root });
+  const r = spawnSync(process.execPath, [...nodeArgs('memory-child', ['--expose-gc']), JSON.stringify({ backend, urls, count })], { encoding: 'utf8', cwd: root });
   if (r.status !== 0) throw new Error(`memory child (${backend}) failed: ${r.stderr}`);
   return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { rssPerLock: number; heapPerLock: number };
 }
