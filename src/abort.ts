@@ -18,6 +18,9 @@ export function onAbort(signal: AbortSignal | undefined, fn: (reason: unknown) =
 
 export function noop(): void {}
 
+/** setTimeout's limit (about 24.8 days): Node fires a longer delay after 1 ms. Longer waits re-arm at it. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /**
  * An AbortController whose signal many waits listen to at once (a locker's close, a session's loss,
  * a client's close). Each wait removes its listener when it ends, so a count above Node's default of

@@ -3,9 +3,11 @@
  * backend. All waits listen to the locker's close (and, for etcd, to the shared session), so these
  * signals carry hundreds of listeners: that must not print Node's MaxListenersExceededWarning
  * ("possible memory leak") into the user's logs.
+ * Also the far end of the TTL range: leases longer than a Node timer can wait.
  */
+import dc from 'node:diagnostics_channel';
 import { expect } from 'chai';
-import { EtcdClient, EtcdLocker, RedisClient, RedisLocker, Redlock, type Lock, type Locker } from '../src/index.js';
+import { EtcdClient, EtcdLocker, LockTimeoutError, RedisClient, RedisLocker, Redlock, type Lock, type Locker } from '../src/index.js';
 import { startEtcd, startRedisNodes, type EtcdServer, type RedisServer } from '../src/testing/servers.js';
 
 describe('one locker, many locks at once', function () {
@@ -73,6 +75,33 @@ describe('one locker, many locks at once', function () {
         await new Promise((r) => setImmediate(r)); // warnings are emitted on the next tick
         expect(warnings.map(String)).to.deep.equal([]);
       } finally {
+        await Promise.all([locker.close(), other.close()]);
+      }
+    });
+
+    it(`${backend}: a 30-day TTL (past setTimeout's 24.8-day range) is held, and its waiter does not poll`, async () => {
+      warnings.length = 0;
+      const locker = await make[backend]!();
+      const other = await make[backend]!();
+      const month = 30 * 86_400_000;
+      let sent = 0;
+      const count = (): void => void sent++;
+      try {
+        const lock = await locker.acquire(`many:${backend}:month`, { ttlMs: month });
+        expect(lock.validUntil - performance.now()).to.be.above(month * 0.98); // less the 1% drift allowance
+        dc.subscribe('wirelock:resp:command', count);
+        dc.subscribe('wirelock:etcd:call', count);
+        // Node runs a delay past its range after 1 ms: the lease would end at once, and a waiter
+        // would ask the server again every millisecond.
+        const err = await other.acquire(`many:${backend}:month`, { ttlMs: month, waitTimeoutMs: 500 }).catch((e: unknown) => e);
+        expect(err).to.be.instanceOf(LockTimeoutError);
+        expect(sent, 'commands and calls sent while waiting 500 ms').to.be.below(25);
+        expect(lock.signal.aborted, String(lock.signal.reason)).to.equal(false);
+        await lock.release();
+        expect(warnings.map(String)).to.deep.equal([]);
+      } finally {
+        dc.unsubscribe('wirelock:resp:command', count);
+        dc.unsubscribe('wirelock:etcd:call', count);
         await Promise.all([locker.close(), other.close()]);
       }
     });

@@ -16,7 +16,7 @@
  */
 import { EtcdClient } from '../etcdrpc/client.js';
 import { CompareResult, CompareTarget, type Compare } from '../etcdrpc/types.js';
-import { jitter, noop, onAbort, raceAbort, sleep } from '../abort.js';
+import { MAX_TIMER_MS, jitter, noop, onAbort, raceAbort, sleep } from '../abort.js';
 import { ConnectionError, EtcdError, LockLostError, LockTimeoutError, TimeoutError } from '../errors.js';
 import { BaseLocker } from './base-locker.js';
 import { HeldLock, type LockOps } from './held-lock.js';
@@ -25,7 +25,6 @@ import { Session, SessionExpiredError, ttlSeconds } from './etcd-session.js';
 import { DEFAULT_TTL_MS, checkTtl, resolveAcquire, type ResolvedAcquire } from './options.js';
 import type { AcquireOptions, Lock, LockerOptions } from './types.js';
 
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** The compare that makes a Txn apply only while `lock` (from an EtcdLocker) is still held. */
 export function ownerCompare(lock: Lock): Compare {

@@ -31,7 +31,7 @@ import { CompareResult, CompareTarget, SortOrder, SortTarget, WatchFilter } from
 import type { Compare, KeyValue, ResponseHeader, TxnRequest, TxnResponse } from '../etcdrpc/types.js';
 import type { CallOptions } from '../etcdrpc/transport.js';
 import { channels } from '../diagnostics.js';
-import { noop, onAbort } from '../abort.js';
+import { MAX_TIMER_MS, noop, onAbort } from '../abort.js';
 import { ClosedError, EtcdError, LockLostError, LockReleasedError, LockTimeoutError, type LockLostReason } from '../errors.js';
 import { Session } from './etcd-session.js';
 
@@ -43,8 +43,6 @@ export interface MutexLockOptions {
 }
 
 const EMPTY = Buffer.alloc(0);
-/** setTimeout's limit: a longer wait is no deadline at all (rather than Node's 1 ms fallback). */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 const ONLY_DELETES = [WatchFilter.NOPUT];
 /** Our own key was deleted: why is decided afterwards (lease gone, or someone deleted it). */
 const KEY_DELETED = Symbol('key deleted');

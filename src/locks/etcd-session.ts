@@ -14,7 +14,7 @@ import type { EtcdClient } from '../etcdrpc/client.js';
 import { etcdChannels } from '../diagnostics.js';
 import { ClosedError, EtcdError, WirelockError } from '../errors.js';
 import { driftMs } from './options.js';
-import { sharedController } from '../abort.js';
+import { MAX_TIMER_MS, sharedController } from '../abort.js';
 
 /** The session's lease is gone (expired, revoked) or could not be renewed before it ran out. */
 export class SessionExpiredError extends WirelockError {
@@ -210,14 +210,19 @@ export class Session {
           if (left > 0) this.#scheduleRenew(Math.min(backoff, left / 3));
         },
       );
-    }, delayMs);
+    }, Math.min(delayMs, MAX_TIMER_MS)); // a TTL/3 past setTimeout's range renews at its limit
     this.#renewTimer.unref?.();
   }
 
   #armExpiry(): void {
     clearTimeout(this.#expiryTimer);
     const left = this.#validUntil - performance.now();
-    this.#expiryTimer = setTimeout(() => this.lose(`not renewed within its ${this.ttl} s TTL`), Math.max(0, left));
+    // A TTL longer than setTimeout's range (about 24.8 days) is re-armed at the limit: Node would
+    // fire a longer delay after 1 ms, and end the session at once.
+    this.#expiryTimer = setTimeout(
+      () => (left > MAX_TIMER_MS ? this.#armExpiry() : this.lose(`not renewed within its ${this.ttl} s TTL`)),
+      Math.min(Math.max(0, left), MAX_TIMER_MS),
+    );
     this.#expiryTimer.unref?.();
   }
 

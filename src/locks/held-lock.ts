@@ -4,7 +4,8 @@
  *
  * - `validUntil` only moves forward on a confirmed extension, measured from when it was *sent*;
  * - a local timer aborts `signal` with LockLostError('expired') at validUntil, whatever the network does
- *   (an extension stuck in a dead socket cannot keep a lock "held" past its lease);
+ *   (an extension stuck in a dead socket cannot keep a lock "held" past its lease), unless the
+ *   backend keeps that promise itself (an etcd session's timer, shared by all its locks);
  * - autoExtend extends about every ttl/3, and retries sooner after a transient failure while time is left;
  * - release() is idempotent and stops every timer.
  *
@@ -14,12 +15,10 @@
 import { LockLostError, LockReleasedError, type LockLostReason } from '../errors.js';
 import { channels } from '../diagnostics.js';
 import type { Lock } from './types.js';
+import { MAX_TIMER_MS } from '../abort.js';
 
 /** Marks a lock ended by its own release; the LockReleasedError is only built if someone asks. */
 const RELEASED = Symbol('released');
-
-/** setTimeout's limit (about 24.8 days): Node fires a longer delay after 1 ms instead. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export interface LockOps {
   /**
@@ -42,6 +41,11 @@ export interface HeldLockInit {
   ttlMs: number;
   autoExtend: boolean;
   ops: LockOps;
+  /**
+   * False when the backend itself ends the lock at validUntil, as an etcd session does with its own
+   * timer for all the locks on its lease: one timer per lock would only repeat it (default true).
+   */
+  localExpiry?: boolean;
   /** Called once when the lock stops being held (released or lost), so its locker can forget it. */
   onEnd?: (lock: HeldLock) => void;
 }
@@ -60,6 +64,7 @@ export class HeldLock implements Lock {
   #validUntil: number;
   #ttlMs: number;
   #autoExtend: boolean;
+  readonly #localExpiry: boolean;
   #extendTimer: NodeJS.Timeout | undefined;
   #expiryTimer: NodeJS.Timeout | undefined;
   #extending: Promise<void> | undefined;
@@ -75,6 +80,7 @@ export class HeldLock implements Lock {
     this.#autoExtend = init.autoExtend;
     this.#ops = init.ops;
     this.#onEnd = init.onEnd;
+    this.#localExpiry = init.localExpiry ?? true;
     this.#armExpiry();
     if (this.#autoExtend) this.#scheduleExtend(this.#ttlMs / 3);
   }
@@ -205,6 +211,7 @@ export class HeldLock implements Lock {
   }
 
   #armExpiry(): void {
+    if (!this.#localExpiry) return;
     clearTimeout(this.#expiryTimer);
     const left = this.#validUntil - performance.now();
     // A lease longer than the timer's range is re-armed at the limit, not ended after 1 ms.

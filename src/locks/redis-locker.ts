@@ -17,7 +17,7 @@
 import { RedisClient } from '../resp/client.js';
 import { ConnectionError, LockLostError, LockTimeoutError, RespError, TimeoutError } from '../errors.js';
 import { channels } from '../diagnostics.js';
-import { jitter, onAbort, remaining, sleep } from '../abort.js';
+import { MAX_TIMER_MS, jitter, onAbort, remaining, sleep } from '../abort.js';
 import { BaseLocker } from './base-locker.js';
 import { HeldLock, type LockOps } from './held-lock.js';
 import { DEFAULT_TTL_MS, checkTtl, driftMs, resolveAcquire, type ResolvedAcquire } from './options.js';
@@ -140,7 +140,7 @@ export class RedisLocker extends BaseLocker implements LockOps {
         // Until the holder's lease ends (or the head's place lapses, if the lock is free but promised),
         // and at least every ttl/3 to keep our own place. pttl -1: a key with no expiry, not a lock's.
         const until = pttl >= 0 ? pttl : pttl === -2 && headLeft >= 0 ? headLeft : o.ttlMs;
-        const delay = Math.min(until + 1 + jitter(5), o.ttlMs / 3);
+        const delay = Math.min(until + 1 + jitter(5), o.ttlMs / 3, MAX_TIMER_MS);
         await new Promise<void>((resolve, reject) => {
           const timer = setTimeout(done, delay);
           const off = onAbort(signal, (reason) => (clearTimeout(timer), (wake = undefined), reject(reason)));

@@ -18,7 +18,7 @@
 import type { RedisClient } from '../resp/client.js';
 import { LockLostError, LockTimeoutError, type QuorumError } from '../errors.js';
 import { channels } from '../diagnostics.js';
-import { jitter, noop, onAbort, raceAbort, sleep } from '../abort.js';
+import { MAX_TIMER_MS, jitter, noop, onAbort, raceAbort, sleep } from '../abort.js';
 import { BaseLocker } from './base-locker.js';
 import { HeldLock, type LockOps } from './held-lock.js';
 import { DEFAULT_TTL_MS, checkTtl, driftMs, resolveAcquire, type ResolvedAcquire } from './options.js';
@@ -189,7 +189,7 @@ export class Redlock extends BaseLocker implements LockOps {
   /** Sleeps `ms`, or less if a release message calls the function handed to `setWake`. */
   #sleepUntilWoken(ms: number, signal: AbortSignal, setWake: (fn: () => void) => void): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(done, ms);
+      const timer = setTimeout(done, Math.min(ms, MAX_TIMER_MS)); // a longer wait wakes at the limit and looks again
       const off = onAbort(signal, (reason) => (clearTimeout(timer), reject(reason)));
       function done(): void {
         clearTimeout(timer);

@@ -17,11 +17,10 @@ import RedisParser from 'redis-parser';
 import { encodeCommand, type RespArg } from './encoder.js';
 import { ConnectionError, ProtocolError, RespError, TimeoutError } from '../errors.js';
 import { channels, redactCommand } from '../diagnostics.js';
-import { noop, onAbort } from '../abort.js';
+import { MAX_TIMER_MS, noop, onAbort } from '../abort.js';
 import { DEFAULT_MAX_REPLY_BYTES } from './options.js';
 
-/** setTimeout's limit (about 24.8 days): Node fires a longer delay after 1 ms. Longer timeouts mean none. */
-export const MAX_TIMER_MS = 2 ** 31 - 1;
+export { MAX_TIMER_MS };
 
 /**
  * A reply. An error reply to the command itself rejects with RespError; an error nested inside an
