@@ -20,7 +20,7 @@ import { MAX_TIMER_MS, jitter, noop, onAbort, raceAbort, sleep } from '../abort.
 import { ConnectionError, EtcdError, LockLostError, LockTimeoutError, TimeoutError } from '../errors.js';
 import { BaseLocker } from './base-locker.js';
 import { HeldLock, type LockOps } from './held-lock.js';
-import { Mutex } from './etcd-mutex.js';
+import { HOLD_ENDED, Mutex } from './etcd-mutex.js';
 import { Session, SessionExpiredError, ttlSeconds } from './etcd-session.js';
 import { DEFAULT_TTL_MS, checkTtl, resolveAcquire, type ResolvedAcquire } from './options.js';
 import type { AcquireOptions, Lock, LockerOptions } from './types.js';
@@ -225,8 +225,6 @@ export class EtcdLocker extends BaseLocker {
       throw err;
     }
     const hold = new EtcdHold(mutex, ownSession, passTurn, leave);
-    let offLost = noop;
-    let offRenewed = noop;
     const lock = new HeldLock({
       backend: 'etcd',
       key,
@@ -235,19 +233,23 @@ export class EtcdLocker extends BaseLocker {
       validUntil: session.validUntil,
       ttlMs: session.ttl * 1000,
       autoExtend: false, // the session renews the lease; the lock only follows it
+      localExpiry: false, // the session's own timer ends it at validUntil (through the mutex, below)
       ops: hold,
       onEnd: (l) => {
-        offLost();
-        offRenewed();
+        mutex[HOLD_ENDED] = undefined;
+        session.offRenewed(renewed);
         this.forget(l);
         // Lost (not released): clean up the key and pass the turn without waiting for release().
-        if (l.signal.reason instanceof LockLostError) void hold.finish().catch(noop);
+        if (l.endReason instanceof LockLostError) void hold.finish().catch(noop);
       },
     });
-    offRenewed = session.onRenewed((validUntil) => lock.renewed(validUntil));
-    offLost = onAbort(mutex.signal, (reason) => {
+    const renewed = (validUntil: number): void => lock.renewed(validUntil);
+    session.onRenewed(renewed);
+    const follow = (reason: unknown): void => {
       if (reason instanceof LockLostError) lock.lose(reason.reason, reason.cause);
-    });
+    };
+    mutex[HOLD_ENDED] = follow;
+    if (!mutex.held) follow(mutex.signal.reason); // the hold ended before we got here
     if (this.closed) {
       // close() ran while we were acquiring: do not hand out a lock from a closed locker.
       await lock.release().catch(noop);

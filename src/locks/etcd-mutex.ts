@@ -52,20 +52,30 @@ type State = 'idle' | 'locking' | 'held';
 /** The signal of a mutex that was never locked: already aborted. */
 const NEVER_LOCKED = AbortSignal.abort(new Error('this mutex has not been locked yet'));
 
+/** The key of Mutex's end-of-hold hook (module-internal: not exported from the package). */
+export const HOLD_ENDED = Symbol('wirelock.mutex.holdEnded');
+
 export class Mutex {
   readonly session: Session;
   /** The lock's name: keys are `<name>/<lease hex>`, as `etcdctl lock <name>` writes them. */
   readonly name: string;
+  /**
+   * Called once when a hold ends, with the reason `signal` aborts with. For EtcdLocker, which
+   * follows its Mutex this way rather than through `signal`: an AbortSignal with a listener costs
+   * about 1 KB, and most holders never look at one.
+   */
+  [HOLD_ENDED]: ((reason: Error) => void) | undefined;
   readonly #client: EtcdClient;
-  readonly #pfx: Buffer;
-  readonly #pfxEnd: Buffer;
-  readonly #myKey: Buffer;
-  readonly #myKeyString: string;
+  readonly #myKey: string;
   #myRev = -1n;
   #header: ResponseHeader | undefined;
   #state: State = 'idle';
+  /** Made when `signal` is first read (or already aborted with #endReason); undefined otherwise. */
   #controller: AbortController | undefined;
-  #offSession: () => void = noop;
+  /** Why the last hold ended; undefined while held, and before the first hold. */
+  #endReason: Error | undefined;
+  /** Ends the hold when the session ends; registered with the session while held. */
+  readonly #onSessionEnded = (reason: Error): void => this.#end(this.#lost('session-expired', reason));
 
   constructor(session: Session, name: string) {
     if (!(session instanceof Session)) throw new TypeError('Mutex needs a Session');
@@ -73,15 +83,12 @@ export class Mutex {
     this.session = session;
     this.#client = session.client;
     this.name = name;
-    this.#pfx = Buffer.from(`${name}/`);
-    this.#pfxEnd = prefixEnd(this.#pfx);
-    this.#myKeyString = `${name}/${session.leaseHex}`;
-    this.#myKey = Buffer.from(this.#myKeyString);
+    this.#myKey = `${name}/${session.leaseHex}`;
   }
 
   /** Our key, `<name>/<lease hex>`. */
   get key(): string {
-    return this.#myKeyString;
+    return this.#myKey;
   }
 
   /** Our key's create revision while held (the fencing token); -1n otherwise. */
@@ -100,7 +107,12 @@ export class Mutex {
 
   /** Aborts when the hold ends: LockLostError (key deleted, session lost) or LockReleasedError. */
   get signal(): AbortSignal {
-    return this.#controller?.signal ?? NEVER_LOCKED;
+    if (!this.#controller) {
+      if (this.#state !== 'held' && !this.#endReason) return NEVER_LOCKED;
+      this.#controller = new AbortController();
+      if (this.#state !== 'held') this.#controller.abort(this.#endReason);
+    }
+    return this.#controller.signal;
   }
 
   /** Compare for a Txn: true only while our key still has the create revision it was granted with. */
@@ -134,7 +146,7 @@ export class Mutex {
       const header = first.acquired ? first.header : await this.#wait(first.pred, first.header.revision, waitSignal);
       this.#hold(header);
       if (channels.lockAcquire.hasSubscribers) {
-        channels.lockAcquire.publish({ backend: 'etcd', key: this.name, token: this.#myKeyString, fence: this.#myRev, waitedMs: performance.now() - start });
+        channels.lockAcquire.publish({ backend: 'etcd', key: this.name, token: this.#myKey, fence: this.#myRev, waitedMs: performance.now() - start });
       }
     } catch (err) {
       this.#state = 'idle';
@@ -183,6 +195,7 @@ export class Mutex {
   /** Step 1: the one Txn that queues us (or finds us queued already) and tells us where we stand. */
   async #enqueue(signal: AbortSignal | undefined): Promise<{ header: ResponseHeader; acquired: boolean; pred?: KeyValue }> {
     const key = this.#myKey;
+    const queue = this.#queueRange();
     let res: TxnResponse;
     try {
       res = await this.#client.txn(
@@ -192,11 +205,11 @@ export class Mutex {
             { request_put: { key, value: EMPTY, lease: this.session.lease } },
             // The two newest keys: ours, and the one we would wait on. (Go reads the oldest instead
             // and needs a second Range to find its predecessor.)
-            { request_range: { key: this.#pfx, range_end: this.#pfxEnd, sort_order: SortOrder.DESCEND, sort_target: SortTarget.CREATE, limit: 2 } },
+            { request_range: { ...queue, sort_order: SortOrder.DESCEND, sort_target: SortTarget.CREATE, limit: 2 } },
           ],
           failure: [
             { request_range: { key } },
-            { request_range: { key: this.#pfx, range_end: this.#pfxEnd, sort_order: SortOrder.ASCEND, sort_target: SortTarget.CREATE, limit: 1 } },
+            { request_range: { ...queue, sort_order: SortOrder.ASCEND, sort_target: SortTarget.CREATE, limit: 1 } },
           ],
         },
         { idempotent: true, signal },
@@ -265,7 +278,7 @@ export class Mutex {
           lastRead = check.header.revision;
         }
         if (channels.lockWait.hasSubscribers) {
-          channels.lockWait.publish({ backend: 'etcd', key: this.name, token: this.#myKeyString, predecessor: pred.key.toString(), revision: lastRead });
+          channels.lockWait.publish({ backend: 'etcd', key: this.name, token: this.#myKey, predecessor: pred.key.toString(), revision: lastRead });
         }
         predGone = false;
         predFrom = 0n;
@@ -322,8 +335,7 @@ export class Mutex {
         success: [
           {
             request_range: {
-              key: this.#pfx,
-              range_end: this.#pfxEnd,
+              ...this.#queueRange(),
               sort_order: SortOrder.DESCEND,
               sort_target: SortTarget.CREATE,
               max_create_revision: this.#myRev - 1n,
@@ -336,6 +348,12 @@ export class Mutex {
     );
   }
 
+  /** Every key of this mutex's queue, `<name>/` up to its prefix end (made when asked: held locks need none). */
+  #queueRange(): { key: Buffer; range_end: Buffer } {
+    const key = Buffer.from(`${this.name}/`);
+    return { key, range_end: prefixEnd(key) };
+  }
+
   /**
    * While held, loss is the session's business: its renewals (every TTL/3) notice a revoked or
    * expired lease, and its clock ends the hold at the lease's deadline. Watching our own key here
@@ -344,17 +362,19 @@ export class Mutex {
   #hold(header: ResponseHeader): void {
     this.#header = header;
     this.#state = 'held';
-    this.#controller = new AbortController();
-    this.#offSession = onAbort(this.session.signal, (reason) => this.#end(this.#lost('session-expired', reason)));
+    this.#controller = undefined; // the last hold's, aborted; a new one is made when asked for
+    this.#endReason = undefined;
+    this.session.onEnded(this.#onSessionEnded);
   }
 
   /** The hold ends: abort `signal` with the reason. */
   #end(reason: Error): void {
     if (this.#state !== 'held') return;
     this.#state = 'idle';
-    this.#offSession();
-    this.#offSession = noop;
-    this.#controller!.abort(reason);
+    this.session.offEnded(this.#onSessionEnded);
+    this.#endReason = reason;
+    this.#controller?.abort(reason);
+    this[HOLD_ENDED]?.(reason);
   }
 
   /** Our key vanished: because the lease is gone (ask it once), or because someone deleted it. */

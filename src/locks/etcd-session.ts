@@ -52,6 +52,7 @@ export class Session {
   readonly ttl: number;
   readonly #controller = sharedController();
   readonly #renewListeners = new Set<(validUntil: number) => void>();
+  readonly #endListeners = new Set<(reason: Error) => void>();
   readonly #keepAlive: boolean;
   #validUntil: number;
   #renewTimer: NodeJS.Timeout | undefined;
@@ -120,7 +121,25 @@ export class Session {
   /** Calls `fn` after each confirmed renewal with the new validUntil. Returns a disposer. */
   onRenewed(fn: (validUntil: number) => void): () => void {
     this.#renewListeners.add(fn);
-    return () => this.#renewListeners.delete(fn);
+    return () => this.offRenewed(fn);
+  }
+
+  offRenewed(fn: (validUntil: number) => void): void {
+    this.#renewListeners.delete(fn);
+  }
+
+  /**
+   * Calls `fn` once when the session ends (lost or closed), with `signal`'s reason; at once if it has
+   * ended already. The same as listening to `signal`, for the many-holders case: a Set entry per
+   * holder instead of an event listener and its disposer (a few hundred bytes per etcd lock).
+   */
+  onEnded(fn: (reason: Error) => void): void {
+    if (this.#controller.signal.aborted) fn(this.#controller.signal.reason as Error);
+    else this.#endListeners.add(fn);
+  }
+
+  offEnded(fn: (reason: Error) => void): void {
+    this.#endListeners.delete(fn);
   }
 
   /**
@@ -231,7 +250,11 @@ export class Session {
     clearTimeout(this.#expiryTimer);
     this.#renewTimer = this.#expiryTimer = undefined;
     this.#renewListeners.clear();
-    if (!this.#controller.signal.aborted) this.#controller.abort(reason);
+    if (this.#controller.signal.aborted) return;
+    this.#controller.abort(reason);
+    const ended = [...this.#endListeners];
+    this.#endListeners.clear();
+    for (const fn of ended) fn(reason);
   }
 
   /** Lowercase hex of the lease ID, as etcd's Go client writes it in lock keys. */
