@@ -206,7 +206,7 @@ async function main(): Promise<void> {
       sections.push({
         id: '7', title: `Memory per held, auto-extended lock (${P.memCount} held)`, columns: ['heap bytes/lock', 'RSS bytes/lock'], higherIsBetter: false, rows,
         target: '≤ 2 KB per lock',
-        notes: ['Heap is measured after two forced GCs, before and after taking the locks. RSS is the looser figure: it also counts space V8 and the allocator reserve for later. One part is fixed, not per lock: V8's young generation grew by about 16 MiB during the burst of acquisitions (1.7 KB of each lock's RSS at 10k locks, measured with v8.getHeapSpaceStatistics). An etcd lock is a Mutex and a HeldLock on a shared session, with no AbortSignal until someone reads `signal`.'],
+        notes: ['Heap is measured after two forced GCs, before and after taking the locks. RSS is the looser figure: it also counts space V8 and the allocator reserve for later. One part is fixed, not per lock: V8\'s young generation grew by about 16 MiB during the burst of acquisitions (1.7 KB of each lock\'s RSS at 10k locks, measured with v8.getHeapSpaceStatistics). An etcd lock is a Mutex and a HeldLock on a shared session, with no AbortSignal until someone reads `signal`.'],
       });
       print(sections.at(-1)!);
     }

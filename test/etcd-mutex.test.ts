@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import dc from 'node:diagnostics_channel';
 import {
-  ClosedError, CompareResult, CompareTarget, EtcdClient, EtcdLocker, LockLostError, LockTimeoutError, Mutex, Session,
+  ClosedError, CompareResult, CompareTarget, EtcdClient, EtcdLocker, LockLostError, LockReleasedError, LockTimeoutError, Mutex, Session,
   SessionExpiredError, ownerCompare, prefixEnd, type Lock,
 } from '../src/index.js';
 import { startEtcd, type EtcdServer } from '../src/testing/servers.js';
@@ -117,6 +117,44 @@ describe('etcd Session, Mutex and EtcdLocker', function () {
       expect(b.fence > a.fence || b.fence > 0n).to.equal(true);
       await b.unlock();
       await Promise.all([s1.close(), s2.close()]);
+    });
+
+    it('signal: aborted before the first hold; live while held (read early or late); ends with the hold\'s reason; a new hold gets a new one', async () => {
+      const session = await Session.create(await connect(), { ttlMs: 5000 });
+      const m = new Mutex(session, fresh('signal'));
+      expect(m.signal.aborted).to.equal(true); // never locked
+      await m.lock();
+      const first = m.signal;
+      expect(first.aborted).to.equal(false);
+      await m.unlock();
+      expect(first.aborted).to.equal(true);
+      expect(first.reason).to.be.instanceOf(LockReleasedError);
+
+      // Not read while held: read after the end, it is aborted with the same kind of reason.
+      await m.lock();
+      await m.unlock();
+      expect(m.signal.aborted).to.equal(true);
+      expect(m.signal.reason).to.be.instanceOf(LockReleasedError);
+
+      await m.lock();
+      const third = m.signal;
+      expect(third).to.not.equal(first);
+      expect(third.aborted).to.equal(false);
+      const ended: unknown[] = [];
+      session.onEnded((reason) => ended.push(reason));
+      await admin.leaseRevoke({ ID: session.lease }); // behind its back: the renewal finds TTL 0
+      await session.keepAliveOnce().catch(() => {});
+      expect(third.aborted).to.equal(true);
+      expect(third.reason).to.be.instanceOf(LockLostError);
+      expect((third.reason as LockLostError).reason).to.equal('session-expired');
+      expect(m.held).to.equal(false);
+      expect(ended).to.have.length(1);
+      expect(ended[0]).to.be.instanceOf(SessionExpiredError);
+      // Registered after the end: called at once.
+      session.onEnded((reason) => ended.push(reason));
+      expect(ended).to.have.length(2);
+      await m.unlock();
+      await session.close();
     });
   });
 
