@@ -25,7 +25,6 @@ import { Session, SessionExpiredError, ttlSeconds } from './etcd-session.js';
 import { DEFAULT_TTL_MS, checkTtl, resolveAcquire, type ResolvedAcquire } from './options.js';
 import type { AcquireOptions, Lock, LockerOptions } from './types.js';
 
-
 /** The compare that makes a Txn apply only while `lock` (from an EtcdLocker) is still held. */
 export function ownerCompare(lock: Lock): Compare {
   return { key: lock.token, target: CompareTarget.CREATE, result: CompareResult.EQUAL, create_revision: lock.fence };

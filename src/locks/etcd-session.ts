@@ -198,7 +198,7 @@ export class Session {
     if (validUntil > this.#validUntil) {
       this.#validUntil = validUntil;
       this.#armExpiry();
-      for (const fn of this.#renewListeners) fn(validUntil);
+      for (const fn of this.#renewListeners) callSafely(fn, validUntil);
     }
     if (etcdChannels.session.hasSubscribers) {
       etcdChannels.session.publish({ lease: this.lease, event: 'renewed', ttl: Number(res.TTL), validUntil: this.#validUntil });
@@ -254,7 +254,7 @@ export class Session {
     this.#controller.abort(reason);
     const ended = [...this.#endListeners];
     this.#endListeners.clear();
-    for (const fn of ended) fn(reason);
+    for (const fn of ended) callSafely(fn, reason);
   }
 
   /** Lowercase hex of the lease ID, as etcd's Go client writes it in lock keys. */
@@ -272,4 +272,18 @@ export class Session {
 function validity(sentAt: number, ttlSeconds: number): number {
   const ttlMs = ttlSeconds * 1000;
   return sentAt + ttlMs - driftMs(ttlMs);
+}
+
+/**
+ * Calls a holder's hook. One that throws must not stop the others from hearing (nor break the
+ * session's own bookkeeping): its error is rethrown on its own, as an EventTarget listener's would be.
+ */
+function callSafely<T>(fn: (value: T) => void, value: T): void {
+  try {
+    fn(value);
+  } catch (err) {
+    queueMicrotask(() => {
+      throw err;
+    });
+  }
 }
