@@ -3,25 +3,18 @@
  * 2. paused (SIGSTOP) for 2×TTL; 6. its wall clock jumps ±1 h (faketime --exclude-monotonic), and what
  * happens when its monotonic clock itself jumps; 9. killed (SIGKILL).
  */
-import { startEtcdEnv, startRedisEnv, type EtcdEnv, type Env, type RedisEnv } from '../support/faults-env.js';
+import { suiteServers, type Env } from '../support/faults-env.js';
 import { clockJump, killedHolder, monotonicFaked, pausedHolder } from './scenarios/holder.js';
 
 describe('faults: the holder process fails', function () {
   this.timeout(60_000);
-  let redis: RedisEnv;
-  let etcd: EtcdEnv;
-  before(async () => {
-    [redis, etcd] = await Promise.all([startRedisEnv(3), startEtcdEnv(1)]);
-  });
-  after(async () => {
-    await Promise.all([redis?.stop(), etcd?.stop()]);
-  });
+  const servers = suiteServers({ redis: 3, etcd: 1 });
 
   // Redis TTLs of 1 s; etcd's shortest lease is 2 s (and it renews every TTL/3).
   const backends: Array<[string, () => Env, number, number]> = [
-    ['RedisLocker', () => redis.env('redis'), 1000, 500],
-    ['Redlock/3', () => redis.env('redlock'), 1000, 500],
-    ['EtcdLocker', () => etcd.env, 2000, 1000],
+    ['RedisLocker', () => servers.redis.env('redis'), 1000, 500],
+    ['Redlock/3', () => servers.redis.env('redlock'), 1000, 500],
+    ['EtcdLocker', () => servers.etcd.env, 2000, 1000],
   ];
   for (const [name, env, ttlMs, slackMs] of backends) {
     describe(name, () => {
@@ -36,10 +29,10 @@ describe('faults: the holder process fails', function () {
 
   describe('6b. a faked MONOTONIC clock (documented, not protected against)', () => {
     it('+1 h: every timer is overdue: the holder gives the lock up at once', () =>
-      monotonicFaked(redis.env('redis'), 'mono-forward', 1000, '+1h', 'RedisLocker, TTL 1 s'));
+      monotonicFaked(servers.redis.env('redis'), 'mono-forward', 1000, '+1h', 'RedisLocker, TTL 1 s'));
     it('-1 h: the holder is never told its lease ran out; another process takes the lock; Node.js aborts at the holder\'s next timer', () =>
-      monotonicFaked(redis.env('redis'), 'mono-back', 1000, '-1h', 'RedisLocker, TTL 1 s'));
+      monotonicFaked(servers.redis.env('redis'), 'mono-back', 1000, '-1h', 'RedisLocker, TTL 1 s'));
     it('half speed: the holder believes in its lock too long; only the fence refuses its write', () =>
-      monotonicFaked(redis.env('redis'), 'mono-slow', 1000, 'x0.5', 'RedisLocker, TTL 1 s'));
+      monotonicFaked(servers.redis.env('redis'), 'mono-slow', 1000, 'x0.5', 'RedisLocker, TTL 1 s'));
   });
 });

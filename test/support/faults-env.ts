@@ -88,6 +88,43 @@ export async function startEtcdEnv(members = 1): Promise<EtcdEnv> {
   };
 }
 
+/** A describe block's servers, started by suiteServers(): read them inside its tests. */
+export interface SuiteServers {
+  readonly redis: RedisEnv;
+  readonly etcd: EtcdEnv;
+}
+
+/**
+ * Registers mocha hooks that start `redis` lock nodes and an etcd cluster of `etcd` members (0 for
+ * none) before the describe block's tests, and stop them after. Reading a server the block did not
+ * ask for is a test bug, and throws.
+ */
+export function suiteServers(counts: { redis?: number; etcd?: number }): SuiteServers {
+  let redis: RedisEnv | undefined;
+  let etcd: EtcdEnv | undefined;
+  before(async () => {
+    [redis, etcd] = await Promise.all([
+      counts.redis ? startRedisEnv(counts.redis) : undefined,
+      counts.etcd ? startEtcdEnv(counts.etcd) : undefined,
+    ]);
+  });
+  after(async () => {
+    await Promise.all([redis?.stop(), etcd?.stop()]);
+  });
+  const started = <T>(server: T | undefined, what: string): T => {
+    if (!server) throw new Error(`no ${what} in this suite (not asked for, or before() has not run)`);
+    return server;
+  };
+  return {
+    get redis() {
+      return started(redis, 'Redis');
+    },
+    get etcd() {
+      return started(etcd, 'etcd');
+    },
+  };
+}
+
 let serial = 0;
 
 /** Starts one worker for `env` (ids are unique across the run). */
