@@ -2,6 +2,7 @@
  * Argument checks shared by every locker: bad input is a TypeError/RangeError at once, never a hang.
  */
 import type { AcquireOptions } from './types.js';
+import { MAX_TIMER_MS } from '../abort.js';
 
 export const DEFAULT_TTL_MS = 10_000;
 
@@ -35,7 +36,7 @@ export function resolveAcquire(key: unknown, opts: AcquireOptions | undefined, d
     throw new RangeError(`waitTimeoutMs must be a number >= 0 (or Infinity), got ${String(waitTimeoutMs)}`);
   }
   // Beyond setTimeout's range (about 24.8 days) a deadline timer would fire after 1 ms: treat it as no deadline.
-  if (waitTimeoutMs > 2 ** 31 - 1) waitTimeoutMs = Infinity;
+  if (waitTimeoutMs > MAX_TIMER_MS) waitTimeoutMs = Infinity;
   const signal = opts?.signal;
   if (signal !== undefined && !(signal instanceof AbortSignal)) throw new TypeError('signal must be an AbortSignal');
   const autoExtend = opts?.autoExtend ?? true;

@@ -20,8 +20,6 @@ import { channels, redactCommand } from '../diagnostics.js';
 import { MAX_TIMER_MS, noop, onAbort } from '../abort.js';
 import { DEFAULT_MAX_REPLY_BYTES } from './options.js';
 
-export { MAX_TIMER_MS };
-
 /**
  * A reply. An error reply to the command itself rejects with RespError; an error nested inside an
  * array (one command of a MULTI/EXEC block, or an error a script put in a table) is a RespError

@@ -3,12 +3,12 @@
  * reconnect loop paced by the ReconnectStrategy. Commands are never replayed across connections; a
  * command issued while disconnected waits for the next connection, up to its own timeout.
  */
-import { MAX_TIMER_MS, RespConnection, type CommandOptions, type RespValue } from './connection.js';
+import { RespConnection, type CommandOptions, type RespValue } from './connection.js';
 import type { ResolvedRedisOptions } from './options.js';
 import type { RespArg } from './encoder.js';
 import { ClosedError, ConnectionError, TimeoutError, WirelockError } from '../errors.js';
 import { channels } from '../diagnostics.js';
-import { onAbort } from '../abort.js';
+import { MAX_TIMER_MS, onAbort } from '../abort.js';
 
 interface Waiter {
   resolve: (conn: RespConnection) => void;
