@@ -17,7 +17,6 @@ import { median, ratios } from './lib/stats.js';
 import { profile } from './profile.js';
 import { nodeArgs, repoRoot } from './lib/paths.js';
 
-const root = repoRoot;
 const quick = process.argv.includes('--quick');
 const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7).split(',');
 const P = quick
@@ -261,7 +260,7 @@ async function main(): Promise<void> {
     await Promise.all(proxies.map((p) => p.close()));
     await Promise.all([redis.stop(), ...nodes.map((n) => n.stop()), etcd.stop()]);
   }
-  writeOutputs(root, sections, {
+  writeOutputs(repoRoot, sections, {
     quick: quick || only !== undefined, // docs/bench.md records full runs of every scenario only
     rounds: P.rounds,
     started,
@@ -288,7 +287,7 @@ function redisCeiling(port: number, total: number): number {
 }
 
 function memory(backend: string, urls: string[], count: number): { rssPerLock: number; heapPerLock: number } {
-  const r = spawnSync(process.execPath, [...nodeArgs('memory-child', ['--expose-gc']), JSON.stringify({ backend, urls, count })], { encoding: 'utf8', cwd: root });
+  const r = spawnSync(process.execPath, [...nodeArgs('memory-child', ['--expose-gc']), JSON.stringify({ backend, urls, count })], { encoding: 'utf8', cwd: repoRoot });
   if (r.status !== 0) throw new Error(`memory child (${backend}) failed: ${r.stderr}`);
   return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { rssPerLock: number; heapPerLock: number };
 }
