@@ -11,9 +11,9 @@
 import type grpc from '@grpc/grpc-js';
 import { etcdChannels } from '../diagnostics.js';
 import { onAbort } from '../abort.js';
-import { ConnectionError, TimeoutError } from '../errors.js';
+import { TimeoutError } from '../errors.js';
 import { codec, method } from './codec.js';
-import { Status, isInvalidToken, isUnavailable, toError } from './status.js';
+import { Status, isInvalidToken, isUnavailable, streamBroke } from './status.js';
 import type { Endpoint, Transport } from './transport.js';
 import type { LeaseKeepAliveRequest, LeaseKeepAliveResponse } from './types.js';
 
@@ -123,12 +123,7 @@ export class KeepAliveStream {
     this.#call = undefined;
     call.cancel();
     const endpoint = this.#endpoint!;
-    const error = failure
-      ? toError(failure, this.#method.name, endpoint.url, 0)
-      : new ConnectionError(endpoint.url, 'the LeaseKeepAlive stream was ended by the server');
-    if (etcdChannels.streamClose.hasSubscribers) {
-      etcdChannels.streamClose.publish({ stream: this.#method.name, endpoint: endpoint.url, error });
-    }
+    const error = streamBroke(this.#method.name, endpoint.url, failure);
     if (isUnavailable(error)) this.#transport.failover(endpoint);
     // The next renewal opens a new stream; with a fresh token if this one had expired.
     if (isInvalidToken(error)) this.#transport.reauthenticate(this.#token).catch(() => {});

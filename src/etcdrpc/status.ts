@@ -7,6 +7,7 @@
  */
 import { status as Status } from '@grpc/grpc-js';
 import { ConnectionError, EtcdError, TimeoutError } from '../errors.js';
+import { etcdChannels } from '../diagnostics.js';
 
 export { Status };
 
@@ -60,4 +61,17 @@ export function isInvalidToken(err: unknown): boolean {
 /** Worth waiting out and trying again (by a lock wait, a keep-alive): the cluster may come back. */
 export function isTransient(err: unknown): boolean {
   return isUnavailable(err) || err instanceof TimeoutError;
+}
+
+/**
+ * Why a bidi stream (Watch, LeaseKeepAlive) broke, as the error its users get: its gRPC status, or
+ * ConnectionError when the server ended it cleanly. Published on wirelock:etcd:stream:close.
+ * `stream` is the method's full name (`Watch.Watch`, `Lease.LeaseKeepAlive`).
+ */
+export function streamBroke(stream: string, endpoint: string, failure: GrpcFailure | undefined): Error {
+  const error = failure
+    ? toError(failure, stream, endpoint, 0)
+    : new ConnectionError(endpoint, `the ${stream.slice(stream.indexOf('.') + 1)} stream was ended by the server`);
+  if (etcdChannels.streamClose.hasSubscribers) etcdChannels.streamClose.publish({ stream, endpoint, error });
+  return error;
 }

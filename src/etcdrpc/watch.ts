@@ -16,9 +16,9 @@
 import type grpc from '@grpc/grpc-js';
 import { etcdChannels } from '../diagnostics.js';
 import { jitter } from '../abort.js';
-import { ConnectionError, EtcdError } from '../errors.js';
+import { EtcdError } from '../errors.js';
 import { codec, method } from './codec.js';
-import { Status, isInvalidToken, isUnavailable, toError } from './status.js';
+import { Status, isInvalidToken, isUnavailable, streamBroke } from './status.js';
 import type { Endpoint, Transport } from './transport.js';
 import type { Bytes, Event, Int64, ResponseHeader, WatchCreateRequest, WatchFilter, WatchRequest, WatchResponse } from './types.js';
 
@@ -260,12 +260,7 @@ export class WatchStream {
     this.#stopProbe();
     call.cancel();
     const endpoint = this.#endpoint!;
-    const error = failure
-      ? toError(failure, this.#method.name, endpoint.url, 0)
-      : new ConnectionError(endpoint.url, 'the Watch stream was ended by the server');
-    if (etcdChannels.streamClose.hasSubscribers) {
-      etcdChannels.streamClose.publish({ stream: this.#method.name, endpoint: endpoint.url, error });
-    }
+    const error = streamBroke(this.#method.name, endpoint.url, failure);
     for (const w of this.#watchers.values()) w.created = false;
     this.#pending = [];
     if (this.#transport.closed) return;
