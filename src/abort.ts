@@ -35,23 +35,59 @@ export function sharedController(): AbortController {
 /**
  * Resolves after `ms`, or rejects with `signal.reason` as soon as the signal aborts.
  * The timer keeps the process alive, as any wait someone awaits must (a retry backoff whose timer let
- * go would end the process mid-call, exit code 0). `background` sleeps, in clean-up loops nobody
- * awaits, do not keep it alive.
+ * go would end the process mid-call, exit code 0). `{ unref: true }` is for clean-up loops nobody
+ * awaits: they must not keep the process alive.
  */
-export function sleep(ms: number, signal?: AbortSignal, background = false): Promise<void> {
+export function sleep(ms: number, signal?: AbortSignal, opts?: { unref?: boolean }): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(signal.reason);
     const timer = setTimeout(() => {
       off();
       resolve();
-    }, Math.max(0, ms));
-    if (background) timer.unref?.();
+    }, Math.min(Math.max(0, ms), MAX_TIMER_MS));
+    if (opts?.unref) timer.unref?.();
     const off = onAbort(signal, (reason) => {
       clearTimeout(timer);
       reject(reason);
     });
   });
 }
+
+export interface BackoffOptions {
+  /** The first pause, in ms (default 50); each failure in a row doubles it. */
+  baseMs?: number;
+  /** The longest pause, before jitter (default 1000). */
+  capMs?: number;
+  /** Up to this many ms are added at random (default 50), so retrying clients spread out. */
+  jitterMs?: number;
+}
+
+/**
+ * The pause before retry number `failures` (0 for the first) after a transient failure:
+ * min(base * 2^failures, cap) + jitter. Every retry loop in wirelock paces itself with this.
+ */
+export function backoffMs(failures: number, opts: BackoffOptions = {}): number {
+  const { baseMs = 50, capMs = 1000, jitterMs = 50 } = opts;
+  return Math.min(baseMs * 2 ** Math.min(failures, 30), capMs) + jitter(jitterMs);
+}
+
+/**
+ * Keeps the process alive until the returned function is called (once is enough; more are no-ops).
+ * A pending acquire and a held lock that renews itself hold one: they must keep the process running
+ * as a pending socket read does, even while every socket is down and every retry timer is unref'd.
+ * All holders share one ref'd interval timer, so holding costs a counter increment.
+ */
+export function keepAlive(): () => void {
+  if (aliveHolds++ === 0) (aliveTimer ??= setInterval(noop, MAX_TIMER_MS)).ref();
+  let held = true;
+  return () => {
+    if (!held) return;
+    held = false;
+    if (--aliveHolds === 0) aliveTimer?.unref();
+  };
+}
+let aliveHolds = 0;
+let aliveTimer: NodeJS.Timeout | undefined;
 
 /** Milliseconds left until a `performance.now()` deadline (never negative; Infinity stays Infinity). */
 export function remaining(deadline: number): number {

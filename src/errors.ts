@@ -61,13 +61,28 @@ export class ClosedError extends WirelockError {
   }
 }
 
-/** One node's part in a failed Redlock attempt. */
+/** Why one Redlock node did not grant, extend or release the lock (`QuorumError.nodes[i].kind`). */
+export type RedlockNodeOutcome = 'held' | 'gone' | 'late' | 'timeout' | 'connection' | 'error';
+
+/** One node's part in a failed Redlock round (acquire, extend or release). */
 export interface QuorumNodeFailure {
   /** The node's address (host:port), never its credentials. */
   node: string;
-  /** Why this node did not grant the lock: a held-elsewhere marker, a timeout, an error reply, a refused connection. */
+  /**
+   * - `held`: another token holds the key (cause: `{ pttlMs }` when known);
+   * - `gone`: our key is not there any more (extend);
+   * - `late`: it granted, but the quorum came too late to leave any validity (cause: `{ elapsedMs, validityMs }`);
+   * - `timeout`: no answer within the node timeout (a stopped or slow server);
+   * - `connection`: not connected (refused, down; the cause's message carries the last socket error);
+   * - `error`: an error reply (NOPERM, WRONGTYPE, LOADING…), the RespError is the cause.
+   */
+  kind: RedlockNodeOutcome;
+  /** What the node answered or how it failed: a held-elsewhere marker, a timeout, an error reply, a refused connection. */
   cause: unknown;
 }
+
+/** The same thing under the name Redlock's docs use. */
+export type RedlockNodeFailure = QuorumNodeFailure;
 
 /** Redlock could not reach a quorum. `nodes[]` holds each failing node's cause. */
 export class QuorumError extends WirelockError {
@@ -128,5 +143,27 @@ export class EtcdError extends WirelockError {
     super('WL_ETCD', options?.method ? `${options.method}: ${details}` : details, options);
     this.grpcCode = grpcCode;
     this.details = details;
+  }
+}
+
+/** gRPC's OUT_OF_RANGE, the status etcd gives a watch or read of a compacted revision. */
+const GRPC_OUT_OF_RANGE = 11;
+
+/** A watch asked for revisions that compaction has removed. It has been canceled. */
+export class WatchCompactedError extends EtcdError {
+  /** The oldest revision still available. */
+  readonly compactRevision: bigint;
+  constructor(compactRevision: bigint) {
+    super(GRPC_OUT_OF_RANGE, 'etcdserver: mvcc: required revision has been compacted', { method: 'Watch.Watch' });
+    this.compactRevision = compactRevision;
+  }
+}
+
+/** An etcd session's lease is gone (expired, revoked) or could not be renewed before it ran out. */
+export class SessionExpiredError extends WirelockError {
+  readonly leaseId: bigint;
+  constructor(leaseId: bigint, detail: string, options?: { cause?: unknown }) {
+    super('WL_SESSION_EXPIRED', `etcd session (lease ${leaseId.toString(16)}) expired: ${detail}`, options);
+    this.leaseId = leaseId;
   }
 }

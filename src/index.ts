@@ -10,8 +10,10 @@ export {
   ConnectionError,
   TimeoutError,
   EtcdError,
+  WatchCompactedError,
+  SessionExpiredError,
 } from './errors.js';
-export type { LockLostReason, QuorumNodeFailure } from './errors.js';
+export type { LockLostReason, QuorumNodeFailure, RedlockNodeFailure, RedlockNodeOutcome } from './errors.js';
 
 export { RedisClient } from './resp/client.js';
 export type { RedisOptions, ReconnectStrategy } from './resp/options.js';
@@ -23,11 +25,11 @@ export { Script } from './resp/script.js';
 export type { Lock, Locker, AcquireOptions, LockerOptions } from './locks/types.js';
 export { RedisLocker } from './locks/redis-locker.js';
 export { Redlock } from './locks/redlock.js';
-export type { RedlockOptions, RedlockNodeFailure, RedlockNodeOutcome } from './locks/redlock.js';
+export type { RedlockOptions } from './locks/redlock.js';
 
 export { EtcdClient } from './etcdrpc/client.js';
 export type { EtcdOptions, TxnOptions, CallOptions as EtcdCallOptions } from './etcdrpc/client.js';
-export { WatchCompactedError, Watcher } from './etcdrpc/watch.js';
+export { Watcher } from './etcdrpc/watch.js';
 export type { WatchStream } from './etcdrpc/watch.js';
 export type { KVClient, LeaseClient, ClusterClient, MaintenanceClient } from './etcdrpc/services.js';
 export type { WatchOptions, WatchHandlers } from './etcdrpc/watch.js';
@@ -39,7 +41,7 @@ export type {
   WatchCreateRequest, WatchResponse, LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse,
   LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, Member, MemberListResponse, StatusResponse,
 } from './etcdrpc/types.js';
-export { Session, SessionExpiredError } from './locks/etcd-session.js';
+export { Session } from './locks/etcd-session.js';
 export type { SessionOptions } from './locks/etcd-session.js';
 export { Mutex } from './locks/etcd-mutex.js';
 export type { MutexLockOptions } from './locks/etcd-mutex.js';

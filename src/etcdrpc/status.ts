@@ -6,7 +6,7 @@
  * become EtcdError (grpcCode + etcd's message), the second ConnectionError naming the endpoint.
  */
 import { status as Status } from '@grpc/grpc-js';
-import { ConnectionError, EtcdError, TimeoutError } from '../errors.js';
+import { ClosedError, ConnectionError, EtcdError, TimeoutError } from '../errors.js';
 import { etcdChannels } from '../diagnostics.js';
 
 export { Status };
@@ -58,10 +58,28 @@ export function isInvalidToken(err: unknown): boolean {
   return err instanceof EtcdError && err.grpcCode === Status.UNAUTHENTICATED && err.details === INVALID_AUTH_TOKEN;
 }
 
-/** Worth waiting out and trying again (by a lock wait, a keep-alive): the cluster may come back. */
-export function isTransient(err: unknown): boolean {
+/** Worth waiting out and trying again (by a lock wait): the cluster may come back, or answer in time. */
+export function isTransientEtcdError(err: unknown): boolean {
+  if (err instanceof EtcdError && err.grpcCode === Status.DEADLINE_EXCEEDED) return true;
   return isUnavailable(err) || err instanceof TimeoutError;
 }
+
+/**
+ * A write certainly not applied: etcd refused it before it ran (bad argument, lease not found,
+ * permission, authentication, failed precondition), or it was never sent (the client was closed).
+ * Any other failure leaves its outcome unknown: it may have been applied, or may yet be.
+ */
+export function wasNotApplied(err: unknown): boolean {
+  if (err instanceof EtcdError) return REFUSED_BEFORE_APPLY.has(err.grpcCode);
+  return err instanceof ClosedError;
+}
+const REFUSED_BEFORE_APPLY = new Set<number>([
+  Status.INVALID_ARGUMENT,
+  Status.NOT_FOUND,
+  Status.PERMISSION_DENIED,
+  Status.UNAUTHENTICATED,
+  Status.FAILED_PRECONDITION,
+]);
 
 /**
  * Why a bidi stream (Watch, LeaseKeepAlive) broke, as the error its users get: its gRPC status, or

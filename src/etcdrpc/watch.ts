@@ -16,7 +16,7 @@
 import type grpc from '@grpc/grpc-js';
 import { etcdChannels } from '../diagnostics.js';
 import { jitter } from '../abort.js';
-import { EtcdError } from '../errors.js';
+import { EtcdError, WatchCompactedError } from '../errors.js';
 import { codec, method } from './codec.js';
 import { Status, isInvalidToken, isUnavailable, streamBroke } from './status.js';
 import type { Endpoint, Transport } from './transport.js';
@@ -46,16 +46,6 @@ export interface WatchHandlers {
   onError(error: Error): void;
   /** The watch is in place on the server (again, after a stream break). */
   onCreated?(header: ResponseHeader): void;
-}
-
-/** A watch asked for revisions that compaction has removed. It has been canceled. */
-export class WatchCompactedError extends EtcdError {
-  /** The oldest revision still available. */
-  readonly compactRevision: bigint;
-  constructor(compactRevision: bigint) {
-    super(Status.OUT_OF_RANGE, 'etcdserver: mvcc: required revision has been compacted', { method: 'Watch.Watch' });
-    this.compactRevision = compactRevision;
-  }
 }
 
 interface WatchState {

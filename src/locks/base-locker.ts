@@ -1,11 +1,13 @@
 /**
  * What every Locker does the same way: `using()`, tracking held locks so `close()` can release them,
- * and aborting pending acquires when the locker closes.
+ * running waits through the one waiting engine, and refusing locks once the locker is closed.
  */
 import { ClosedError, LockLostError } from '../errors.js';
 import type { AcquireOptions, Lock, Locker } from './types.js';
 import { HeldLock } from './held-lock.js';
-import { onAbort, sharedController } from '../abort.js';
+import { noop, sharedController } from '../abort.js';
+import type { ResolvedAcquire } from './options.js';
+import { waitFor, type Wait } from './waiting.js';
 
 export abstract class BaseLocker implements Locker {
   /** Locks this locker holds now. */
@@ -48,8 +50,15 @@ export abstract class BaseLocker implements Locker {
     if (this.closed) throw this.closing.signal.reason;
   }
 
-  /** Starts tracking a lock; it forgets itself when released or lost. */
-  protected track(lock: HeldLock): HeldLock {
+  /**
+   * The one place a lock is handed out: tracked (so close() releases it), or, if close() ran while
+   * it was being acquired, released again at once and refused with the ClosedError.
+   */
+  protected handOut<L extends HeldLock>(lock: L): L {
+    if (this.closed) {
+      void lock.release().catch(noop);
+      throw this.closing.signal.reason;
+    }
     this.held.add(lock);
     return lock;
   }
@@ -59,25 +68,17 @@ export abstract class BaseLocker implements Locker {
   };
 
   /**
-   * The caller's signal and the locker's own close, as one signal for a wait. Call `dispose` when the
-   * wait ends: it removes the listeners (AbortSignal.any would keep them on the long-lived close signal).
+   * Runs an acquire's waiting loop (see waiting.ts) under the caller's signal, this locker's close and
+   * the acquire's deadline. A lock the loop still gets after the wait has ended is released at once.
    */
-  protected linkSignals(signal: AbortSignal | undefined): {
-    signal: AbortSignal;
-    abort: (reason: unknown) => void;
-    dispose: () => void;
-  } {
-    const controller = new AbortController();
-    const abort = (reason: unknown): void => controller.abort(reason);
-    const offCaller = onAbort(signal, abort);
-    const offClose = onAbort(this.closing.signal, abort);
-    return {
-      signal: controller.signal,
-      abort,
-      dispose: () => {
-        offCaller();
-        offClose();
-      },
-    };
+  protected waitFor<L extends HeldLock>(
+    key: string,
+    start: number,
+    o: ResolvedAcquire,
+    loop: (wait: Wait) => Promise<L>,
+    timeoutError?: (wait: Wait) => Error,
+  ): Promise<L> {
+    const init = { key, start, waitTimeoutMs: o.waitTimeoutMs, signal: o.signal, closing: this.closing.signal, timeoutError };
+    return waitFor(init, loop, (lock) => lock.release());
   }
 }

@@ -1,5 +1,6 @@
 /**
- * EtcdLocker: the Locker interface over etcd's mutex (see etcd-mutex.ts for the algorithm).
+ * EtcdLocker: the Locker interface over etcd's mutex recipe (the queue algorithm is etcd-queue.ts),
+ * the same keys as `Mutex` and etcd's Go client, with a HeldLock as the hold.
  *
  * - Lock `key` is the etcd lock named `<prefix><key>`: its etcd keys are `<prefix><key>/<lease hex>`.
  *   With the default prefix 'wirelock/', `locker.acquire('orders')` and
@@ -13,45 +14,68 @@
  *   "hold" it: they share the session's key.)
  * - `lock.token` is the lock's etcd key, `lock.fence` its create revision; `ownerCompare(lock)`
  *   makes a Txn conditional on the lock still being held.
+ * - A wait that ends (deadline, abort, close) rejects at once; its key is deleted in the background,
+ *   retried until it is gone or its session ends. Until then the key's next local acquire waits (it
+ *   would reuse the same etcd key), and a session whose clean-up failed is marked uncertain: it gets no
+ *   new locks, and is revoked when its last one ends, so a key left behind cannot hold the lock for nobody.
  */
 import { EtcdClient } from '../etcdrpc/client.js';
-import { CompareResult, CompareTarget, type Compare } from '../etcdrpc/types.js';
-import { MAX_TIMER_MS, jitter, noop, onAbort, raceAbort, sleep } from '../abort.js';
-import { ConnectionError, EtcdError, LockLostError, LockTimeoutError, TimeoutError } from '../errors.js';
+import { channels } from '../diagnostics.js';
+import { isTransientEtcdError, wasNotApplied } from '../etcdrpc/status.js';
+import type { Compare } from '../etcdrpc/types.js';
+import { noop, onAbort, raceAbort } from '../abort.js';
+import { LockLostError, LockTimeoutError, SessionExpiredError } from '../errors.js';
 import { BaseLocker } from './base-locker.js';
 import { HeldLock, type LockOps } from './held-lock.js';
-import { HOLD_ENDED, Mutex } from './etcd-mutex.js';
-import { Session, SessionExpiredError, ttlSeconds } from './etcd-session.js';
+import { Session, ttlSeconds } from './etcd-session.js';
+import { deleteOwnKey, enqueue, ownsKey, prefixRange, removeOwnKey, waitTurn, type QueueEntry } from './etcd-queue.js';
 import { DEFAULT_TTL_MS, checkTtl, resolveAcquire, type ResolvedAcquire } from './options.js';
 import type { AcquireOptions, Lock, LockerOptions } from './types.js';
+import type { Wait } from './waiting.js';
 
 /** The compare that makes a Txn apply only while `lock` (from an EtcdLocker) is still held. */
 export function ownerCompare(lock: Lock): Compare {
-  return { key: lock.token, target: CompareTarget.CREATE, result: CompareResult.EQUAL, create_revision: lock.fence };
+  return ownsKey(lock.token, lock.fence);
 }
 
-/** What a HeldLock needs from etcd: renew through the session, release through the mutex. */
+/** When a failed attempt's clean-up is done (the key's next local acquire waits for it). */
+interface Aftermath {
+  cleaned: Promise<void>;
+}
+
+/** One attempt's key, and the session it stands on. */
+interface Attempt {
+  readonly entry: QueueEntry;
+  readonly session: Session;
+  /** The session is this lock's own (autoExtend: false): it is revoked when the lock ends. */
+  readonly ownSession: boolean;
+  /** Uncounts this attempt as a user of a shared session (see #join). */
+  readonly leave: () => void;
+}
+
+/**
+ * What a HeldLock needs from etcd: renewals through the session, release by the guarded delete.
+ * The release deletes the key first and lets the key's next local acquire go after: that acquire
+ * reuses the same etcd key (same session), and must not find the old one still there (it would take
+ * it over, fence and all). A failed delete is retried in the background until it succeeds or the
+ * session ends; only then does the next local acquire go.
+ */
 class EtcdHold implements LockOps {
-  readonly #mutex: Mutex;
-  readonly #session: Session;
-  readonly #ownSession: boolean;
-  readonly #passTurn: () => void;
-  readonly #leave: () => void;
+  readonly #attempt: Attempt;
+  readonly #rev: bigint;
+  readonly #done: () => Promise<void>;
   #finished: Promise<void> | undefined;
 
-  constructor(mutex: Mutex, ownSession: boolean, passTurn: () => void, leave: () => void) {
-    this.#mutex = mutex;
-    this.#session = mutex.session;
-    this.#ownSession = ownSession;
-    this.#passTurn = passTurn;
-    this.#leave = leave;
+  constructor(attempt: Attempt, rev: bigint, done: () => Promise<void>) {
+    this.#attempt = attempt;
+    this.#rev = rev;
+    this.#done = done;
   }
 
   async extend(lock: HeldLock): Promise<number> {
-    if (!this.#mutex.held) throw lostFrom(lock.key, this.#mutex.signal.reason);
     try {
       // etcd renews a lease to its granted TTL: a different ttlMs cannot change it.
-      return await this.#session.keepAliveOnce();
+      return await this.#attempt.session.keepAliveOnce();
     } catch (err) {
       if (err instanceof SessionExpiredError) throw new LockLostError(lock.key, 'session-expired', { cause: err });
       throw err;
@@ -59,56 +83,12 @@ class EtcdHold implements LockOps {
   }
 
   release(): Promise<void> {
-    return this.finish();
-  }
-
-  /**
-   * Deletes the key (if still ours), then lets the next local acquire of the key go. In that order:
-   * the next acquire reuses the same etcd key (same session), and must not find the old one still
-   * there (it would take it over, fence and all). If the delete fails, release() rejects, and the
-   * delete is retried in the background until it succeeds or the session ends; only then does the
-   * next local acquire go.
-   */
-  finish(): Promise<void> {
-    this.#finished ??= this.#mutex.unlock().then(
-      () => this.#done(),
-      (err) => {
-        void this.#retryUnlock();
-        throw err;
-      },
-    );
+    this.#finished ??= deleteOwnKey(this.#attempt.entry, this.#rev).then(this.#done, (err: unknown) => {
+      void removeOwnKey(this.#attempt.entry, this.#rev).then(this.#done);
+      throw err;
+    });
     return this.#finished;
   }
-
-  async #retryUnlock(): Promise<void> {
-    for (let i = 0; !this.#session.signal.aborted; i++) {
-      await sleep(Math.min(100 * 2 ** i, 2000) + jitter(50), undefined, true);
-      try {
-        await this.#mutex.unlock();
-        break;
-      } catch {
-        // still unreachable: try again while the session lives (its end deletes the key anyway)
-      }
-    }
-    await this.#done();
-  }
-
-  async #done(): Promise<void> {
-    this.#passTurn();
-    this.#leave();
-    if (this.#ownSession) await this.#session.close().catch(noop);
-  }
-}
-
-/** Failures that say nothing about the lock, only that the cluster could not answer in time. */
-function isTransient(err: unknown): boolean {
-  if (err instanceof EtcdError) return err.grpcCode === 14 || err.grpcCode === 4; // UNAVAILABLE, DEADLINE_EXCEEDED
-  return err instanceof TimeoutError || err instanceof ConnectionError;
-}
-
-function lostFrom(key: string, reason: unknown): LockLostError {
-  if (reason instanceof LockLostError) return new LockLostError(key, reason.reason, reason.cause === undefined ? undefined : { cause: reason.cause });
-  return new LockLostError(key, 'expired', { cause: reason });
 }
 
 export class EtcdLocker extends BaseLocker {
@@ -148,36 +128,7 @@ export class EtcdLocker extends BaseLocker {
       if (!lock) throw new LockTimeoutError(key, performance.now() - start);
       return lock;
     }
-    const link = this.linkSignals(o.signal);
-    let lastError: unknown; // the last transient failure, reported as the timeout's cause
-    const timer =
-      o.waitTimeoutMs > MAX_TIMER_MS
-        ? undefined
-        : setTimeout(() => {
-            const cause = lastError === undefined ? undefined : { cause: lastError };
-            link.abort(new LockTimeoutError(key, performance.now() - start, cause));
-          }, o.waitTimeoutMs);
-    let passTurn: (() => void) | undefined;
-    try {
-      passTurn = await this.#takeTurn(key, link.signal);
-      // Like the Redis lockers: an unreachable or slow cluster is retried (backing off, capped, with
-      // jitter) until the deadline; errors etcd gives on purpose (permission, bad argument) are not.
-      for (let failures = 0; ; failures++) {
-        try {
-          return (await this.#lock(key, o, link.signal, true, passTurn))!;
-        } catch (err) {
-          if (link.signal.aborted || !isTransient(err)) throw err;
-          lastError = err;
-          await sleep(Math.min(100 * 2 ** failures, 1000) + jitter(50), link.signal);
-        }
-      }
-    } catch (err) {
-      passTurn?.();
-      throw err instanceof LockLostError ? lostFrom(key, err) : err;
-    } finally {
-      clearTimeout(timer);
-      link.dispose();
-    }
+    return this.waitFor(key, start, o, (wait) => this.#waitLock(wait, key, o));
   }
 
   async tryAcquire(key: string, opts?: AcquireOptions): Promise<Lock | null> {
@@ -185,13 +136,14 @@ export class EtcdLocker extends BaseLocker {
     this.checkOpen();
     if (this.#turns.has(key)) return null; // held (or being acquired) through this very locker
     const passTurn = await this.#takeTurn(key, undefined);
+    const after: Aftermath = { cleaned: Promise.resolve() };
     try {
-      const lock = await this.#lock(key, o, o.signal, false, passTurn);
-      if (!lock) passTurn();
+      const lock = await this.#lockOnce(key, o, performance.now(), undefined, passTurn, after);
+      if (!lock) void after.cleaned.then(passTurn);
       return lock;
     } catch (err) {
-      passTurn();
-      throw err instanceof LockLostError ? lostFrom(key, err) : err;
+      void after.cleaned.then(passTurn);
+      throw err;
     }
   }
 
@@ -204,59 +156,125 @@ export class EtcdLocker extends BaseLocker {
     await Promise.allSettled(sessions.map((p) => p.then((s) => s.close())));
   }
 
-  async #lock(key: string, o: ResolvedAcquire, signal: AbortSignal | undefined, wait: boolean, passTurn: () => void): Promise<HeldLock | null> {
+  /**
+   * The wait: the key's earlier local acquires first, then attempts until one holds. An unreachable
+   * or slow cluster is retried (backing off, capped, with jitter) until the deadline, as the Redis
+   * lockers do; errors etcd gives on purpose (permission, bad argument) are not.
+   */
+  async #waitLock(wait: Wait, key: string, o: ResolvedAcquire): Promise<HeldLock> {
+    const passTurn = await this.#takeTurn(key, wait.signal);
+    const after: Aftermath = { cleaned: Promise.resolve() };
+    try {
+      for (;;) {
+        try {
+          return (await this.#lockOnce(key, o, wait.start, wait, passTurn, after))!;
+        } catch (err) {
+          if (wait.signal.aborted || !isTransientEtcdError(err)) throw err;
+          await wait.backoff(err, { baseMs: 100 });
+          await raceAbort(after.cleaned, wait.signal); // the same key must be gone before it is written again
+        }
+      }
+    } catch (err) {
+      void after.cleaned.then(passTurn);
+      throw err;
+    }
+  }
+
+  /**
+   * One attempt: enqueue, then (with a `wait`) wait for the turn. Resolves with the lock, or null
+   * when tryAcquire finds it held (our key deleted again). Whatever a failure leaves behind is cleaned
+   * up in the background; `after.cleaned` says when.
+   */
+  async #lockOnce(key: string, o: ResolvedAcquire, start: number, wait: Wait | undefined, passTurn: () => void, after: Aftermath): Promise<HeldLock | null> {
+    const signal = wait?.signal ?? o.signal;
+    const a = await this.#begin(key, o, signal);
+    let rev: bigint | undefined;
+    try {
+      const place = await enqueue(a.entry, signal);
+      rev = place.rev;
+      if (!place.first) {
+        if (!wait) {
+          await deleteOwnKey(a.entry, rev); // out of the queue again before saying no
+          after.cleaned = this.#end(a);
+          return null;
+        }
+        await waitTurn(a.entry, place, wait);
+        if (wait.signal.aborted) throw wait.signal.reason; // granted after the wait ended: give it back
+      }
+    } catch (err) {
+      after.cleaned = this.#abandon(a, rev, err);
+      throw err;
+    }
+    return this.#hold(a, rev, start, wait?.attempts ?? 1, passTurn);
+  }
+
+  /** The session (shared per TTL, or the lock's own) and the key this attempt writes. */
+  async #begin(key: string, o: ResolvedAcquire, signal: AbortSignal | undefined): Promise<Attempt> {
     const ownSession = !o.autoExtend;
     const session = ownSession
       ? await Session.create(this.#client, { ttlMs: ttlSeconds(o.ttlMs) * 1000, keepAlive: false, signal })
       : await this.#sharedSession(ttlSeconds(o.ttlMs), signal);
-    const leave = ownSession ? noop : this.#join(session);
-    const mutex = new Mutex(session, this.#prefix + key);
-    try {
-      if (wait) await mutex.lock({ signal });
-      else if (!(await mutex.tryLock({ signal }))) {
-        leave();
-        if (ownSession) await session.close().catch(noop);
-        return null;
+    const name = this.#prefix + key;
+    const entry: QueueEntry = { client: this.#client, session, name: key, key: `${name}/${session.leaseHex}`, ahead: prefixRange(name) };
+    return { entry, session, ownSession, leave: ownSession ? noop : this.#join(session) };
+  }
+
+  /**
+   * Takes back what a failed attempt may have left: its key (`rev`, or unknown if the enqueue's outcome
+   * is). A key that could not be deleted at once, or may land later, marks the session uncertain: no
+   * new locks use it, and it is revoked when its last lock ends.
+   */
+  async #abandon(a: Attempt, rev: bigint | undefined, err: unknown): Promise<void> {
+    if (!a.ownSession) {
+      if (rev === undefined && wasNotApplied(err)) {
+        // refused before it ran: nothing to take back
+      } else if (rev === undefined || !(await deleteOwnKey(a.entry, rev).then(() => true, () => false))) {
+        a.session.markUncertain();
+        await removeOwnKey(a.entry, rev);
       }
-    } catch (err) {
-      leave();
-      if (ownSession) await session.close().catch(noop);
-      throw err;
     }
-    const hold = new EtcdHold(mutex, ownSession, passTurn, leave);
+    await this.#end(a); // an own session is revoked, which deletes its key
+  }
+
+  /** The attempt's user of its session is done; an own session is revoked. */
+  async #end(a: Attempt): Promise<void> {
+    a.leave();
+    if (a.ownSession) await a.session.close().catch(noop);
+  }
+
+  /** The lock is ours: a HeldLock that follows the session (renewals move validUntil; its end is a loss). */
+  #hold(a: Attempt, rev: bigint, start: number, attempts: number, passTurn: () => void): HeldLock {
+    const { entry, session } = a;
+    const hold = new EtcdHold(a, rev, () => this.#end(a).then(passTurn));
     const lock = new HeldLock({
       backend: 'etcd',
-      key,
-      token: mutex.key,
-      fence: mutex.fence,
+      key: entry.name,
+      token: entry.key,
+      fence: rev,
       validUntil: session.validUntil,
       ttlMs: session.ttl * 1000,
       autoExtend: false, // the session renews the lease; the lock only follows it
-      localExpiry: false, // the session's own timer ends it at validUntil (through the mutex, below)
+      localExpiry: false, // the session's own timer ends it at validUntil (through `ended`, below)
+      keepsAlive: session.keepsAlive,
       ops: hold,
       onEnd: (l) => {
-        mutex[HOLD_ENDED] = undefined;
         session.offRenewed(renewed);
+        session.offEnded(ended);
         this.forget(l);
         // Lost (not released): clean up the key and pass the turn without waiting for release().
-        if (l.endReason instanceof LockLostError) void hold.finish().catch(noop);
+        if (l.endReason instanceof LockLostError) void hold.release().catch(noop);
       },
     });
     const renewed = (validUntil: number): void => lock.renewed(validUntil);
+    const ended = (reason: Error): void => lock.lose('session-expired', reason);
     session.onRenewed(renewed);
-    const follow = (reason: unknown): void => {
-      if (reason instanceof LockLostError) lock.lose(reason.reason, reason.cause);
-    };
-    mutex[HOLD_ENDED] = follow;
-    if (!mutex.held) follow(mutex.signal.reason); // the hold ended before we got here
-    if (this.closed) {
-      // close() ran while we were acquiring: do not hand out a lock from a closed locker.
-      await lock.release().catch(noop);
-      throw this.closing.signal.reason;
+    session.onEnded(ended);
+    if (channels.lockAcquire.hasSubscribers) {
+      const { validUntil } = lock;
+      channels.lockAcquire.publish({ backend: 'etcd', key: lock.key, token: lock.token, fence: rev, validUntil, waitedMs: performance.now() - start, attempts });
     }
-    return this.track(lock);
+    return this.handOut(lock);
   }
-
   /** The shared session for this TTL: the live one, or a new one if there is none (or it was lost). */
   async #sharedSession(ttl: number, signal: AbortSignal | undefined): Promise<Session> {
     const existing = this.#sessions.get(ttl);

@@ -12,18 +12,9 @@
  */
 import type { EtcdClient } from '../etcdrpc/client.js';
 import { etcdChannels } from '../diagnostics.js';
-import { ClosedError, EtcdError, WirelockError } from '../errors.js';
+import { ClosedError, EtcdError, SessionExpiredError } from '../errors.js';
 import { driftMs } from './options.js';
 import { MAX_TIMER_MS, sharedController } from '../abort.js';
-
-/** The session's lease is gone (expired, revoked) or could not be renewed before it ran out. */
-export class SessionExpiredError extends WirelockError {
-  readonly leaseId: bigint;
-  constructor(leaseId: bigint, detail: string, options?: { cause?: unknown }) {
-    super('WL_SESSION_EXPIRED', `etcd session (lease ${leaseId.toString(16)}) expired: ${detail}`, options);
-    this.leaseId = leaseId;
-  }
-}
 
 export interface SessionOptions {
   /** Lease length in ms, rounded up to whole seconds (etcd's minimum is 2 s). Default 60000, as in Go. */

@@ -7,7 +7,10 @@
  *   (an extension stuck in a dead socket cannot keep a lock "held" past its lease), unless the
  *   backend keeps that promise itself (an etcd session's timer, shared by all its locks);
  * - autoExtend extends about every ttl/3, and retries sooner after a transient failure while time is left;
- * - release() is idempotent and stops every timer.
+ * - release() is idempotent and stops every timer;
+ * - while it renews itself (autoExtend, or a backend that renews it, as an etcd session does) it keeps
+ *   the process alive, as a pending socket read would: a holder must not exit mid-hold because every
+ *   socket is down and every retry timer is unref'd.
  *
  * `signal` is made on first read: most holders never look at it, and an AbortController plus its
  * abort event were a tenth of the CPU of an uncontended acquire+release.
@@ -15,7 +18,7 @@
 import { LockLostError, LockReleasedError, type LockLostReason } from '../errors.js';
 import { channels } from '../diagnostics.js';
 import type { Lock } from './types.js';
-import { MAX_TIMER_MS } from '../abort.js';
+import { MAX_TIMER_MS, keepAlive, noop } from '../abort.js';
 
 /** Marks a lock ended by its own release; the LockReleasedError is only built if someone asks. */
 const RELEASED = Symbol('released');
@@ -46,6 +49,8 @@ export interface HeldLockInit {
    * timer for all the locks on its lease: one timer per lock would only repeat it (default true).
    */
   localExpiry?: boolean;
+  /** Whether the hold keeps the process alive while held (default: autoExtend). See the header. */
+  keepsAlive?: boolean;
   /** Called once when the lock stops being held (released or lost), so its locker can forget it. */
   onEnd?: (lock: HeldLock) => void;
 }
@@ -69,6 +74,8 @@ export class HeldLock implements Lock {
   #expiryTimer: NodeJS.Timeout | undefined;
   #extending: Promise<void> | undefined;
   #released: Promise<void> | undefined;
+  /** Lets the process exit again; called when the hold ends. */
+  readonly #letGo: () => void;
 
   constructor(init: HeldLockInit) {
     this.backend = init.backend;
@@ -81,6 +88,7 @@ export class HeldLock implements Lock {
     this.#ops = init.ops;
     this.#onEnd = init.onEnd;
     this.#localExpiry = init.localExpiry ?? true;
+    this.#letGo = init.keepsAlive ?? init.autoExtend ? keepAlive() : noop;
     this.#armExpiry();
     if (this.#autoExtend) this.#scheduleExtend(this.#ttlMs / 3);
   }
@@ -155,6 +163,7 @@ export class HeldLock implements Lock {
   #end(reason: Error | typeof RELEASED): void {
     this.#ended = reason;
     this.#stopTimers();
+    this.#letGo();
     if (this.#controller) this.#controller.abort(this.#reason());
     this.#onEnd?.(this);
   }
@@ -169,9 +178,12 @@ export class HeldLock implements Lock {
   #extend(): Promise<void> {
     // One extension at a time: a manual extend() during an automatic one waits for it, then goes on its own.
     const previous = this.#extending ?? Promise.resolve();
-    const run = previous.catch(() => {}).then(() => this.#extendOnce());
+    const run = previous.catch(noop).then(() => this.#extendOnce());
     this.#extending = run;
-    run.finally(() => this.#extending === run && (this.#extending = undefined)).catch(() => {});
+    const settled = (): void => {
+      if (this.#extending === run) this.#extending = undefined;
+    };
+    run.then(settled, settled);
     return run;
   }
 
@@ -199,12 +211,11 @@ export class HeldLock implements Lock {
     clearTimeout(this.#extendTimer);
     this.#extendTimer = setTimeout(() => {
       this.#extendTimer = undefined;
-      this.#extend().catch((err) => {
+      this.#extend().catch(() => {
         if (!this.held) return; // lost (signal already aborted) or released
         // Transient failure (timeout, connection): try again soon, while the lease still has time left.
         const left = this.#validUntil - performance.now();
         if (left > 0) this.#scheduleExtend(Math.min(Math.max(this.#ttlMs / 10, 10), left / 2));
-        void err;
       });
     }, Math.min(delayMs, MAX_TIMER_MS));
     this.#extendTimer.unref?.();

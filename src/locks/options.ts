@@ -18,6 +18,13 @@ export function checkKey(key: unknown): asserts key is string {
   if (key.length === 0) throw new TypeError('lock key must not be empty');
 }
 
+/** A Redis key prefix: any string without braces (the lock's name is each key's {hash tag}). */
+export function checkPrefix(prefix: unknown): string {
+  if (typeof prefix !== 'string') throw new TypeError('prefix must be a string');
+  if (/[{}]/.test(prefix)) throw new TypeError('prefix must not contain { or } (the key name is the hash tag)');
+  return prefix;
+}
+
 export function checkTtl(name: string, ttlMs: unknown): number {
   if (typeof ttlMs !== 'number' || !Number.isFinite(ttlMs) || ttlMs <= 0) {
     throw new RangeError(`${name} must be a finite number > 0, got ${String(ttlMs)}`);

@@ -15,23 +15,37 @@
  * Timing uses performance.now() only: validUntil = (when the SET was sent) + ttl - drift.
  */
 import { RedisClient } from '../resp/client.js';
-import { ConnectionError, LockLostError, LockTimeoutError, RespError, TimeoutError } from '../errors.js';
+import { isTransientRedisError } from '../resp/transient.js';
+import { LockLostError, LockTimeoutError, RespError } from '../errors.js';
 import { channels } from '../diagnostics.js';
-import { MAX_TIMER_MS, jitter, onAbort, remaining, sleep } from '../abort.js';
+import { MAX_TIMER_MS, jitter, remaining } from '../abort.js';
 import { BaseLocker } from './base-locker.js';
 import { HeldLock, type LockOps } from './held-lock.js';
-import { DEFAULT_TTL_MS, checkTtl, driftMs, resolveAcquire, type ResolvedAcquire } from './options.js';
+import { DEFAULT_TTL_MS, checkPrefix, checkTtl, driftMs, resolveAcquire, type ResolvedAcquire } from './options.js';
 import { EXTEND, QUEUE_ACQUIRE, QUEUE_RELEASE, redisKeys, type RedisKeys } from './redis-scripts.js';
 import { randomToken } from './token.js';
 import type { AcquireOptions, Lock, LockerOptions } from './types.js';
+import { retryInBackground, type Wait } from './waiting.js';
 
 /** Not granted: the holder's PTTL (-2: free, but another waiter's turn) and ms until the head's place lapses. */
 type Attempt = { lock: HeldLock; pttl?: undefined; headLeft?: undefined } | { lock?: undefined; pttl: number; headLeft: number };
 
-export class RedisLocker extends BaseLocker implements LockOps {
+/** One acquire's identity on the server: the key's names and the token it queues and locks under. */
+interface Claim {
+  key: string;
+  keys: RedisKeys;
+  token: string;
+}
+
+export class RedisLocker extends BaseLocker {
   readonly #client: RedisClient;
   readonly #prefix: string;
   readonly #ttlMs: number;
+  /** How the HeldLocks this locker hands out extend and release themselves (not public: see LockOps). */
+  readonly #ops: LockOps = {
+    extend: (lock, ttlMs, signal) => this.#extend(lock, ttlMs, signal),
+    release: async (lock) => void (await this.#release(redisKeys(this.#prefix, lock.key), lock.token)),
+  };
 
   constructor(client: RedisClient, opts: LockerOptions = {}) {
     super();
@@ -46,202 +60,160 @@ export class RedisLocker extends BaseLocker implements LockOps {
     const o = resolveAcquire(key, opts, this.#ttlMs);
     this.checkOpen();
     const start = performance.now();
-    const result = await this.#attempt(key, redisKeys(this.#prefix, key), randomToken(), o, false, o.signal);
-    return result.lock ? this.#granted(result.lock, start, 1) : null;
+    const result = await this.#attempt(this.#claim(key), o, false, o.signal);
+    return result.lock ? this.#granted(this.handOut(result.lock), start, 1) : null;
   }
 
   async acquire(key: string, opts?: AcquireOptions): Promise<Lock> {
     const o = resolveAcquire(key, opts, this.#ttlMs);
     this.checkOpen();
-    const keys = redisKeys(this.#prefix, key);
     const start = performance.now();
-    let token = randomToken();
-
+    let claim = this.#claim(key);
     // Uncontended fast path: one round trip, nothing to set up. It also serves waitTimeoutMs: 0, which
     // means one attempt (a deadline of 0 would otherwise cancel that attempt while on the wire). Any
-    // other deadline bounds the first attempt too, so #wait makes it.
+    // other deadline bounds the first attempt too, so the wait makes it.
     let first: Attempt | undefined;
     if (o.waitTimeoutMs === 0 || (o.waitTimeoutMs === Infinity && !o.signal)) {
       try {
-        first = await this.#attempt(key, keys, token, o, o.waitTimeoutMs !== 0, o.signal);
-        if (first.lock) return this.#granted(first.lock, start, 1);
+        first = await this.#attempt(claim, o, o.waitTimeoutMs !== 0, o.signal);
+        if (first.lock) return this.#granted(this.handOut(first.lock), start, 1);
       } catch (err) {
-        if (!isTransient(err) || o.waitTimeoutMs === 0) throw err;
-        token = randomToken(); // the failed attempt is being cleaned up under the old token
+        if (!isTransientRedisError(err) || o.waitTimeoutMs === 0) throw err;
+        claim = this.#claim(key); // the failed attempt is being cleaned up under the old token
       }
       if (o.waitTimeoutMs === 0) throw new LockTimeoutError(key, performance.now() - start);
     }
-    return this.#wait(key, keys, token, o, start, first);
+    return this.waitFor(key, start, o, (wait) => this.#waitTurn(wait, claim, o, first));
   }
 
-  /** The slow path: in the queue, subscribed to the release channel, attempting when it is our turn. */
-  async #wait(key: string, keys: RedisKeys, token: string, o: ResolvedAcquire, start: number, first: Attempt | undefined): Promise<Lock> {
-    const link = this.linkSignals(o.signal);
-    const signal = link.signal;
-    let failures = 0;
-    let lastError: unknown; // the last transient failure, reported as the timeout's cause
-    const deadlineTimer =
-      o.waitTimeoutMs === Infinity
-        ? undefined
-        : setTimeout(() => {
-            const waited = performance.now() - start;
-            link.abort(new LockTimeoutError(key, waited, lastError === undefined ? undefined : { cause: lastError }));
-          }, o.waitTimeoutMs);
+  #claim(key: string): Claim {
+    return { key, keys: redisKeys(this.#prefix, key), token: randomToken() };
+  }
 
-    let unsubscribe: (() => void) | undefined;
-    let subscribed = false;
-    let woken = false;
-    let wake: (() => void) | undefined;
-    // A release names the next waiter; '' means no one was queued; null means "messages may have been missed".
-    const onRelease = (message: string | Buffer | null): void => {
-      if (message !== null && message.length > 0 && String(message) !== token) return;
-      woken = true;
-      wake?.();
-    };
+  /**
+   * The slow path, in the queue. Attempt: QUEUE_ACQUIRE, which also keeps our place. What wakes us: a
+   * release message naming our token (or '', nobody queued; or null, messages may have been missed),
+   * else the holder's PTTL running out, and at least every ttl/3 to refresh our place. Clean-up: leave
+   * the queue (and undo an attempt that may still land) under the token we queued with.
+   */
+  async #waitTurn(wait: Wait, claim: Claim, o: ResolvedAcquire, first: Attempt | undefined): Promise<HeldLock> {
     let granted = false;
+    let subscribed = false;
+    let unsubscribe: (() => void) | undefined;
+    const onRelease = (message: string | Buffer | null): void => {
+      if (message === null || message.length === 0 || String(message) === claim.token) wait.wake();
+    };
     try {
-      for (let attempts = 1; ; attempts++) {
+      for (;;) {
         let result: Attempt;
         try {
           // The fast path's failed attempt counts as this loop's first: go straight to subscribing.
-          result = first ?? (await this.#attempt(key, keys, token, o, true, signal));
-          first = undefined;
-          failures = 0;
+          result = first ?? (await this.#attempt(claim, o, true, wait.signal));
+          wait.attempts++;
+          wait.answered();
         } catch (err) {
-          if (signal.aborted) throw signal.reason;
-          if (!isTransient(err)) throw err;
-          // The server is unreachable or slow: back off (capped, with jitter) and try again until the deadline.
-          lastError = err;
-          token = randomToken(); // the failed attempt is being cleaned up under the old token
-          await sleep(Math.min(50 * 2 ** failures++, 1000) + jitter(50), signal);
+          if (wait.signal.aborted || !isTransientRedisError(err)) throw err;
+          claim = this.#claim(claim.key); // the failed attempt is being cleaned up under the old token
+          await wait.backoff(err);
           continue;
+        } finally {
+          first = undefined;
         }
         if (result.lock) {
           granted = true;
-          return this.#granted(result.lock, start, attempts);
+          return this.#granted(this.handOut(result.lock), wait.start, wait.attempts);
         }
         if (!subscribed) {
           subscribed = true;
-          try {
-            unsubscribe = await this.#client.subscribe(keys.channel, onRelease, signal);
-          } catch (err) {
-            if (signal.aborted) throw signal.reason;
-            // No pub/sub (down, or not permitted by an ACL): wait on PTTLs alone.
-            lastError = err;
-          }
+          unsubscribe = await this.#subscribe(claim.keys.channel, onRelease, wait);
           continue; // a release between our attempt and the subscription would be missed: look again now
         }
-        if (woken) {
-          woken = false;
-          continue;
-        }
-        const { pttl, headLeft } = result;
-        if (channels.lockWait.hasSubscribers) channels.lockWait.publish({ backend: 'redis', key, pttl, headLeft, attempts });
-        // Until the holder's lease ends (or the head's place lapses, if the lock is free but promised),
-        // and at least every ttl/3 to keep our own place. pttl -1: a key with no expiry, not a lock's.
-        const until = pttl >= 0 ? pttl : pttl === -2 && headLeft >= 0 ? headLeft : o.ttlMs;
-        const delay = Math.min(until + 1 + jitter(5), o.ttlMs / 3, MAX_TIMER_MS);
-        await new Promise<void>((resolve, reject) => {
-          const timer = setTimeout(done, delay);
-          const off = onAbort(signal, (reason) => (clearTimeout(timer), (wake = undefined), reject(reason)));
-          function done(): void {
-            clearTimeout(timer);
-            off();
-            wake = undefined;
-            resolve();
-          }
-          wake = done;
-        });
-        woken = false;
+        await wait.pause(this.#fallbackDelay(claim.key, result, o.ttlMs, wait.attempts));
       }
     } finally {
-      clearTimeout(deadlineTimer);
-      link.dispose();
       unsubscribe?.();
-      // Leave the queue (and undo an attempt still in flight, should it land): the next waiter moves up.
-      if (!granted) this.#cleanup(keys, token, o.ttlMs);
+      if (!granted) this.#cleanup(claim, o.ttlMs);
     }
+  }
+
+  /** Subscribes to the key's release channel. Without pub/sub (down, or denied by an ACL) PTTLs alone pace the wait. */
+  async #subscribe(channel: string, onRelease: (message: string | Buffer | null) => void, wait: Wait): Promise<(() => void) | undefined> {
+    try {
+      return await this.#client.subscribe(channel, onRelease, wait.signal);
+    } catch (err) {
+      if (wait.signal.aborted) throw err;
+      wait.lastError = err;
+      return undefined;
+    }
+  }
+
+  /**
+   * How long to wait with no message: until the holder's lease ends (or the head's place lapses, if the
+   * lock is free but promised), and at least every ttl/3 to keep our own place. pttl -1: a key with no
+   * expiry, not a lock's.
+   */
+  #fallbackDelay(key: string, result: Attempt, ttlMs: number, attempts: number): number {
+    const { pttl, headLeft } = result as { pttl: number; headLeft: number };
+    if (channels.lockWait.hasSubscribers) channels.lockWait.publish({ backend: 'redis', key, pttl, headLeft, attempts });
+    const until = pttl >= 0 ? pttl : pttl === -2 && headLeft >= 0 ? headLeft : ttlMs;
+    return Math.min(until + 1 + jitter(5), ttlMs / 3, MAX_TIMER_MS);
   }
 
   #granted(lock: HeldLock, start: number, attempts: number): HeldLock {
     if (channels.lockAcquire.hasSubscribers) {
-      channels.lockAcquire.publish({
-        backend: 'redis',
-        key: lock.key,
-        token: lock.token,
-        fence: lock.fence,
-        validUntil: lock.validUntil,
-        waitedMs: performance.now() - start,
-        attempts,
-      });
+      const { key, token, fence, validUntil } = lock;
+      channels.lockAcquire.publish({ backend: 'redis', key, token, fence, validUntil, waitedMs: performance.now() - start, attempts });
     }
     return lock;
   }
 
   /** One acquire attempt. A failure that may have left our SET applied is cleaned up in the background. */
-  async #attempt(
-    key: string,
-    keys: RedisKeys,
-    token: string,
-    o: ResolvedAcquire,
-    queue: boolean,
-    signal: AbortSignal | undefined,
-  ): Promise<Attempt> {
+  async #attempt(claim: Claim, o: ResolvedAcquire, queue: boolean, signal: AbortSignal | undefined): Promise<Attempt> {
+    const { keys, token } = claim;
+    const ttl = Math.ceil(o.ttlMs);
     const sentAt = performance.now();
     let reply: unknown;
     try {
       reply = await this.#client.evalScript(
         QUEUE_ACQUIRE,
         [keys.lock, keys.fence, keys.queue, keys.queueExpiry],
-        [token, Math.ceil(o.ttlMs), queue ? Math.ceil(o.ttlMs) : 0, keys.channel],
+        [token, ttl, queue ? ttl : 0, keys.channel],
         { signal },
       );
     } catch (err) {
-      if (!(err instanceof RespError)) this.#cleanup(keys, token, o.ttlMs);
+      if (!(err instanceof RespError)) this.#cleanup(claim, o.ttlMs);
       throw err;
     }
     const [granted, n, headLeft] = reply as [number, number, number];
     if (granted !== 1) return { pttl: n, headLeft };
     const lock = new HeldLock({
       backend: 'redis',
-      key,
+      key: claim.key,
       token,
       fence: BigInt(n),
       validUntil: sentAt + o.ttlMs - driftMs(o.ttlMs),
       ttlMs: o.ttlMs,
       autoExtend: o.autoExtend,
-      ops: this,
+      ops: this.#ops,
       onEnd: this.forget,
     });
-    if (this.closed) {
-      // close() ran while our SET was in flight: do not hand out a lock from a closed locker.
-      await lock.release().catch(() => {});
-      throw this.closing.signal.reason;
-    }
-    this.track(lock);
     return { lock };
   }
 
   /**
-   * Takes `token` out of play: leaves the queue, and deletes the lock if an attempt under this token
-   * landed after all (an attempt that timed out, lost its connection or was abandoned may still be
-   * applied: a paused server applies it on resume). Best effort, retried while the token could still
-   * matter; the compare-and-delete can never remove another holder's lock.
+   * Takes a claim's token out of play: leaves the queue, and deletes the lock if an attempt under this
+   * token landed after all (an attempt that timed out, lost its connection or was abandoned may still
+   * be applied: a paused server applies it on resume). Retried in the background while the token could
+   * still matter (one TTL); the compare-and-delete can never remove another holder's lock.
    */
-  #cleanup(keys: RedisKeys, token: string, ttlMs: number): void {
+  #cleanup(claim: Claim, ttlMs: number): void {
     const until = performance.now() + ttlMs;
-    const run = async (): Promise<void> => {
-      for (let i = 0; performance.now() < until; i++) {
-        try {
-          await this.#release(keys, token, Math.max(1, Math.min(this.#client.commandTimeoutMs, remaining(until))));
-          return;
-        } catch (err) {
-          if (err instanceof RespError) return;
-          await sleep(Math.min(50 * 2 ** i, 1000), undefined, true);
-        }
-      }
-    };
-    void run();
+    const step = (): Promise<boolean> =>
+      this.#release(claim.keys, claim.token, Math.max(1, Math.min(this.#client.commandTimeoutMs, remaining(until)))).then(
+        () => true,
+        (err: unknown) => err instanceof RespError, // an error reply will not change by retrying
+      );
+    void retryInBackground(step, { until });
   }
 
   #release(keys: RedisKeys, token: string, timeoutMs?: number): Promise<unknown> {
@@ -253,28 +225,11 @@ export class RedisLocker extends BaseLocker implements LockOps {
     );
   }
 
-  // LockOps, used by the HeldLocks this locker hands out.
-
-  async extend(lock: HeldLock, ttlMs: number, signal?: AbortSignal): Promise<number> {
+  async #extend(lock: HeldLock, ttlMs: number, signal?: AbortSignal): Promise<number> {
     const keys = redisKeys(this.#prefix, lock.key);
     const sentAt = performance.now();
     const result = await this.#client.evalScript(EXTEND, [keys.lock], [lock.token, Math.ceil(ttlMs)], { signal });
     if (result === 1) return sentAt + ttlMs - driftMs(ttlMs);
     throw new LockLostError(lock.key, result === 0 ? 'expired' : 'stolen');
   }
-
-  async release(lock: HeldLock): Promise<void> {
-    await this.#release(redisKeys(this.#prefix, lock.key), lock.token);
-  }
-}
-
-export function checkPrefix(prefix: unknown): string {
-  if (typeof prefix !== 'string') throw new TypeError('prefix must be a string');
-  if (/[{}]/.test(prefix)) throw new TypeError('prefix must not contain { or } (the key name is the hash tag)');
-  return prefix;
-}
-
-/** Errors worth retrying while waiting: the server may come back. Error replies are not. */
-export function isTransient(err: unknown): boolean {
-  return err instanceof ConnectionError || err instanceof TimeoutError;
 }

@@ -5,25 +5,8 @@
  */
 import { RedisClient } from '../resp/client.js';
 import type { Script } from '../resp/script.js';
-import { ClosedError, ConnectionError, QuorumError, TimeoutError } from '../errors.js';
-
-/** Why one node did not grant, extend or release the lock (QuorumError.nodes[i].kind). */
-export type RedlockNodeOutcome = 'held' | 'gone' | 'late' | 'timeout' | 'connection' | 'error';
-
-export interface RedlockNodeFailure {
-  /** host:port of the node (never its credentials). */
-  node: string;
-  /**
-   * - `held`: another token holds the key (cause: `{ pttlMs }` when known);
-   * - `gone`: our key is not there any more (extend);
-   * - `late`: it granted, but the quorum came too late to leave any validity (cause: `{ elapsedMs, validityMs }`);
-   * - `timeout`: no answer within the node timeout (a stopped or slow server);
-   * - `connection`: not connected (refused, down; the cause's message carries the last socket error);
-   * - `error`: an error reply (NOPERM, WRONGTYPE…), the RespError is the cause.
-   */
-  kind: RedlockNodeOutcome;
-  cause: unknown;
-}
+import { driftMs } from './options.js';
+import { ClosedError, ConnectionError, QuorumError, TimeoutError, type QuorumNodeFailure, type RedlockNodeOutcome } from '../errors.js';
 
 export type Failure = 'timeout' | 'connection' | 'error';
 
@@ -52,7 +35,7 @@ export class RedlockNodes {
       seen.add(client.address);
     }
     this.clients = [...(clients as RedisClient[])];
-    this.quorum = Math.floor(clients.length / 2) + 1;
+    this.quorum = quorumOf(clients.length);
   }
 
   get size(): number {
@@ -76,7 +59,6 @@ export class RedlockNodes {
    */
   round(call: (client: RedisClient) => Promise<Answer>, yes: (a: Answer) => boolean): Promise<Array<Answer | undefined>> {
     const n = this.clients.length;
-    const q = this.quorum;
     const answers: Array<Answer | undefined> = new Array(n).fill(undefined);
     return new Promise((resolve) => {
       let ayes = 0;
@@ -87,7 +69,7 @@ export class RedlockNodes {
           if (yes(a)) ayes++;
           else nays++;
           // Once every node has answered, one of the two has happened.
-          if (ayes === q || nays === n - q + 1) resolve(answers);
+          if (roundDecided(ayes, nays, n)) resolve(answers);
         });
       }
     });
@@ -106,7 +88,7 @@ export class RedlockNodes {
     describe: Describe,
     causes: Array<unknown> = [],
   ): QuorumError {
-    const nodes: RedlockNodeFailure[] = [];
+    const nodes: QuorumNodeFailure[] = [];
     answers.forEach((a, i) => {
       const node = this.clients[i]!.address;
       if (a === undefined) {
@@ -122,8 +104,38 @@ export class RedlockNodes {
     const message =
       `lock "${key}": ${what} did not reach a quorum (${n - nodes.length} of ${n}, need ${this.quorum}) ` +
       `after ${attempts} attempt${attempts === 1 ? '' : 's'}: ${said}`;
-    return new QuorumError(key, message, nodes as QuorumError['nodes'], attempts);
+    return new QuorumError(key, message, nodes, attempts);
   }
+}
+
+// The quorum arithmetic, as pure functions (test/redlock-quorum.test.ts checks them without a server).
+
+/** A majority of n: floor(n/2) + 1. Two majorities of one set always share a node. */
+export function quorumOf(n: number): number {
+  return Math.floor(n / 2) + 1;
+}
+
+/** A round's outcome is known: a quorum said yes, or so many said no that a quorum is out of reach. */
+export function roundDecided(ayes: number, nays: number, n: number): boolean {
+  const q = quorumOf(n);
+  return ayes >= q || nays >= n - q + 1;
+}
+
+/**
+ * What is left of a lease granted at `ttlMs` after `elapsedMs` of acquiring, minus the drift
+ * allowance: the hold is valid only while this is > 0.
+ */
+export function validityMs(ttlMs: number, elapsedMs: number, driftFactor: number): number {
+  return ttlMs - elapsedMs - driftMs(ttlMs, driftFactor);
+}
+
+/**
+ * How long until `needed` more nodes are free, from the PTTLs of the keys that others hold there:
+ * the needed-th shortest. A key without expiry (-1, not written by a lock) counts as `ttlMs`.
+ */
+export function quorumPttl(pttls: number[], needed: number, ttlMs: number): number {
+  const sorted = pttls.map((p) => (p >= 0 ? p : ttlMs)).sort((a, b) => a - b);
+  return sorted[Math.min(needed, sorted.length) - 1] ?? 0;
 }
 
 /** The ACQUIRE script granted the lock on this node: {1, fence}. */

@@ -16,19 +16,20 @@
  * costs at most nodeTimeoutMs and usually nothing: its command lands or times out on its own.
  */
 import type { RedisClient } from '../resp/client.js';
+import { isTransientRedisError } from '../resp/transient.js';
 import { LockLostError, LockTimeoutError, type QuorumError } from '../errors.js';
 import { channels } from '../diagnostics.js';
-import { MAX_TIMER_MS, jitter, noop, onAbort, raceAbort, sleep } from '../abort.js';
+import { jitter, noop } from '../abort.js';
 import { BaseLocker } from './base-locker.js';
 import { HeldLock, type LockOps } from './held-lock.js';
-import { DEFAULT_TTL_MS, checkTtl, driftMs, resolveAcquire, type ResolvedAcquire } from './options.js';
+import { DEFAULT_TTL_MS, checkPrefix, checkTtl, driftMs, resolveAcquire, type ResolvedAcquire } from './options.js';
 import { ACQUIRE, EXTEND, RAISE_FENCE, RELEASE, redisKeys, type RedisKeys } from './redis-scripts.js';
-import { checkPrefix } from './redis-locker.js';
-import { RedlockNodes, answered, heldElsewhere, isGrant, unreachable, type Answer, type Describe } from './redlock-nodes.js';
+import {
+  RedlockNodes, answered, heldElsewhere, isGrant, quorumPttl, unreachable, validityMs, type Answer, type Describe,
+} from './redlock-nodes.js';
 import { randomToken } from './token.js';
 import type { AcquireOptions, Lock, LockerOptions } from './types.js';
-
-export type { RedlockNodeFailure, RedlockNodeOutcome } from './redlock-nodes.js';
+import { retryInBackground, waitFor, type Wait } from './waiting.js';
 
 export interface RedlockOptions extends LockerOptions {
   /** Share of the TTL not counted on, for clocks running at different rates; 2 ms are added. Default 0.01. */
@@ -46,19 +47,25 @@ interface Outcome {
   raiseFailed: boolean;
   granted: number;
   held: number;
+  /** Error replies that waiting will not change (NOPERM, WRONGTYPE…; not LOADING, BUSY…). */
   errors: number;
   elapsedMs: number;
   validityMs: number;
   timeoutMs: number;
 }
 
-export class Redlock extends BaseLocker implements LockOps {
+export class Redlock extends BaseLocker {
   readonly #nodes: RedlockNodes;
   readonly #quorum: number;
   readonly #prefix: string;
   readonly #ttlMs: number;
   readonly #driftFactor: number;
   readonly #nodeTimeoutMs: number | undefined;
+  /** How the HeldLocks this locker hands out extend and release themselves (not public: see LockOps). */
+  readonly #ops: LockOps = {
+    extend: (lock, ttlMs) => this.#extend(lock, ttlMs),
+    release: (lock) => this.#release(lock),
+  };
 
   constructor(clients: RedisClient[], opts: RedlockOptions = {}) {
     super();
@@ -81,7 +88,7 @@ export class Redlock extends BaseLocker implements LockOps {
     const o = resolveAcquire(key, opts, this.#ttlMs);
     this.checkOpen();
     const start = performance.now();
-    const out = await this.#attemptRaced(key, redisKeys(this.#prefix, key), o, o.signal);
+    const out = await this.#oneRound(key, redisKeys(this.#prefix, key), o, start);
     if (out.lock) return this.#acquired(out.lock, start, 1);
     // null means "someone else holds it"; unreachable nodes and late quorums are not that.
     if (out.granted >= this.#quorum || !this.#contended(out)) throw this.#acquireError(key, out, 1);
@@ -93,16 +100,26 @@ export class Redlock extends BaseLocker implements LockOps {
     this.checkOpen();
     const keys = redisKeys(this.#prefix, key);
     const start = performance.now();
-    // Uncontended fast path: one round, nothing to set up. (A pending close() is checked in #attempt.)
-    // It also serves waitTimeoutMs: 0, which means one round (a 0 ms deadline would otherwise cancel
-    // that round while on the wire); any other deadline bounds the first round too, inside #wait.
+    // Uncontended fast path: one round, nothing to set up. It also serves waitTimeoutMs: 0, which
+    // means one round (a 0 ms deadline would otherwise cancel that round while on the wire); any
+    // other deadline bounds the first round too, inside the wait.
     let first: Outcome | undefined;
     if (o.waitTimeoutMs === 0 || (o.waitTimeoutMs === Infinity && !o.signal)) {
-      first = o.signal ? await this.#attemptRaced(key, keys, o, o.signal) : await this.#attempt(key, keys, o);
+      first = await this.#oneRound(key, keys, o, start);
       if (first.lock) return this.#acquired(first.lock, start, 1);
       if (o.waitTimeoutMs === 0) throw this.#deadlineError(key, start, first, 1);
     }
-    return this.#wait(key, keys, o, start, first);
+    const state = { last: first };
+    const timeoutError = (wait: Wait): Error => this.#deadlineError(key, start, state.last, wait.attempts);
+    return this.waitFor(key, start, o, (wait) => this.#waitQuorum(wait, keys, o, state), timeoutError);
+  }
+
+  /** One round, abandoned (and its lock given back, should it win) when the caller's signal aborts. */
+  #oneRound(key: string, keys: RedisKeys, o: ResolvedAcquire, start: number): Promise<Outcome> {
+    if (!o.signal) return this.#attempt(key, keys, o);
+    // No deadline: one round is one round, however long it takes (each node is bounded by its timeout).
+    const init = { key, start, waitTimeoutMs: Infinity, signal: o.signal, closing: this.closing.signal };
+    return waitFor(init, () => this.#attempt(key, keys, o), async (out) => out.lock?.release());
   }
 
   /**
@@ -113,68 +130,56 @@ export class Redlock extends BaseLocker implements LockOps {
    *   keeps two waiters from waking each other with their partial releases while a third party holds
    *   the lock. If we had got some nodes ourselves (a split vote, or a quorum that came too late), a
    *   short random pause follows, so the racers do not try again in lockstep;
-   * - no quorum reachable (nodes down, stopped, erroring): backs off, capped, with jitter, until the
-   *   deadline, then QuorumError with each node's cause.
+   * - no quorum reachable (nodes down, stopped, restarting, erroring): backs off, capped, with jitter,
+   *   until the deadline, then QuorumError with each node's cause.
    */
-  async #wait(key: string, keys: RedisKeys, o: ResolvedAcquire, start: number, first: Outcome | undefined): Promise<Lock> {
-    const link = this.linkSignals(o.signal);
-    const signal = link.signal;
-    let last = first; // the latest finished attempt
-    let attempts = first ? 1 : 0;
-    let backoffs = 0;
+  async #waitQuorum(wait: Wait, keys: RedisKeys, o: ResolvedAcquire, state: { last: Outcome | undefined }): Promise<HeldLock> {
     // Nodes that announced a release since the last attempt began; or look again whatever they say
     // (just subscribed, or a subscriber reconnected and may have missed messages).
     const freed: boolean[] = new Array(this.#nodes.size).fill(false);
     let lookAgain = false;
-    let wake: (() => void) | undefined;
+    const ready = (): boolean => lookAgain || (state.last !== undefined && this.#freedQuorum(state.last, freed));
     const listeners = this.#nodes.clients.map((_, i) => (message: unknown): void => {
       if (message === null) lookAgain = true;
       else freed[i] = true;
-      wake?.();
+      if (ready()) wait.wake();
     });
     let unsubscribe: (() => void) | undefined;
-    const deadlineTimer =
-      o.waitTimeoutMs === Infinity
-        ? undefined
-        : setTimeout(() => link.abort(this.#deadlineError(key, start, last, attempts)), o.waitTimeoutMs);
+    if (state.last) wait.attempts = 1; // the fast path's round
     try {
-      for (let retry = first === undefined; ; retry = true) {
+      for (let retry = state.last === undefined; ; retry = true) {
         if (retry) {
           freed.fill(false);
           lookAgain = false;
-          last = await this.#attemptRaced(key, keys, o, signal);
-          attempts++;
-          if (last.lock) return this.#acquired(last.lock, start, attempts);
+          state.last = await this.#attempt(wait.key, keys, o);
+          wait.attempts++;
+          if (state.last.lock) return this.#acquired(state.last.lock, wait.start, wait.attempts);
         }
-        const out = last!;
+        wait.takeWake(); // wake-ups judged against the previous attempt do not count
+        const out = state.last!;
         // Error replies (NOPERM, WRONGTYPE…) from more than N-Q nodes will not go away by waiting.
-        if (out.errors > this.#nodes.size - this.#quorum) throw this.#acquireError(key, out, attempts);
+        if (out.errors > this.#nodes.size - this.#quorum) throw this.#acquireError(wait.key, out, wait.attempts);
         if (!unsubscribe) {
-          unsubscribe = await this.#subscribe(keys.channel, listeners, signal, out.timeoutMs);
-          // A release between that attempt and the subscriptions would go unseen: look again now.
-          lookAgain = true;
+          unsubscribe = await this.#subscribe(keys.channel, listeners, wait, out.timeoutMs);
+          lookAgain = true; // a release between that attempt and the subscriptions would go unseen
         }
         if (!this.#contended(out)) {
-          const delay = Math.min(50 * 2 ** backoffs++, 1000) + jitter(50);
-          if (channels.lockWait.hasSubscribers) channels.lockWait.publish({ backend: 'redlock', key, attempts, delayMs: delay });
-          await sleep(delay, signal);
+          const delayMs = wait.backoffDelay(undefined);
+          if (channels.lockWait.hasSubscribers) channels.lockWait.publish({ backend: 'redlock', key: wait.key, attempts: wait.attempts, delayMs });
+          await wait.sleep(delayMs);
           continue;
         }
-        backoffs = 0;
-        const ready = (): boolean => lookAgain || this.#freedQuorum(out, freed);
+        wait.answered();
         if (!ready()) {
           const pttl = this.#quorumPttl(out, o.ttlMs);
-          if (channels.lockWait.hasSubscribers) channels.lockWait.publish({ backend: 'redlock', key, pttl, attempts });
-          await this.#sleepUntilWoken(pttl + 1 + jitter(5), signal, (done) => (wake = () => ready() && done()));
-          wake = undefined;
+          if (channels.lockWait.hasSubscribers) channels.lockWait.publish({ backend: 'redlock', key: wait.key, pttl, attempts: wait.attempts });
+          await wait.pause(pttl + 1 + jitter(5));
         }
         // We got some nodes and someone else got the others (or we got a quorum too late): others are
         // racing for it as well. A random pause stops the racers from trying again in lockstep.
-        if (out.granted > 0) await sleep(1 + jitter(Math.max(2, Math.ceil(4 * out.elapsedMs))), signal);
+        if (out.granted > 0) await wait.sleep(1 + jitter(Math.max(2, Math.ceil(4 * out.elapsedMs))));
       }
     } finally {
-      clearTimeout(deadlineTimer);
-      link.dispose();
       unsubscribe?.();
     }
   }
@@ -182,29 +187,17 @@ export class Redlock extends BaseLocker implements LockOps {
   /** Whether the nodes we got, plus those that announced a release since, make a quorum. */
   #freedQuorum(out: Outcome, freed: boolean[]): boolean {
     let free = 0;
-    out.answers.forEach((a, i) => (freed[i] || (a && isGrant(a))) && free++);
-    return free >= this.#quorum;
-  }
-
-  /** Sleeps `ms`, or less if a release message calls the function handed to `setWake`. */
-  #sleepUntilWoken(ms: number, signal: AbortSignal, setWake: (fn: () => void) => void): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(done, Math.min(ms, MAX_TIMER_MS)); // a longer wait wakes at the limit and looks again
-      const off = onAbort(signal, (reason) => (clearTimeout(timer), reject(reason)));
-      function done(): void {
-        clearTimeout(timer);
-        off();
-        resolve();
-      }
-      setWake(done);
+    out.answers.forEach((a, i) => {
+      if (freed[i] || (a && isGrant(a))) free++;
     });
+    return free >= this.#quorum;
   }
 
   /**
    * Subscribes `listeners[i]` to `channel` on node i, waiting at most `boundMs` for the confirmations:
    * a node that confirms later still wakes us later, and a missed message costs at most one PTTL.
    */
-  async #subscribe(channel: string, listeners: Array<(message: unknown) => void>, signal: AbortSignal, boundMs: number): Promise<() => void> {
+  async #subscribe(channel: string, listeners: Array<(message: unknown) => void>, wait: Wait, boundMs: number): Promise<() => void> {
     const offs: Array<() => void> = [];
     let done = false;
     const stop = (): void => {
@@ -212,10 +205,10 @@ export class Redlock extends BaseLocker implements LockOps {
       for (const off of offs) off();
     };
     const confirmed = this.#nodes.clients.map((client, i) =>
-      client.subscribe(channel, listeners[i]!, signal).then((off) => (done ? off() : void offs.push(off)), noop),
+      client.subscribe(channel, listeners[i]!, wait.signal).then((off) => (done ? off() : void offs.push(off)), noop),
     );
     try {
-      await Promise.race([Promise.all(confirmed), sleep(boundMs, signal)]);
+      await Promise.race([Promise.all(confirmed), wait.sleep(boundMs)]);
     } catch (err) {
       stop();
       throw err;
@@ -228,11 +221,9 @@ export class Redlock extends BaseLocker implements LockOps {
     const pttls: number[] = [];
     for (const a of out.answers) {
       const r = a && a.failure === undefined ? (a.reply as [number, number]) : undefined;
-      // -1: a key without expiry (not written by a lock): look again after a TTL.
-      if (r && r[0] !== 1) pttls.push(r[1] >= 0 ? r[1] : ttlMs);
+      if (r && r[0] !== 1) pttls.push(r[1]);
     }
-    pttls.sort((a, b) => a - b);
-    return pttls[Math.min(this.#quorum - out.granted, pttls.length) - 1] ?? 0;
+    return quorumPttl(pttls, this.#quorum - out.granted, ttlMs);
   }
 
   /** A quorum is reachable (granted or held by others): waiting for the holders makes sense. */
@@ -240,20 +231,10 @@ export class Redlock extends BaseLocker implements LockOps {
     return out.granted + out.held >= this.#quorum;
   }
 
-  /** An attempt the caller may abandon: if it wins after the abort, its lock is released at once. */
-  async #attemptRaced(key: string, keys: RedisKeys, o: ResolvedAcquire, signal: AbortSignal | undefined): Promise<Outcome> {
-    const pending = this.#attempt(key, keys, o);
-    try {
-      return await raceAbort(pending, signal);
-    } catch (err) {
-      if (signal?.aborted) pending.then((out) => out.lock?.release(), noop).catch(noop);
-      throw err;
-    }
-  }
-
   async #attempt(key: string, keys: RedisKeys, o: ResolvedAcquire): Promise<Outcome> {
     const token = randomToken();
-    const ttl = o.ttlMs;
+    // Redis takes whole milliseconds: round up, so the lease is never shorter than asked.
+    const ttl = Math.ceil(o.ttlMs);
     const timeoutMs = this.#timeoutFor(ttl);
     const start = performance.now();
     const nodes = this.#nodes;
@@ -265,7 +246,7 @@ export class Redlock extends BaseLocker implements LockOps {
     let fence = 0;
     for (const a of answers) {
       if (a === undefined) continue;
-      if (a.failure === 'error') out.errors++;
+      if (a.failure === 'error' && !isTransientRedisError(a.error)) out.errors++;
       if (a.failure !== undefined) continue;
       const [granted, n] = a.reply as [number, number];
       if (granted === 1) {
@@ -275,25 +256,21 @@ export class Redlock extends BaseLocker implements LockOps {
     }
     if (out.granted >= this.#quorum && (await this.#raiseFence(keys, token, fence, out))) {
       out.elapsedMs = performance.now() - start;
-      out.validityMs = ttl - out.elapsedMs - driftMs(ttl, this.#driftFactor);
+      out.validityMs = validityMs(o.ttlMs, out.elapsedMs, this.#driftFactor);
       if (out.validityMs > 0) {
-        out.lock = new HeldLock({
-          backend: 'redlock',
-          key,
-          token,
-          fence: BigInt(fence),
-          validUntil: start + ttl - driftMs(ttl, this.#driftFactor),
-          ttlMs: ttl,
-          autoExtend: o.autoExtend,
-          ops: this,
-          onEnd: this.forget,
-        });
-        if (this.closed) {
-          // close() ran while the attempt was in flight: do not hand out a lock from a closed locker.
-          await out.lock.release().catch(noop);
-          throw this.closing.signal.reason;
-        }
-        this.track(out.lock);
+        out.lock = this.handOut(
+          new HeldLock({
+            backend: 'redlock',
+            key,
+            token,
+            fence: BigInt(fence),
+            validUntil: start + o.ttlMs - driftMs(o.ttlMs, this.#driftFactor),
+            ttlMs: o.ttlMs,
+            autoExtend: o.autoExtend,
+            ops: this.#ops,
+            onEnd: this.forget,
+          }),
+        );
         return out;
       }
     }
@@ -301,7 +278,9 @@ export class Redlock extends BaseLocker implements LockOps {
     // Not held: take back every SET of ours that may have landed. A node that said "held" cannot have
     // one (SET NX failed atomically); every other node, answered or not, gets the compare-and-delete.
     const releases: Array<Promise<Answer>> = [];
-    answers.forEach((a, i) => heldElsewhere(a) || releases.push(this.#releaseOn(nodes.clients[i]!, keys, token, timeoutMs, start + ttl)));
+    answers.forEach((a, i) => {
+      if (!heldElsewhere(a)) releases.push(this.#releaseOn(nodes.clients[i]!, keys, token, timeoutMs, start + ttl));
+    });
     await Promise.all(releases);
     return out;
   }
@@ -332,9 +311,9 @@ export class Redlock extends BaseLocker implements LockOps {
     return lock;
   }
 
-  // LockOps, used by the HeldLocks this locker hands out.
+  // The lock operations (#ops), used by the HeldLocks this locker hands out.
 
-  async extend(lock: HeldLock, ttlMs: number): Promise<number> {
+  async #extend(lock: HeldLock, ttlMs: number): Promise<number> {
     const keys = redisKeys(this.#prefix, lock.key);
     const ttl = Math.ceil(ttlMs);
     const sentAt = performance.now();
@@ -361,7 +340,7 @@ export class Redlock extends BaseLocker implements LockOps {
     throw new LockLostError(lock.key, stolen >= this.#quorum ? 'stolen' : 'quorum-lost', { cause: error });
   }
 
-  async release(lock: HeldLock): Promise<void> {
+  async #release(lock: HeldLock): Promise<void> {
     const keys = redisKeys(this.#prefix, lock.key);
     const timeoutMs = this.#timeoutFor(lock.ttlMs);
     const until = Math.max(lock.validUntil, performance.now()) + lock.ttlMs;
@@ -385,17 +364,13 @@ export class Redlock extends BaseLocker implements LockOps {
   }
 
   #cleanup(client: RedisClient, keys: RedisKeys, token: string, until: number): void {
-    const run = async (): Promise<void> => {
-      for (let i = 0; ; i++) {
-        await sleep(Math.min(50 * 2 ** i, 1000), undefined, true); // the node just failed: give its reconnect a moment
-        const left = until - performance.now();
-        if (left <= 0) return;
-        const timeoutMs = Math.max(1, Math.min(client.commandTimeoutMs, left));
-        const a = await this.#nodes.call(client, RELEASE, [keys.lock], [token, keys.channel], timeoutMs);
-        if (!unreachable(a)) return;
-      }
+    const step = async (): Promise<boolean> => {
+      const left = until - performance.now();
+      const a = await this.#nodes.call(client, RELEASE, [keys.lock], [token, keys.channel], Math.max(1, Math.min(client.commandTimeoutMs, left)));
+      return !unreachable(a);
     };
-    void run();
+    // The node just failed: give its reconnect a moment before the first retry.
+    void retryInBackground(step, { until, firstDelayMs: 50 });
   }
 
   /**
@@ -438,3 +413,4 @@ const extendFailure: Describe = (a) => {
   if (a.reply === 1) return undefined;
   return { kind: a.reply === -1 ? 'held' : 'gone', cause: undefined };
 };
+

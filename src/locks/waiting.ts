@@ -1,0 +1,217 @@
+/**
+ * The waiting engine: how every primitive waits for its turn, written once.
+ *
+ * A wait ends in one of four ways: the attempt loop hands over what it was waiting for, the caller's
+ * AbortSignal aborts, the locker closes, or the deadline (waitTimeoutMs) passes. The last three are
+ * linked into one signal, once, and the wait rejects with its reason at that moment: never later,
+ * whatever is in flight. The attempt in flight is not awaited. It runs on in the background, its
+ * clean-up with it, and whatever it still grants is handed back (released) at once, so a wait that
+ * gave up never leaves a lock held by nobody's intent.
+ *
+ * Inside, each backend's loop has the same three parts:
+ *   attempt        one try on the wire; granted: return it
+ *   what wakes me  `wake()` from a message (a release, a watch event), else a timed fallback (`pause`)
+ *   clean-up       a `finally` that leaves the queue; it may go on after the wait has rejected
+ * and transient failures (server down, slow, restarting) pace themselves with `backoff()`.
+ *
+ * While a wait is pending it keeps the process alive, as a pending socket read does: a process whose
+ * only work is to wait for a lock must not exit with code 0 because every socket is down and every
+ * reconnect timer is unref'd.
+ */
+import { MAX_TIMER_MS, backoffMs, keepAlive, noop, onAbort, sleep } from '../abort.js';
+import { LockTimeoutError } from '../errors.js';
+
+export interface WaitInit {
+  /** The lock key, for the timeout error. */
+  key: string;
+  /** performance.now() when the acquire began (the deadline counts from here). */
+  start: number;
+  /** Infinity for no deadline; anything past setTimeout's range counts as none. */
+  waitTimeoutMs: number;
+  /** The caller's signal. */
+  signal: AbortSignal | undefined;
+  /** The locker's close (a raw etcd Mutex has none). */
+  closing?: AbortSignal;
+  /**
+   * The error the deadline rejects with. Default: LockTimeoutError, caused by the last transient
+   * failure if there was one (so "timed out" says why when the server was the reason).
+   */
+  timeoutError?: (wait: Wait) => Error;
+}
+
+/** One wait in progress: its signal, its backoff, its wake-ups. Handed to the attempt loop. */
+export class Wait {
+  readonly key: string;
+  readonly start: number;
+  /** Aborts when the wait ends for any reason but success: caller, close or deadline. */
+  readonly signal: AbortSignal;
+  /** Attempts made so far (the loop counts them; diagnostics report them). */
+  attempts = 0;
+  /** The last transient failure, reported as the timeout's cause. */
+  lastError: unknown;
+  readonly #controller = new AbortController();
+  readonly #dispose: () => void;
+  #failures = 0;
+  #woken = false;
+  #wake: (() => void) | undefined;
+
+  constructor(init: WaitInit) {
+    this.key = init.key;
+    this.start = init.start;
+    this.signal = this.#controller.signal;
+    const abort = (reason: unknown): void => this.#controller.abort(reason);
+    const offCaller = onAbort(init.signal, abort);
+    const offClose = onAbort(init.closing, abort);
+    const timer =
+      init.waitTimeoutMs > MAX_TIMER_MS
+        ? undefined
+        : setTimeout(() => abort((init.timeoutError ?? defaultTimeout)(this)), Math.max(0, init.waitTimeoutMs - (performance.now() - init.start)));
+    timer?.unref(); // the keep-alive below holds the process; the deadline alone must not outlive the wait
+    const release = keepAlive();
+    this.#dispose = () => {
+      offCaller();
+      offClose();
+      clearTimeout(timer);
+      release();
+    };
+  }
+
+  /** Milliseconds since the acquire began. */
+  get waitedMs(): number {
+    return performance.now() - this.start;
+  }
+
+  /**
+   * A transient failure: remembers it (the timeout's cause), then sleeps the backoff for this many
+   * failures in a row. Rejects at once when the wait ends.
+   */
+  backoff(err: unknown, opts?: { baseMs?: number }): Promise<void> {
+    return this.sleep(this.backoffDelay(err, opts));
+  }
+
+  /** The pause `backoff()` would sleep now (and counts the failure), for loops that report it first. */
+  backoffDelay(err: unknown, opts?: { baseMs?: number }): number {
+    if (err !== undefined) this.lastError = err;
+    return backoffMs(this.#failures++, opts);
+  }
+
+  /** Sleeps `ms` under the wait's signal (no wake-up ends it early). */
+  sleep(ms: number): Promise<void> {
+    return sleep(ms, this.signal);
+  }
+
+  /** An attempt got an answer: the next transient failure backs off from the start again. */
+  answered(): void {
+    this.#failures = 0;
+  }
+
+  /** A message says it may be our turn: ends the current pause, or the next one at once. */
+  readonly wake = (): void => {
+    this.#woken = true;
+    this.#wake?.();
+  };
+
+  /** Whether `wake()` was called since the last pause began (and clears it). */
+  takeWake(): boolean {
+    const woken = this.#woken;
+    this.#woken = false;
+    return woken;
+  }
+
+  /**
+   * Sleeps until `wake()` or for `ms`, whichever comes first (the timed fallback: a lost message
+   * costs at most `ms`). A wake that came before the pause ends it at once. Rejects when the wait ends.
+   */
+  pause(ms: number): Promise<void> {
+    if (this.takeWake()) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      if (this.signal.aborted) return reject(this.signal.reason);
+      const done = (): void => {
+        clearTimeout(timer);
+        off();
+        this.#wake = undefined;
+        this.#woken = false;
+        resolve();
+      };
+      // A longer wait wakes at the timer's limit and looks again.
+      const timer = setTimeout(done, Math.min(Math.max(0, ms), MAX_TIMER_MS));
+      const off = onAbort(this.signal, (reason) => {
+        clearTimeout(timer);
+        this.#wake = undefined;
+        reject(reason);
+      });
+      this.#wake = done;
+    });
+  }
+
+  /** Ends the wait's links (caller, close, deadline, keep-alive). */
+  dispose(): void {
+    this.#dispose();
+  }
+}
+
+function defaultTimeout(wait: Wait): Error {
+  const cause = wait.lastError === undefined ? undefined : { cause: wait.lastError };
+  return new LockTimeoutError(wait.key, wait.waitedMs, cause);
+}
+
+/**
+ * Runs `loop` as one wait. Resolves with what it returns; rejects the moment the caller aborts, the
+ * locker closes or the deadline passes, with that reason. If `loop` still returns something after
+ * that, `giveBack` gets it (in the background: nobody is waiting for it any more).
+ */
+export function waitFor<T>(init: WaitInit, loop: (wait: Wait) => Promise<T>, giveBack: (value: T) => Promise<unknown>): Promise<T> {
+  const wait = new Wait(init);
+  return new Promise<T>((resolve, reject) => {
+    let settled = false;
+    const off = onAbort(wait.signal, (reason) => {
+      settled = true;
+      wait.dispose();
+      reject(reason);
+    });
+    loop(wait).then(
+      (value) => {
+        if (settled) return void giveBack(value).catch(noop);
+        settled = true;
+        off();
+        wait.dispose();
+        resolve(value);
+      },
+      (err: unknown) => {
+        if (settled) return;
+        settled = true;
+        off();
+        wait.dispose();
+        reject(err);
+      },
+    );
+  });
+}
+
+/**
+ * Runs `step` in the background until it returns true, `until` (a performance.now() time) passes, or
+ * `stop` aborts; each failure (false or a throw) backs off before the next try. It keeps no process
+ * alive and never rejects. For clean-ups nobody awaits: leaving a queue, taking back an attempt that
+ * may have landed, retrying a release on a node that did not answer.
+ */
+export async function retryInBackground(
+  step: () => Promise<boolean>,
+  opts: { until?: number; stop?: AbortSignal; firstDelayMs?: number; backoff?: { baseMs?: number; capMs?: number } } = {},
+): Promise<void> {
+  const until = opts.until ?? Infinity;
+  // Resolves false when it is time to stop instead.
+  const pause = (ms: number): Promise<boolean> =>
+    sleep(Math.min(ms, until - performance.now()), opts.stop, { unref: true }).then(
+      () => performance.now() < until,
+      () => false,
+    );
+  if (opts.firstDelayMs !== undefined && !(await pause(opts.firstDelayMs))) return;
+  for (let failures = 0; performance.now() < until && !opts.stop?.aborted; failures++) {
+    try {
+      if (await step()) return;
+    } catch {
+      // not yet: the server is still unreachable, or slow
+    }
+    if (!(await pause(backoffMs(failures, opts.backoff)))) return;
+  }
+}
