@@ -1,34 +1,105 @@
 /**
- * All of wirelock's `node:diagnostics_channel` channels, declared in one place.
- * Payloads are built only when a channel has subscribers, and secrets are redacted here,
- * at the one place payloads are built (see docs/diagnostics.md for every payload's shape).
+ * All of wirelock's `node:diagnostics_channel` channels, declared in one place, with the shape of
+ * every payload. Publishers build a payload only when its channel has subscribers (`hasSubscribers`),
+ * and the types below keep every publisher to its channel's shape; secrets are redacted with the two
+ * functions at the end of this file, which every payload that could carry one goes through.
+ * docs/diagnostics.md (and docs/etcd.md for the etcd channels) describes each payload in prose.
  */
 import dc from 'node:diagnostics_channel';
+import type { LockLostError, LockLostReason } from './errors.js';
 
-export const channels = {
+/** A channel whose payloads are `T` (node's Channel, typed). */
+export interface Channel<T> {
+  readonly name: string | symbol;
+  readonly hasSubscribers: boolean;
+  publish(message: T): void;
+}
+
+function channel<T>(name: string): Channel<T> {
+  return dc.channel(name) as Channel<T>;
+}
+
+// ---- RESP (src/resp)
+
+export interface RespConnectPayload {
+  /** Process-wide connection number; a reconnect gets a new one. */
+  connection: number;
+  /** host:port. */
+  address: string;
+  tls: boolean;
+  db: number;
+  username: string | undefined;
+  reconnected: boolean;
+}
+/** `args` are redacted (redactCommand). */
+export interface RespCommandPayload { connection: number; address: string; args: Array<string | Buffer | number> }
+export interface RespReplyPayload { connection: number; address: string; command: string; reply: unknown; durationMs: number }
+/** `written: false`: the command never reached the wire (aborted or timed out before its flush, or its connection was down). */
+export interface RespErrorPayload { connection: number; address: string; command: string; error: unknown; written: boolean; durationMs: number }
+export interface RespClosePayload { connection: number; address: string; error?: Error }
+export interface RespMessagePayload { address: string; channel: string; message: string | Buffer }
+
+export const respChannels = {
   /** A RESP connection is established (after AUTH/SELECT). */
-  respConnect: dc.channel('wirelock:resp:connect'),
+  connect: channel<RespConnectPayload>('wirelock:resp:connect'),
   /** A command is written to the socket. */
-  respCommand: dc.channel('wirelock:resp:command'),
+  command: channel<RespCommandPayload>('wirelock:resp:command'),
   /** A reply (not an error reply) arrived for a command. */
-  respReply: dc.channel('wirelock:resp:reply'),
+  reply: channel<RespReplyPayload>('wirelock:resp:reply'),
   /** A command failed: error reply, timeout, abort, or its connection closed. */
-  respError: dc.channel('wirelock:resp:error'),
+  error: channel<RespErrorPayload>('wirelock:resp:error'),
   /** A RESP connection closed. */
-  respClose: dc.channel('wirelock:resp:close'),
+  close: channel<RespClosePayload>('wirelock:resp:close'),
   /** A pub/sub message arrived on the subscriber connection. */
-  respMessage: dc.channel('wirelock:resp:message'),
+  message: channel<RespMessagePayload>('wirelock:resp:message'),
+} as const;
 
+// ---- Locks (src/locks), shared by every backend. Fences are bigints; times are performance.now() ms.
+
+export type LockBackend = 'redis' | 'redlock' | 'etcd';
+
+export interface LockAcquirePayload {
+  backend: LockBackend;
+  key: string;
+  token: string;
+  fence: bigint;
+  /** Absent for the raw etcd Mutex, which has no HeldLock. */
+  validUntil?: number;
+  waitedMs: number;
+  attempts?: number;
+}
+/**
+ * An acquire found the lock held and is about to sleep. RedisLocker: `pttl`, `headLeft`; Redlock:
+ * `pttl`, or `delayMs` when backing off from unreachable nodes; etcd: `token` (our key),
+ * `predecessor` (the key it waits on) and `revision` (of its last read).
+ */
+export interface LockWaitPayload {
+  backend: LockBackend;
+  key: string;
+  attempts?: number;
+  pttl?: number;
+  headLeft?: number;
+  delayMs?: number;
+  token?: string;
+  predecessor?: string;
+  revision?: bigint;
+}
+export interface LockExtendPayload { backend: string; key: string; token: string; fence: bigint; validUntil: number }
+/** `wasHeld: false`: the lock had already been lost. */
+export interface LockReleasePayload { backend: string; key: string; token: string; fence: bigint; wasHeld: boolean }
+export interface LockLostPayload { backend: string; key: string; token: string; fence: bigint; reason: LockLostReason; error: LockLostError }
+
+export const lockChannels = {
   /** A lock was acquired. */
-  lockAcquire: dc.channel('wirelock:lock:acquire'),
+  acquire: channel<LockAcquirePayload>('wirelock:lock:acquire'),
   /** An acquire found the lock held and starts (or continues) waiting. */
-  lockWait: dc.channel('wirelock:lock:wait'),
+  wait: channel<LockWaitPayload>('wirelock:lock:wait'),
   /** A lock's lease was extended. */
-  lockExtend: dc.channel('wirelock:lock:extend'),
+  extend: channel<LockExtendPayload>('wirelock:lock:extend'),
   /** A lock was released by its holder. */
-  lockRelease: dc.channel('wirelock:lock:release'),
+  release: channel<LockReleasePayload>('wirelock:lock:release'),
   /** A lock was lost (its signal aborted with LockLostError). */
-  lockLost: dc.channel('wirelock:lock:lost'),
+  lost: channel<LockLostPayload>('wirelock:lock:lost'),
 } as const;
 
 export const REDACTED = '[redacted]';
@@ -59,25 +130,42 @@ export function redactCommand(args: ReadonlyArray<string | Buffer | number>): Ar
   }
 }
 
-// ---- etcd (src/etcdrpc, src/locks/etcd-*): payload shapes are documented in docs/etcd.md.
+// ---- etcd (src/etcdrpc, src/locks/etcd-*). Messages are the decoded protobuf objects, redacted by redactEtcd.
+
+export interface EtcdCallPayload { method: string; endpoint: string; request: unknown; attempt: number }
+export interface EtcdResponsePayload { method: string; endpoint: string; response: unknown; durationMs: number }
+/** `retry`: the call will be sent again (on the next endpoint, or after re-authenticating). */
+export interface EtcdErrorPayload { method: string; endpoint: string; error: unknown; retry: boolean }
+/** `stream` is the method's full name: `Watch.Watch`, `Lease.LeaseKeepAlive`. */
+export interface EtcdStreamOpenPayload { stream: string; endpoint: string }
+export interface EtcdStreamMessagePayload { stream: string; endpoint: string | undefined; message: unknown }
+/** `error` undefined when we closed the stream ourselves. */
+export interface EtcdStreamClosePayload { stream: string; endpoint: string; error: Error | undefined }
+export interface EtcdSessionPayload {
+  lease: bigint;
+  event: 'granted' | 'renewed' | 'lost' | 'closed';
+  ttl: number;
+  validUntil: number;
+  error?: Error;
+}
 
 export const etcdChannels = {
-  /** A unary call is sent: `{ method, endpoint, request, attempt }`. */
-  call: dc.channel('wirelock:etcd:call'),
-  /** A unary call answered: `{ method, endpoint, response, durationMs }`. */
-  response: dc.channel('wirelock:etcd:response'),
-  /** A unary call failed: `{ method, endpoint, error, retry }` (`retry`: it will be sent again). */
-  error: dc.channel('wirelock:etcd:error'),
-  /** A stream (Watch or LeaseKeepAlive) is opened: `{ stream, endpoint }`. */
-  streamOpen: dc.channel('wirelock:etcd:stream:open'),
-  /** A message is written on a stream: `{ stream, endpoint, message }`. */
-  streamSend: dc.channel('wirelock:etcd:stream:send'),
-  /** A message arrived on a stream: `{ stream, endpoint, message }`. */
-  streamReceive: dc.channel('wirelock:etcd:stream:receive'),
-  /** A stream ended: `{ stream, endpoint, error }` (`error` undefined when we closed it). */
-  streamClose: dc.channel('wirelock:etcd:stream:close'),
-  /** A session changed state: `{ lease, event: 'granted' | 'renewed' | 'lost' | 'closed', ttl, validUntil, error? }`. */
-  session: dc.channel('wirelock:etcd:session'),
+  /** A unary call is sent. */
+  call: channel<EtcdCallPayload>('wirelock:etcd:call'),
+  /** A unary call answered. */
+  response: channel<EtcdResponsePayload>('wirelock:etcd:response'),
+  /** A unary call failed. */
+  error: channel<EtcdErrorPayload>('wirelock:etcd:error'),
+  /** A stream (Watch or LeaseKeepAlive) is opened. */
+  streamOpen: channel<EtcdStreamOpenPayload>('wirelock:etcd:stream:open'),
+  /** A message is written on a stream. */
+  streamSend: channel<EtcdStreamMessagePayload>('wirelock:etcd:stream:send'),
+  /** A message arrived on a stream. */
+  streamReceive: channel<EtcdStreamMessagePayload>('wirelock:etcd:stream:receive'),
+  /** A stream ended. */
+  streamClose: channel<EtcdStreamClosePayload>('wirelock:etcd:stream:close'),
+  /** A session changed state. */
+  session: channel<EtcdSessionPayload>('wirelock:etcd:session'),
 } as const;
 
 /**

@@ -244,6 +244,8 @@ describe('etcd Session, Mutex and EtcdLocker', function () {
       expect((err as LockLostError).key).to.equal(key);
       expect(performance.now() - start).to.be.below(5000);
       expect(held.signal.aborted).to.equal(false);
+      // The wait rejects at once; its key goes in the background (here: its own lease is revoked).
+      await eventually(async () => (await queue(holder!.lockName(key))).length === 1, 2000, 'the waiter\'s key deleted');
       expect(await queue(holder!.lockName(key))).to.deep.equal([held.token]);
       await held.release();
       await Promise.all([holder!.close(), waiter!.close()]);
@@ -319,6 +321,8 @@ describe('etcd Session, Mutex and EtcdLocker', function () {
       const err = await rejection(waiter!.acquire(key, { waitTimeoutMs: 200 }));
       expect(err).to.be.instanceOf(LockTimeoutError);
       expect(performance.now() - start).to.be.within(150, 2000);
+      // The wait rejects at its deadline; its key is deleted right after, in the background.
+      await eventually(async () => (await queue(holder!.lockName(key))).length === 1, 2000, 'the waiter\'s key deleted');
       expect(await queue(holder!.lockName(key))).to.deep.equal([held.token]);
       // 0 means one attempt: held elsewhere, so LockTimeoutError, and nothing left queued.
       expect(await rejection(waiter!.acquire(key, { waitTimeoutMs: 0 }))).to.be.instanceOf(LockTimeoutError);

@@ -3,6 +3,7 @@
  * diagnostics channels (the same payloads any subscriber gets; secrets are already redacted there).
  */
 import dc from 'node:diagnostics_channel';
+import { etcdChannels, lockChannels, respChannels, type Channel } from '../diagnostics.js';
 import type { CommonFlags } from './args.js';
 import { openBackend } from './connect.js';
 import { formatMs } from './run.js';
@@ -29,38 +30,53 @@ function args(list: Array<string | number | Buffer>): string {
 
 type Line = (text: string) => void;
 
+/** How the printer shows one channel's payloads (undefined: print nothing for it). */
+type Format<T> = (m: T) => string | undefined;
+
+/** One line per payload, for every channel a trace shows; typed by the channel tables in diagnostics.ts. */
+function formats(): Array<[Channel<never>, Format<never>]> {
+  const r = respChannels;
+  const e = etcdChannels;
+  const l = lockChannels;
+  const f = <T>(ch: Channel<T>, format: Format<T>): [Channel<never>, Format<never>] => [ch as Channel<never>, format as Format<never>];
+  return [
+    f(r.connect, (m) => `   redis c${m.connection} connected to ${m.address}${m.tls ? ' (TLS)' : ''}`),
+    f(r.command, (m) => `→  redis c${m.connection}  ${args(m.args)}`),
+    f(r.reply, (m) => `←  redis c${m.connection}  ${show(m.reply)}   (${m.durationMs.toFixed(2)} ms)`),
+    f(r.error, (m) => `←  redis c${m.connection}  ${m.command} failed: ${errorText(m.error)}`),
+    f(r.message, (m) => `⇠  redis pub/sub  ${m.channel}  ${show(m.message)}`),
+    f(r.close, (m) => `   redis c${m.connection} closed`),
+    f(e.call, (m) => `→  etcd ${m.method}  ${show(m.request)}`),
+    f(e.response, (m) => `←  etcd ${m.method}  ${show(m.response)}   (${m.durationMs.toFixed(2)} ms)`),
+    f(e.error, (m) => `←  etcd ${m.method} failed: ${errorText(m.error)}`),
+    f(e.streamOpen, (m) => `   etcd ${m.stream} stream opened`),
+    f(e.streamSend, (m) => `→  etcd ${m.stream} (stream)  ${show(m.message)}`),
+    f(e.streamReceive, (m) => `←  etcd ${m.stream} (stream)  ${show(m.message)}`),
+    f(l.acquire, (m) =>
+      `●  lock "${m.key}" acquired: fence ${m.fence}` +
+      (m.validUntil !== undefined ? `, valid for ${formatMs(m.validUntil - performance.now())}` : '') +
+      `, waited ${m.waitedMs.toFixed(2)} ms`),
+    f(l.wait, (m) => `…  lock "${m.key}" is held: waiting`),
+    f(l.extend, (m) => `●  lock "${m.key}" extended`),
+    f(l.release, (m) => `●  lock "${m.key}" released by its holder`),
+    f(l.lost, (m) => `!  lock "${m.key}" LOST (${m.reason})`),
+  ];
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
 /** Subscribes a printer to every wirelock channel; returns the function that unsubscribes it. */
 export function tracePrinter(print: Line, start = performance.now()): () => void {
   const t = (): string => `+${(performance.now() - start).toFixed(2).padStart(8)} ms`;
-  const handlers: Record<string, (m: never) => string | undefined> = {
-    'wirelock:resp:connect': (m: { connection: number; address: string; tls: boolean }) => `   redis c${m.connection} connected to ${m.address}${m.tls ? ' (TLS)' : ''}`,
-    'wirelock:resp:command': (m: { connection: number; args: Array<string | number | Buffer> }) => `→  redis c${m.connection}  ${args(m.args)}`,
-    'wirelock:resp:reply': (m: { connection: number; reply: unknown; durationMs: number }) => `←  redis c${m.connection}  ${show(m.reply)}   (${m.durationMs.toFixed(2)} ms)`,
-    'wirelock:resp:error': (m: { connection: number; command: string; error: Error }) => `←  redis c${m.connection}  ${m.command} failed: ${m.error.message}`,
-    'wirelock:resp:message': (m: { channel: string; message: unknown }) => `⇠  redis pub/sub  ${m.channel}  ${show(m.message)}`,
-    'wirelock:resp:close': (m: { connection: number }) => `   redis c${m.connection} closed`,
-    'wirelock:etcd:call': (m: { method: string; request: unknown }) => `→  etcd ${m.method}  ${show(m.request)}`,
-    'wirelock:etcd:response': (m: { method: string; response: unknown; durationMs: number }) => `←  etcd ${m.method}  ${show(m.response)}   (${m.durationMs.toFixed(2)} ms)`,
-    'wirelock:etcd:error': (m: { method: string; error: Error }) => `←  etcd ${m.method} failed: ${m.error.message}`,
-    'wirelock:etcd:stream:open': (m: { stream: string }) => `   etcd ${m.stream} stream opened`,
-    'wirelock:etcd:stream:send': (m: { stream: string; message: unknown }) => `→  etcd ${m.stream} (stream)  ${show(m.message)}`,
-    'wirelock:etcd:stream:receive': (m: { stream: string; message: unknown }) => `←  etcd ${m.stream} (stream)  ${show(m.message)}`,
-    'wirelock:lock:acquire': (m: { key: string; fence: bigint; validUntil?: number; waitedMs?: number }) =>
-      `●  lock "${m.key}" acquired: fence ${m.fence}` +
-      (m.validUntil !== undefined ? `, valid for ${formatMs(m.validUntil - performance.now())}` : '') +
-      (m.waitedMs !== undefined ? `, waited ${m.waitedMs.toFixed(2)} ms` : ''),
-    'wirelock:lock:wait': (m: { key: string }) => `…  lock "${m.key}" is held: waiting`,
-    'wirelock:lock:extend': (m: { key: string }) => `●  lock "${m.key}" extended`,
-    'wirelock:lock:release': (m: { key: string }) => `●  lock "${m.key}" released by its holder`,
-    'wirelock:lock:lost': (m: { key: string; reason: string }) => `!  lock "${m.key}" LOST (${m.reason})`,
-  };
-  const subscriptions = Object.entries(handlers).map(([name, format]) => {
+  const subscriptions = formats().map(([ch, format]) => {
     const fn = (message: unknown): void => {
       const text = format(message as never);
       if (text !== undefined) print(`${t()}  ${text}`);
     };
-    dc.subscribe(name, fn);
-    return () => dc.unsubscribe(name, fn);
+    dc.subscribe(ch.name, fn);
+    return () => dc.unsubscribe(ch.name, fn);
   });
   return () => subscriptions.forEach((off) => off());
 }

@@ -26,6 +26,11 @@ export interface CallOptions {
   timeoutMs?: number;
 }
 
+interface UnaryOptions extends CallOptions {
+  /** False for the Authenticate call itself: no token to get before it, none to refresh after it. Default true. */
+  authenticate?: boolean;
+}
+
 /** 'read': safe to send again. 'write': only if it never left. 'idempotent-write': the caller vouches. */
 export type RetryPolicy = 'read' | 'write' | 'idempotent-write';
 
@@ -108,12 +113,14 @@ export class Transport {
     if (this.current === failed) this.#current = (this.#current + 1) % this.endpoints.length;
   }
 
-  /** Metadata for a call or stream: the auth token, and for streams `hasleader` (see wire-notes). */
-  metadata(stream: boolean): grpc.Metadata {
+  /**
+   * Metadata for a call or stream: the auth token, and for streams `hasleader: true`, which makes a
+   * member with no leader refuse the stream instead of keeping it open and silent.
+   */
+  metadata(kind: 'unary' | 'stream'): grpc.Metadata {
     const md = new grpc.Metadata();
     if (this.#token !== undefined) md.set('token', this.#token);
-    // Without it, a member cut off from its leader keeps a stream open and silent.
-    if (stream) md.set('hasleader', 'true');
+    if (kind === 'stream') md.set('hasleader', 'true');
     return md;
   }
 
@@ -133,16 +140,17 @@ export class Transport {
   async #authenticate(): Promise<void> {
     this.#token = undefined;
     const m = method<AuthenticateRequest, AuthenticateResponse>('Auth', 'Authenticate');
-    const res = await this.unary(m, { name: this.#username!, password: this.#password ?? '' }, 'read', {}, false);
+    const res = await this.unary(m, { name: this.#username!, password: this.#password ?? '' }, 'read', { authenticate: false });
     this.#token = res.token;
   }
 
   /** A unary call with the retry rules above. Encoding errors (bad arguments) reject at once. */
-  async unary<Req, Res>(m: MethodInfo<Req, Res>, request: Req, policy: RetryPolicy, opts: CallOptions = {}, auth = true): Promise<Res> {
+  async unary<Req, Res>(m: MethodInfo<Req, Res>, request: Req, policy: RetryPolicy, opts: UnaryOptions = {}): Promise<Res> {
     const bytes = m.request.encode(request);
     const timeoutMs = opts.timeoutMs ?? this.callTimeoutMs;
     const deadline = performance.now() + timeoutMs;
     const signal = opts.signal;
+    const auth = opts.authenticate ?? true;
     let reauthenticated = false;
     for (let attempt = 1, failedInARow = 0; ; attempt++) {
       if (this.closed) throw this.#closing.signal.reason;
@@ -203,7 +211,7 @@ export class Transport {
       // grpc-js wants a wall-clock deadline; the budget itself is measured on the monotonic clock.
       const call = endpoint.client.getChannel().createCall(m.path, Date.now() + Math.max(1, deadline - sentAt), null, null, null);
       let answer: Buffer | undefined;
-      call.start(this.metadata(false), {
+      call.start(this.metadata('unary'), {
         onReceiveMetadata: noop,
         onReceiveMessage: (message: Buffer) => {
           answer = message;
@@ -243,7 +251,7 @@ export class Transport {
   openStream<Req, Res>(m: MethodInfo<Req, Res>): { call: grpc.ClientDuplexStream<Req, Res>; endpoint: Endpoint } {
     if (this.closed) throw this.#closing.signal.reason;
     const endpoint = this.current;
-    const call = endpoint.client.makeBidiStreamRequest<Req, Res>(m.path, m.request.encode, m.response.decode, this.metadata(true));
+    const call = endpoint.client.makeBidiStreamRequest<Req, Res>(m.path, m.request.encode, m.response.decode, this.metadata('stream'));
     if (etcdChannels.streamOpen.hasSubscribers) etcdChannels.streamOpen.publish({ stream: m.name, endpoint: endpoint.url });
     return { call, endpoint };
   }

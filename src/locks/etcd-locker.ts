@@ -20,7 +20,7 @@
  *   new locks, and is revoked when its last one ends, so a key left behind cannot hold the lock for nobody.
  */
 import { EtcdClient } from '../etcdrpc/client.js';
-import { channels } from '../diagnostics.js';
+import { lockChannels } from '../diagnostics.js';
 import { isTransientEtcdError, wasNotApplied } from '../etcdrpc/status.js';
 import type { Compare } from '../etcdrpc/types.js';
 import { noop, onAbort, raceAbort } from '../abort.js';
@@ -269,9 +269,9 @@ export class EtcdLocker extends BaseLocker {
     const ended = (reason: Error): void => lock.lose('session-expired', reason);
     session.onRenewed(renewed);
     session.onEnded(ended);
-    if (channels.lockAcquire.hasSubscribers) {
+    if (lockChannels.acquire.hasSubscribers) {
       const { validUntil } = lock;
-      channels.lockAcquire.publish({ backend: 'etcd', key: lock.key, token: lock.token, fence: rev, validUntil, waitedMs: performance.now() - start, attempts });
+      lockChannels.acquire.publish({ backend: 'etcd', key: lock.key, token: lock.token, fence: rev, validUntil, waitedMs: performance.now() - start, attempts });
     }
     return this.handOut(lock);
   }

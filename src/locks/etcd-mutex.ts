@@ -21,7 +21,7 @@ import type { EtcdClient } from '../etcdrpc/client.js';
 import { wasNotApplied } from '../etcdrpc/status.js';
 import type { Compare, ResponseHeader, TxnRequest, TxnResponse } from '../etcdrpc/types.js';
 import type { CallOptions } from '../etcdrpc/transport.js';
-import { channels } from '../diagnostics.js';
+import { lockChannels } from '../diagnostics.js';
 import { keepAlive, noop, raceAbort } from '../abort.js';
 import { LockLostError, LockReleasedError, LockTimeoutError } from '../errors.js';
 import { Session } from './etcd-session.js';
@@ -121,8 +121,8 @@ export class Mutex {
     await this.#attempt({ key: this.name, start, waitTimeoutMs, signal }, (wait, place) =>
       place.first ? Promise.resolve(place.header) : waitTurn(this.#entry, place, wait),
     );
-    if (channels.lockAcquire.hasSubscribers) {
-      channels.lockAcquire.publish({ backend: 'etcd', key: this.name, token: this.key, fence: this.#myRev, waitedMs: performance.now() - start });
+    if (lockChannels.acquire.hasSubscribers) {
+      lockChannels.acquire.publish({ backend: 'etcd', key: this.name, token: this.key, fence: this.#myRev, waitedMs: performance.now() - start });
     }
   }
 

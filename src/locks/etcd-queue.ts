@@ -23,7 +23,7 @@ import type { EtcdClient } from '../etcdrpc/client.js';
 import { prefixEnd } from '../etcdrpc/codec.js';
 import { CompareResult, CompareTarget, SortOrder, SortTarget, WatchFilter } from '../etcdrpc/types.js';
 import type { Compare, KeyValue, ResponseHeader, TxnResponse } from '../etcdrpc/types.js';
-import { channels } from '../diagnostics.js';
+import { lockChannels } from '../diagnostics.js';
 import { noop } from '../abort.js';
 import { ClosedError, LockLostError, WatchCompactedError, type LockLostReason } from '../errors.js';
 import type { Session } from './etcd-session.js';
@@ -178,8 +178,8 @@ export async function waitTurn(e: QueueEntry, place: Place, wait: Wait): Promise
         if (!pred) return check.header;
         lastRead = check.header.revision;
       }
-      if (channels.lockWait.hasSubscribers) {
-        channels.lockWait.publish({ backend: 'etcd', key: e.name, token: e.key, predecessor: pred.key.toString(), revision: lastRead });
+      if (lockChannels.wait.hasSubscribers) {
+        lockChannels.wait.publish({ backend: 'etcd', key: e.name, token: e.key, predecessor: pred.key.toString(), revision: lastRead });
       }
       const after = await turn.untilGone(pred, lastRead);
       if (after.header) return after.header;

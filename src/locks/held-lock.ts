@@ -13,10 +13,10 @@
  *   socket is down and every retry timer is unref'd.
  *
  * `signal` is made on first read: most holders never look at it, and an AbortController plus its
- * abort event were a tenth of the CPU of an uncontended acquire+release.
+ * abort event were a measurable share of an uncontended acquire+release (docs/bench.md).
  */
 import { LockLostError, LockReleasedError, type LockLostReason } from '../errors.js';
-import { channels } from '../diagnostics.js';
+import { lockChannels } from '../diagnostics.js';
 import type { Lock } from './types.js';
 import { MAX_TIMER_MS, keepAlive, noop } from '../abort.js';
 
@@ -88,7 +88,7 @@ export class HeldLock implements Lock {
     this.#ops = init.ops;
     this.#onEnd = init.onEnd;
     this.#localExpiry = init.localExpiry ?? true;
-    this.#letGo = init.keepsAlive ?? init.autoExtend ? keepAlive() : noop;
+    this.#letGo = (init.keepsAlive ?? init.autoExtend) ? keepAlive() : noop;
     this.#armExpiry();
     if (this.#autoExtend) this.#scheduleExtend(this.#ttlMs / 3);
   }
@@ -154,8 +154,8 @@ export class HeldLock implements Lock {
 
   #lost(error: LockLostError): void {
     if (!this.held) return;
-    if (channels.lockLost.hasSubscribers) {
-      channels.lockLost.publish({ backend: this.backend, key: this.key, token: this.token, fence: this.fence, reason: error.reason, error });
+    if (lockChannels.lost.hasSubscribers) {
+      lockChannels.lost.publish({ backend: this.backend, key: this.key, token: this.token, fence: this.fence, reason: error.reason, error });
     }
     this.#end(error);
   }
@@ -201,8 +201,8 @@ export class HeldLock implements Lock {
     if (this.#ended) throw this.#reason();
     this.#validUntil = validUntil;
     this.#armExpiry();
-    if (channels.lockExtend.hasSubscribers) {
-      channels.lockExtend.publish({ backend: this.backend, key: this.key, token: this.token, fence: this.fence, validUntil });
+    if (lockChannels.extend.hasSubscribers) {
+      lockChannels.extend.publish({ backend: this.backend, key: this.key, token: this.token, fence: this.fence, validUntil });
     }
     if (this.#autoExtend) this.#scheduleExtend(this.#ttlMs / 3);
   }
@@ -243,8 +243,8 @@ export class HeldLock implements Lock {
     const wasHeld = this.held;
     this.#stopTimers();
     if (wasHeld) this.#end(RELEASED);
-    if (channels.lockRelease.hasSubscribers) {
-      channels.lockRelease.publish({ backend: this.backend, key: this.key, token: this.token, fence: this.fence, wasHeld });
+    if (lockChannels.release.hasSubscribers) {
+      lockChannels.release.publish({ backend: this.backend, key: this.key, token: this.token, fence: this.fence, wasHeld });
     }
     if (wasHeld) {
       await this.#ops.release(this);
@@ -258,7 +258,7 @@ export class HeldLock implements Lock {
 
 /**
  * Builds an error without capturing a stack trace. Capturing one was most of the cost of a release's
- * LockReleasedError (8% of an uncontended cycle), and its stack only ever pointed here.
+ * LockReleasedError (docs/bench.md has the profile), and its stack only ever pointed here.
  */
 function withoutStack<T>(make: () => T): T {
   const limit = Error.stackTraceLimit;

@@ -17,7 +17,7 @@
 import { RedisClient } from '../resp/client.js';
 import { isTransientRedisError } from '../resp/transient.js';
 import { LockLostError, LockTimeoutError, RespError } from '../errors.js';
-import { channels } from '../diagnostics.js';
+import { lockChannels } from '../diagnostics.js';
 import { MAX_TIMER_MS, jitter, remaining } from '../abort.js';
 import { BaseLocker } from './base-locker.js';
 import { HeldLock, type LockOps } from './held-lock.js';
@@ -154,15 +154,15 @@ export class RedisLocker extends BaseLocker {
    */
   #fallbackDelay(key: string, result: Attempt, ttlMs: number, attempts: number): number {
     const { pttl, headLeft } = result as { pttl: number; headLeft: number };
-    if (channels.lockWait.hasSubscribers) channels.lockWait.publish({ backend: 'redis', key, pttl, headLeft, attempts });
+    if (lockChannels.wait.hasSubscribers) lockChannels.wait.publish({ backend: 'redis', key, pttl, headLeft, attempts });
     const until = pttl >= 0 ? pttl : pttl === -2 && headLeft >= 0 ? headLeft : ttlMs;
     return Math.min(until + 1 + jitter(5), ttlMs / 3, MAX_TIMER_MS);
   }
 
   #granted(lock: HeldLock, start: number, attempts: number): HeldLock {
-    if (channels.lockAcquire.hasSubscribers) {
+    if (lockChannels.acquire.hasSubscribers) {
       const { key, token, fence, validUntil } = lock;
-      channels.lockAcquire.publish({ backend: 'redis', key, token, fence, validUntil, waitedMs: performance.now() - start, attempts });
+      lockChannels.acquire.publish({ backend: 'redis', key, token, fence, validUntil, waitedMs: performance.now() - start, attempts });
     }
     return lock;
   }

@@ -18,7 +18,7 @@
 import type { RedisClient } from '../resp/client.js';
 import { isTransientRedisError } from '../resp/transient.js';
 import { LockLostError, LockTimeoutError, type QuorumError } from '../errors.js';
-import { channels } from '../diagnostics.js';
+import { lockChannels } from '../diagnostics.js';
 import { jitter, noop } from '../abort.js';
 import { BaseLocker } from './base-locker.js';
 import { HeldLock, type LockOps } from './held-lock.js';
@@ -79,13 +79,24 @@ export class Redlock extends BaseLocker {
     this.#nodeTimeoutMs = opts.nodeTimeoutMs === undefined ? undefined : checkTtl('nodeTimeoutMs', opts.nodeTimeoutMs);
   }
 
+  /**
+   * The acquire's options. A TTL no longer than its own drift allowance could never leave a validity
+   * (every quorum would come "too late"): it is refused at once instead of being waited on forever.
+   */
+  #resolve(key: string, opts: AcquireOptions | undefined): ResolvedAcquire {
+    const o = resolveAcquire(key, opts, this.#ttlMs);
+    const drift = driftMs(o.ttlMs, this.#driftFactor);
+    if (o.ttlMs <= drift) throw new RangeError(`ttlMs must be longer than Redlock's drift allowance (${drift} ms), got ${o.ttlMs}`);
+    return o;
+  }
+
   /** floor(N/2) + 1. */
   get quorum(): number {
     return this.#quorum;
   }
 
   async tryAcquire(key: string, opts?: AcquireOptions): Promise<Lock | null> {
-    const o = resolveAcquire(key, opts, this.#ttlMs);
+    const o = this.#resolve(key, opts);
     this.checkOpen();
     const start = performance.now();
     const out = await this.#oneRound(key, redisKeys(this.#prefix, key), o, start);
@@ -96,7 +107,7 @@ export class Redlock extends BaseLocker {
   }
 
   async acquire(key: string, opts?: AcquireOptions): Promise<Lock> {
-    const o = resolveAcquire(key, opts, this.#ttlMs);
+    const o = this.#resolve(key, opts);
     this.checkOpen();
     const keys = redisKeys(this.#prefix, key);
     const start = performance.now();
@@ -163,25 +174,29 @@ export class Redlock extends BaseLocker {
           unsubscribe = await this.#subscribe(keys.channel, listeners, wait, out.timeoutMs);
           lookAgain = true; // a release between that attempt and the subscriptions would go unseen
         }
-        if (!this.#contended(out)) {
-          const delayMs = wait.backoffDelay(undefined);
-          if (channels.lockWait.hasSubscribers) channels.lockWait.publish({ backend: 'redlock', key: wait.key, attempts: wait.attempts, delayMs });
-          await wait.sleep(delayMs);
-          continue;
-        }
-        wait.answered();
-        if (!ready()) {
-          const pttl = this.#quorumPttl(out, o.ttlMs);
-          if (channels.lockWait.hasSubscribers) channels.lockWait.publish({ backend: 'redlock', key: wait.key, pttl, attempts: wait.attempts });
-          await wait.pause(pttl + 1 + jitter(5));
-        }
-        // We got some nodes and someone else got the others (or we got a quorum too late): others are
-        // racing for it as well. A random pause stops the racers from trying again in lockstep.
-        if (out.granted > 0) await wait.sleep(1 + jitter(Math.max(2, Math.ceil(4 * out.elapsedMs))));
+        await this.#pauseAfter(out, wait, ready, o.ttlMs);
       }
     } finally {
       unsubscribe?.();
     }
+  }
+
+  /** Between two attempts: back off from unreachable nodes, or sleep until the holders are gone (or a release wakes us). */
+  async #pauseAfter(out: Outcome, wait: Wait, ready: () => boolean, ttlMs: number): Promise<void> {
+    if (!this.#contended(out)) {
+      const delayMs = wait.backoffDelay(undefined);
+      if (lockChannels.wait.hasSubscribers) lockChannels.wait.publish({ backend: 'redlock', key: wait.key, attempts: wait.attempts, delayMs });
+      return wait.sleep(delayMs);
+    }
+    wait.answered();
+    if (!ready()) {
+      const pttl = this.#quorumPttl(out, ttlMs);
+      if (lockChannels.wait.hasSubscribers) lockChannels.wait.publish({ backend: 'redlock', key: wait.key, pttl, attempts: wait.attempts });
+      await wait.pause(pttl + 1 + jitter(5));
+    }
+    // We got some nodes and someone else got the others (or we got a quorum too late): others are
+    // racing for it as well. A random pause stops the racers from trying again in lockstep.
+    if (out.granted > 0) await wait.sleep(1 + jitter(Math.max(2, Math.ceil(4 * out.elapsedMs))));
   }
 
   /** Whether the nodes we got, plus those that announced a release since, make a quorum. */
@@ -239,21 +254,7 @@ export class Redlock extends BaseLocker {
     const start = performance.now();
     const nodes = this.#nodes;
     const answers = await nodes.round((c) => nodes.call(c, ACQUIRE, [keys.lock, keys.fence], [token, ttl], timeoutMs), isGrant);
-    const out: Outcome = {
-      lock: undefined, answers, raiseFailures: [], raiseFailed: false,
-      granted: 0, held: 0, errors: 0, elapsedMs: 0, validityMs: 0, timeoutMs,
-    };
-    let fence = 0;
-    for (const a of answers) {
-      if (a === undefined) continue;
-      if (a.failure === 'error' && !isTransientRedisError(a.error)) out.errors++;
-      if (a.failure !== undefined) continue;
-      const [granted, n] = a.reply as [number, number];
-      if (granted === 1) {
-        out.granted++;
-        if (n > fence) fence = n;
-      } else out.held++;
-    }
+    const { out, fence } = tally(answers, timeoutMs);
     if (out.granted >= this.#quorum && (await this.#raiseFence(keys, token, fence, out))) {
       out.elapsedMs = performance.now() - start;
       out.validityMs = validityMs(o.ttlMs, out.elapsedMs, this.#driftFactor);
@@ -275,14 +276,20 @@ export class Redlock extends BaseLocker {
       }
     }
     out.elapsedMs = performance.now() - start;
-    // Not held: take back every SET of ours that may have landed. A node that said "held" cannot have
-    // one (SET NX failed atomically); every other node, answered or not, gets the compare-and-delete.
+    await this.#takeBack(answers, keys, token, timeoutMs, start + ttl);
+    return out;
+  }
+
+  /**
+   * Not held: takes back every SET of ours that may have landed. A node that said "held" cannot have
+   * one (SET NX failed atomically); every other node, answered or not, gets the compare-and-delete.
+   */
+  async #takeBack(answers: Array<Answer | undefined>, keys: RedisKeys, token: string, timeoutMs: number, until: number): Promise<void> {
     const releases: Array<Promise<Answer>> = [];
     answers.forEach((a, i) => {
-      if (!heldElsewhere(a)) releases.push(this.#releaseOn(nodes.clients[i]!, keys, token, timeoutMs, start + ttl));
+      if (!heldElsewhere(a)) releases.push(this.#releaseOn(this.#nodes.clients[i]!, keys, token, timeoutMs, until));
     });
     await Promise.all(releases);
-    return out;
   }
 
   /**
@@ -304,9 +311,9 @@ export class Redlock extends BaseLocker {
   }
 
   #acquired(lock: HeldLock, start: number, attempts: number): HeldLock {
-    if (channels.lockAcquire.hasSubscribers) {
+    if (lockChannels.acquire.hasSubscribers) {
       const { key, token, fence, validUntil } = lock;
-      channels.lockAcquire.publish({ backend: 'redlock', key, token, fence, validUntil, waitedMs: performance.now() - start, attempts });
+      lockChannels.acquire.publish({ backend: 'redlock', key, token, fence, validUntil, waitedMs: performance.now() - start, attempts });
     }
     return lock;
   }
@@ -414,3 +421,22 @@ const extendFailure: Describe = (a) => {
   return { kind: a.reply === -1 ? 'held' : 'gone', cause: undefined };
 };
 
+/** Counts an ACQUIRE round's answers; `fence` is the highest counter among the granting nodes. */
+function tally(answers: Array<Answer | undefined>, timeoutMs: number): { out: Outcome; fence: number } {
+  const out: Outcome = {
+    lock: undefined, answers, raiseFailures: [], raiseFailed: false,
+    granted: 0, held: 0, errors: 0, elapsedMs: 0, validityMs: 0, timeoutMs,
+  };
+  let fence = 0;
+  for (const a of answers) {
+    if (a === undefined) continue;
+    if (a.failure === 'error' && !isTransientRedisError(a.error)) out.errors++;
+    if (a.failure !== undefined) continue;
+    const [granted, n] = a.reply as [number, number];
+    if (granted === 1) {
+      out.granted++;
+      if (n > fence) fence = n;
+    } else out.held++;
+  }
+  return { out, fence };
+}

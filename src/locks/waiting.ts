@@ -162,6 +162,11 @@ function defaultTimeout(wait: Wait): Error {
  */
 export function waitFor<T>(init: WaitInit, loop: (wait: Wait) => Promise<T>, giveBack: (value: T) => Promise<unknown>): Promise<T> {
   const wait = new Wait(init);
+  if (wait.signal.aborted) {
+    // Over before it began (a signal already aborted, a closed locker): no attempt is made at all.
+    wait.dispose();
+    return Promise.reject(wait.signal.reason);
+  }
   return new Promise<T>((resolve, reject) => {
     let settled = false;
     const off = onAbort(wait.signal, (reason) => {

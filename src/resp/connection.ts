@@ -16,7 +16,7 @@ import tls from 'node:tls';
 import RedisParser from 'redis-parser';
 import { encodeCommand, type RespArg } from './encoder.js';
 import { ConnectionError, ProtocolError, RespError, TimeoutError } from '../errors.js';
-import { channels, redactCommand } from '../diagnostics.js';
+import { respChannels, redactCommand } from '../diagnostics.js';
 import { MAX_TIMER_MS, noop, onAbort } from '../abort.js';
 import { DEFAULT_MAX_REPLY_BYTES } from './options.js';
 
@@ -217,10 +217,10 @@ export class RespConnection {
           : new ConnectionError(this.address, error ? `connection closed: ${error.message}` : 'connection closed', {
               cause: error,
             });
-      this.#settle(cmd, reason, false);
+      this.#reject(cmd, reason);
     }
-    if (channels.respClose.hasSubscribers) {
-      channels.respClose.publish({ connection: this.id, address: this.address, error });
+    if (respChannels.close.hasSubscribers) {
+      respChannels.close.publish({ connection: this.id, address: this.address, error });
     }
     for (const listener of this.#closeListeners) listener(error);
     this.#closeListeners = [];
@@ -259,7 +259,7 @@ export class RespConnection {
     const batch = this.#unwritten;
     this.#unwritten = [];
     if (this.#closed) return;
-    const publish = channels.respCommand.hasSubscribers;
+    const publish = respChannels.command.hasSubscribers;
     const now = performance.now();
     const chunks: Buffer[] = [];
     for (const cmd of batch) {
@@ -269,7 +269,7 @@ export class RespConnection {
       this.#sent.push(cmd);
       chunks.push(cmd.bytes);
       if (publish) {
-        channels.respCommand.publish({ connection: this.id, address: this.address, args: redactCommand(cmd.args) });
+        respChannels.command.publish({ connection: this.id, address: this.address, args: redactCommand(cmd.args) });
       }
     }
     if (chunks.length === 1) this.#socket.write(chunks[0]!);
@@ -302,8 +302,8 @@ export class RespConnection {
     }
     if (cmd.done) return; // its caller gave up (abort); the reply is consumed to keep the FIFO aligned
     if (Array.isArray(reply)) typedErrors(reply, cmd.name);
-    if (channels.respReply.hasSubscribers) {
-      channels.respReply.publish({
+    if (respChannels.reply.hasSubscribers) {
+      respChannels.reply.publish({
         connection: this.id,
         address: this.address,
         command: cmd.name,
@@ -311,7 +311,7 @@ export class RespConnection {
         durationMs: performance.now() - cmd.sentAt,
       });
     }
-    this.#settle(cmd, undefined, true, reply);
+    this.#resolve(cmd, reply);
   }
 
   #onErrorReply(err: Error): void {
@@ -321,41 +321,47 @@ export class RespConnection {
       return;
     }
     if (cmd.done) return;
-    this.#settle(cmd, new RespError(err.message, cmd.name), false);
+    this.#reject(cmd, new RespError(err.message, cmd.name));
   }
 
-  #onTimeout(cmd: Pending, timeoutMs: number, deferred = false): void {
+  #onTimeout(cmd: Pending, timeoutMs: number, opts?: { afterPoll: true }): void {
     if (cmd.done) return;
     // Timers run before the poll phase that reads sockets: when the event loop is late, a reply that
     // arrived in time may be sitting unread. Look once more after the next poll (setImmediate runs
     // right after it) before destroying a healthy connection.
-    if (cmd.written && !deferred) {
-      setImmediate(() => this.#onTimeout(cmd, timeoutMs, true));
+    if (cmd.written && !opts?.afterPoll) {
+      setImmediate(() => this.#onTimeout(cmd, timeoutMs, { afterPoll: true }));
       return;
     }
     const error = new TimeoutError(`${this.address}: ${cmd.name} timed out after ${timeoutMs} ms`, timeoutMs);
     const wasWritten = cmd.written;
-    this.#settle(cmd, error, false);
+    this.#reject(cmd, error);
     // A written command's reply may still arrive; the connection can no longer tell whose reply is whose.
     if (wasWritten) this.destroy(error);
   }
 
   #abandon(cmd: Pending, reason: unknown): void {
     if (cmd.done) return;
-    this.#settle(cmd, reason, false);
+    this.#reject(cmd, reason);
   }
 
-  #settle(cmd: Pending, error: unknown, ok: boolean, value?: RespValue): void {
-    if (cmd.done) return;
+  /** Marks a command answered (once): no timer, no abort listener, no second answer. False if it was already. */
+  #finish(cmd: Pending): boolean {
+    if (cmd.done) return false;
     cmd.done = true;
     if (cmd.timer) clearTimeout(cmd.timer);
     cmd.offAbort();
-    if (ok) {
-      cmd.resolve(value ?? null);
-      return;
-    }
-    if (channels.respError.hasSubscribers) {
-      channels.respError.publish({
+    return true;
+  }
+
+  #resolve(cmd: Pending, value: RespValue): void {
+    if (this.#finish(cmd)) cmd.resolve(value ?? null);
+  }
+
+  #reject(cmd: Pending, error: unknown): void {
+    if (!this.#finish(cmd)) return;
+    if (respChannels.error.hasSubscribers) {
+      respChannels.error.publish({
         connection: this.id,
         address: this.address,
         command: cmd.name,

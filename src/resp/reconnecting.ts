@@ -7,7 +7,7 @@ import { RespConnection, type CommandOptions, type RespValue } from './connectio
 import type { ResolvedRedisOptions } from './options.js';
 import type { RespArg } from './encoder.js';
 import { ClosedError, ConnectionError, TimeoutError, WirelockError } from '../errors.js';
-import { channels } from '../diagnostics.js';
+import { respChannels } from '../diagnostics.js';
 import { MAX_TIMER_MS, onAbort } from '../abort.js';
 
 interface Waiter {
@@ -41,7 +41,7 @@ export class ReconnectingConnection {
 
   /** The first connection: rejects (and gives up) if it cannot be made, so bad addresses and passwords fail fast. */
   async start(): Promise<void> {
-    this.#install(await this.#open(false));
+    this.#install(await this.#open({ reconnected: false }));
   }
 
   /** The live connection, if there is one now. */
@@ -101,7 +101,7 @@ export class ReconnectingConnection {
     await conn?.close();
   }
 
-  async #open(reconnected: boolean): Promise<RespConnection> {
+  async #open({ reconnected }: { reconnected: boolean }): Promise<RespConnection> {
     const o = this.#opts;
     const conn = await RespConnection.open({
       host: o.host,
@@ -123,8 +123,8 @@ export class ReconnectingConnection {
       conn.destroy();
       throw err;
     }
-    if (channels.respConnect.hasSubscribers) {
-      channels.respConnect.publish({
+    if (respChannels.connect.hasSubscribers) {
+      respChannels.connect.publish({
         connection: conn.id,
         address: conn.address,
         tls: o.tls !== undefined,
@@ -161,7 +161,7 @@ export class ReconnectingConnection {
       return;
     }
     this.#retryTimer = setTimeout(() => {
-      this.#open(true).then(
+      this.#open({ reconnected: true }).then(
         (conn) => this.#install(conn),
         (err: unknown) => {
           this.#lastError = err instanceof Error ? err : new Error(String(err));

@@ -9,7 +9,7 @@
 import { ReconnectingConnection } from './reconnecting.js';
 import type { ResolvedRedisOptions } from './options.js';
 import type { RespConnection } from './connection.js';
-import { channels as diag } from '../diagnostics.js';
+import { respChannels } from '../diagnostics.js';
 import { raceAbort } from '../abort.js';
 
 export type MessageListener = (message: string | Buffer | null) => void;
@@ -87,7 +87,7 @@ export class Subscriber {
   }
 
   #deliver(channel: string, message: string | Buffer): void {
-    if (diag.respMessage.hasSubscribers) diag.respMessage.publish({ address: this.#link.address, channel, message });
+    if (respChannels.message.hasSubscribers) respChannels.message.publish({ address: this.#link.address, channel, message });
     const set = this.#listeners.get(channel);
     if (set) for (const listener of [...set]) call(listener, message);
   }
