@@ -123,9 +123,9 @@ export class Wait {
    * costs at most `ms`). A wake that came before the pause ends it at once. Rejects when the wait ends.
    */
   pause(ms: number): Promise<void> {
+    if (this.signal.aborted) return Promise.reject(this.signal.reason);
     if (this.takeWake()) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
-      if (this.signal.aborted) return reject(this.signal.reason);
       const done = (): void => {
         clearTimeout(timer);
         off();
