@@ -376,8 +376,11 @@ describe('Redlock', function () {
     expect([...kinds(err as QuorumError).values()]).to.deep.equal(['late', 'late', 'late']);
     const state = await inspect(nodes, k);
     expect(state.map((n) => n.lock)).to.deep.equal([null, null, null]);
-    // Every node granted (its counter moved on) before the releases took the keys back.
-    state.forEach((n, i) => expect(Number(n.fence), `node ${i}`).to.be.greaterThan(counters[i]!));
+    // Every node granted (the kinds above say so) before the releases took the keys back: a counter
+    // still there has moved on; one may have expired already (it lives for the 1000 ms ttl).
+    state.forEach((n, i) => {
+      if (n.fence !== null) expect(Number(n.fence), `node ${i}`).to.be.greaterThan(counters[i]!);
+    });
 
     // Elapsed beyond the TTL itself, on the waiting path: never held; QuorumError at the deadline.
     // An attempt here takes three 300 ms round trips (acquire, the fence step, the releases): the
