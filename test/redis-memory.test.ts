@@ -85,10 +85,11 @@ describe('Redis locks: what stays on the server', function () {
 
   it('Redlock: 200 names locked and released, and fences raised on nodes that were behind, leave no key once their ttl is over', async () => {
     // One name whose counter on node 0 is far ahead: the other nodes are raised to it (RAISE_FENCE).
+    // A longer ttl for this one, so that the raised counters are surely still there to be read.
     const ahead = redisKeys('wirelock:', 'ahead');
     const [s, us] = (await admin[0]!.send(['TIME'])) as [string, string];
-    await admin[0]!.send(['SET', ahead.fence, Number(s) * 1e6 + Number(us) + 1e9, 'PX', TTL]);
-    const raised = await redlock.acquire('ahead', { ttlMs: TTL, autoExtend: false });
+    await admin[0]!.send(['SET', ahead.fence, Number(s) * 1e6 + Number(us) + 1e9, 'PX', 1000]);
+    const raised = await redlock.acquire('ahead', { ttlMs: 1000, autoExtend: false });
     const fences = await Promise.all(admin.map((c) => c.send(['GET', ahead.fence])));
     expect(fences.filter((f) => f === String(raised.fence)).length).to.be.at.least(redlock.quorum);
     await raised.release();
