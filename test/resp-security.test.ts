@@ -128,7 +128,7 @@ describe('RESP security: AUTH and ACL', () => {
       const waiting = locker.acquire('job', { ttlMs: 5000, waitTimeoutMs: 5000 });
       setTimeout(() => void held.release(), 100);
       const lock = await waiting;
-      expect(lock.fence).to.equal(held.fence + 1n);
+      expect(lock.fence > held.fence).to.equal(true);
       await lock.extend(5000);
       await lock.release();
       await locker.close();

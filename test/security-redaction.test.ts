@@ -185,7 +185,7 @@ describe('security: redaction of passwords and etcd tokens everywhere (sentinel 
     setTimeout(() => void held.extend().then(() => held.release()), 100);
     const next = await waiting;
     lockTokens.push(next.token);
-    expect(next.fence).to.equal(held.fence + 1n);
+    expect(next.fence > held.fence).to.equal(true);
     keep('inspect locker', inspect(la));
     keep('inspect lock', inspect(next));
     await next.release();

@@ -3,14 +3,38 @@
  * guards cannot be split by another client. Redlock uses ACQUIRE / RELEASE / EXTEND on each node;
  * RedisLocker uses the queued variants QUEUE_ACQUIRE / QUEUE_RELEASE (and the same EXTEND).
  *
- * Keys, for a lock named K under prefix P (the {…} hash tag keeps all of them in one cluster slot):
+ * Keys, for a lock named K under prefix P (the {…} hash tag keeps all of them in one cluster slot).
+ * Every key has an expiry, so what a name leaves on the server is gone one ttl after its last use:
+ * memory is bounded by the live locks and waiters, not by every name ever locked.
  *   P{K}            the lock: value = the holder's random token, with a PX expiry
- *   P{K}:fence      the fencing counter: INCRed on every grant, never expires, never decreases
+ *   P{K}:fence      the last fence granted (see NEXT_FENCE), with a PX expiry of the granting lock's ttl
  *   P{K}:queue      RedisLocker's waiters, in arrival order (ZSET token -> server time in µs)
- *   P{K}:queue:exp  when each waiter's place lapses unless it refreshes it (ZSET token -> server ms)
+ *   P{K}:queue:exp  when each waiter's place lapses unless it refreshes it (ZSET token -> server ms);
+ *                   both queue keys expire when the last place in them lapses
  *   P{K}:release    the pub/sub channel a release is announced on (waiters subscribe to it)
  */
 import { Script } from '../resp/script.js';
+
+/*
+ * The fence: a hybrid logical clock. A plain INCR counter is strictly increasing only as long as its
+ * key lives, so it could never expire, and every name ever locked kept one key forever. Instead each
+ * grant takes the larger of the last fence + 1 and the server's clock in microseconds, and keeps it for
+ * the lock's ttl (KEYS[2] the counter, ARGV[2] the ttl in ms). While grants follow each other the
+ * counter orders them, even within one microsecond or if the clock steps back a little; once the key
+ * has expired (or was lost: a restart without persistence, FLUSHALL), the clock is ahead of every fence
+ * handed out before, unless it stepped back by more than the time since the last grant (at least a
+ * ttl, about). TIME in µs is below 2^51 now: exact in Lua's doubles (2^53), and so until the year 2255.
+ * Numbers that go back to Redis are formatted with %.0f: how a server turns a Lua number or a ZSET
+ * score into a string varies between versions, and some write round ones in exponent form ("1.7e+12"),
+ * which PEXPIRE refuses and a reader of the counter would not expect. (PEXPIRE, not PEXPIREAT: the
+ * least-privilege ACL of docs/safety.md allows the one, not the other.)
+ */
+const NEXT_FENCE = `local function grant()
+  local t = redis.call('TIME')
+  local fence = math.max((tonumber(redis.call('GET', KEYS[2])) or 0) + 1, t[1] * 1000000 + t[2])
+  redis.call('SET', KEYS[2], string.format('%.0f', fence), 'PX', ARGV[2])
+  return {1, fence}
+end`;
 
 /**
  * KEYS[1] lock, KEYS[2] fence counter; ARGV[1] token, ARGV[2] ttl ms.
@@ -18,8 +42,9 @@ import { Script } from '../resp/script.js';
  * the lock can last at most, without a second round trip.
  */
 export const ACQUIRE = new Script(
-  `if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return {1, redis.call('INCR', KEYS[2])}
+  `${NEXT_FENCE}
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return grant()
 end
 return {0, redis.call('PTTL', KEYS[1])}`,
   2,
@@ -61,7 +86,8 @@ return 0`,
  * times. So RedisLocker's waiters stand in line: the lock goes to the head of the queue, and the
  * release message names the head, so only that waiter sends anything. A waiter that crashes keeps its
  * place only until its entry lapses (it refreshes it on every attempt; see RedisLocker), and any script
- * run drops lapsed entries first.
+ * run drops lapsed entries first. If no script runs on the lock again, the queue keys' own expiry (the
+ * last lapse time in them) takes the entry away.
  */
 const DROP_LAPSED = `local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
@@ -71,15 +97,17 @@ if #lapsed > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now) end
 local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]`;
 
 /**
- * The uncontended case (no queue) costs EXISTS + SET + INCR, as light as a plain SET NX script.
+ * The uncontended case (no queue) costs EXISTS + SET and the fence's TIME + GET + SET: no key is read
+ * or written that a plain SET NX with a counter would not touch.
  * KEYS[1] lock, KEYS[2] fence, KEYS[3] queue, KEYS[4] queue expiries;
  * ARGV[1] token, ARGV[2] ttl ms, ARGV[3] how long our place in the queue lasts (0: do not queue), ARGV[4] channel.
  * Granted: {1, fence}. Not granted: {0, the holder's PTTL (-2 if the lock is free but not our turn),
  * ms until the head's place lapses (-1 if no one else is waiting)}.
  */
 export const QUEUE_ACQUIRE = new Script(
-  `if redis.call('EXISTS', KEYS[3]) == 0 and redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return {1, redis.call('INCR', KEYS[2])}
+  `${NEXT_FENCE}
+if redis.call('EXISTS', KEYS[3]) == 0 and redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return grant()
 end
 ${DROP_LAPSED}
 if (not head or head == ARGV[1]) and redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
@@ -87,11 +115,14 @@ if (not head or head == ARGV[1]) and redis.call('SET', KEYS[1], ARGV[1], 'NX', '
     redis.call('ZREM', KEYS[3], ARGV[1])
     redis.call('ZREM', KEYS[4], ARGV[1])
   end
-  return {1, redis.call('INCR', KEYS[2])}
+  return grant()
 end
 if ARGV[3] ~= '0' then
   redis.call('ZADD', KEYS[3], 'NX', t[1] * 1000000 + t[2], ARGV[1])
   redis.call('ZADD', KEYS[4], now + tonumber(ARGV[3]), ARGV[1])
+  local left = string.format('%.0f', redis.call('ZRANGE', KEYS[4], -1, -1, 'WITHSCORES')[2] - now)
+  redis.call('PEXPIRE', KEYS[3], left)
+  redis.call('PEXPIRE', KEYS[4], left)
   head = head or ARGV[1]
 end
 local pttl = redis.call('PTTL', KEYS[1])
@@ -149,14 +180,17 @@ export function redisKeys(prefix: string, key: string): RedisKeys {
 /**
  * Redlock only. KEYS[1] lock, KEYS[2] fence counter; ARGV[1] token, ARGV[2] fence.
  * Raises the counter to ARGV[2] (never lowers it), but only while the lock still holds our token: the
- * raise then lands before any later holder's INCR on this node. 1 = the counter is >= ARGV[2] now,
+ * raise then lands before any later holder's grant on this node. 1 = the counter is >= ARGV[2] now,
  * 0 = the lock is not ours here any more. Redlock uses it to bring the granting nodes that were behind
- * up to the lock's fence, so that a quorum carries it (see docs/redlock.md, "Fencing").
+ * up to the lock's fence, so that a quorum carries it (see docs/redlock.md, "Fencing"). The raised
+ * counter lives as long as our lock does on this node (a plain SET would drop its expiry for good).
  */
 export const RAISE_FENCE = new Script(
   `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if (tonumber(redis.call('GET', KEYS[2])) or 0) < tonumber(ARGV[2]) then
-  redis.call('SET', KEYS[2], ARGV[2])
+  local pttl = redis.call('PTTL', KEYS[1])
+  if pttl < 1 then pttl = 1 end
+  redis.call('SET', KEYS[2], ARGV[2], 'PX', pttl)
 end
 return 1`,
   2,

@@ -5,20 +5,33 @@
  * One channel per SUBSCRIBE command keeps the replies one-to-one with the FIFO of commands.
  * After a reconnect every channel is subscribed again and every listener is called with `null`:
  * messages may have been missed while the connection was down, so waiters should look again.
+ *
+ * The server must never keep a channel that no one listens to (every PUBLISH on it would still be
+ * sent to us). When the last listener of a channel leaves:
+ * - a SUBSCRIBE of it still waiting to be written (the connection is down, or it is queued for this
+ *   tick's flush) is aborted, and a command aborted before it is written is never written;
+ * - one that may already be on the wire is followed by an UNSUBSCRIBE on the same connection, which
+ *   the server applies after it. That connection is the live one, or, while a reconnect re-SUBSCRIBEs
+ *   before the connection is handed out, the one being set up.
  */
 import { ReconnectingConnection } from './reconnecting.js';
 import type { ResolvedRedisOptions } from './options.js';
 import type { RespConnection } from './connection.js';
 import { respChannels } from '../diagnostics.js';
-import { raceAbort } from '../abort.js';
+import { noop, raceAbort } from '../abort.js';
 
 export type MessageListener = (message: string | Buffer | null) => void;
 
 export class Subscriber {
   readonly #link: ReconnectingConnection;
   readonly #listeners = new Map<string, Set<MessageListener>>();
-  /** SUBSCRIBE in flight per channel, so concurrent first subscribers wait for the same confirmation. */
-  readonly #subscribing = new Map<string, Promise<unknown>>();
+  /**
+   * SUBSCRIBE in flight per channel, so concurrent first subscribers wait for the same confirmation;
+   * `cancel` takes it back if they all leave before it is confirmed.
+   */
+  readonly #subscribing = new Map<string, { confirmed: Promise<unknown>; cancel: AbortController }>();
+  /** The connection a reconnect is re-SUBSCRIBing on, before it becomes the link's current one. */
+  #handshake: RespConnection | undefined;
   #started: Promise<void> | undefined;
   readonly #timeoutMs: number;
 
@@ -44,17 +57,20 @@ export class Subscriber {
     if (!set) {
       set = new Set();
       this.#listeners.set(channel, set);
-      // Shared by every first-time subscriber of this channel, so no one caller's signal may cancel it.
-      const confirmed = this.#link.send(['SUBSCRIBE', channel], { timeoutMs: this.#timeoutMs });
-      this.#subscribing.set(channel, confirmed);
-      confirmed.then(
-        () => this.#subscribing.get(channel) === confirmed && this.#subscribing.delete(channel),
-        () => this.#subscribing.get(channel) === confirmed && this.#subscribing.delete(channel),
-      );
+      // Shared by every first-time subscriber of this channel, so no one caller's signal may cancel it:
+      // it is cancelled when the last of them leaves (#remove).
+      const cancel = new AbortController();
+      const confirmed = this.#link.send(['SUBSCRIBE', channel], { timeoutMs: this.#timeoutMs, signal: cancel.signal });
+      const pending = { confirmed, cancel };
+      this.#subscribing.set(channel, pending);
+      const settled = (): void => {
+        if (this.#subscribing.get(channel) === pending) this.#subscribing.delete(channel);
+      };
+      confirmed.then(settled, settled);
     }
     set.add(listener);
     try {
-      await raceAbort(this.#subscribing.get(channel) ?? Promise.resolve(), signal);
+      await raceAbort(this.#subscribing.get(channel)?.confirmed ?? Promise.resolve(), signal);
     } catch (err) {
       this.#remove(channel, listener);
       throw err;
@@ -82,8 +98,15 @@ export class Subscriber {
     set.delete(listener);
     if (set.size > 0) return;
     this.#listeners.delete(channel);
-    // Fire and forget: if the connection is down, the channel is simply not re-subscribed on reconnect.
-    this.#link.current?.send(['UNSUBSCRIBE', channel], { timeoutMs: this.#timeoutMs }).catch(() => {});
+    const pending = this.#subscribing.get(channel);
+    if (pending) {
+      this.#subscribing.delete(channel);
+      pending.cancel.abort();
+    }
+    // Fire and forget. With no connection at all, there is nothing to undo: the SUBSCRIBE was never
+    // written, and a reconnect re-subscribes only the channels that still have listeners.
+    const conn = this.#link.current ?? this.#handshake;
+    conn?.send(['UNSUBSCRIBE', channel], { timeoutMs: this.#timeoutMs }).catch(noop);
   }
 
   #deliver(channel: string, message: string | Buffer): void {
@@ -93,6 +116,7 @@ export class Subscriber {
   }
 
   async #resubscribe(conn: RespConnection): Promise<void> {
+    this.#handshake = conn; // a listener that leaves from now on is unsubscribed on this connection
     await Promise.all([...this.#listeners.keys()].map((ch) => conn.send(['SUBSCRIBE', ch])));
     // Wake everyone after the handshake has installed the connection: a release may have been missed.
     queueMicrotask(() => {

@@ -28,19 +28,24 @@ export interface FencedResource {
   reset(): Promise<void>;
 }
 
-/** KEYS[1] the resource (a hash: fence, value); ARGV[1] 'begin' | 'write', ARGV[2] fence, ARGV[3] value. */
+/**
+ * KEYS[1] the resource (a hash: fence, value); ARGV[1] 'begin' | 'write', ARGV[2] fence, ARGV[3] value.
+ * Fences are compared as Lua numbers (exact below 2^53) but handed back as the stored text: Lua's
+ * tostring keeps 14 digits, and a Redis fence (server µs) has 16.
+ */
 const ACCESS = new Script(
-  `local last = tonumber(redis.call('HGET', KEYS[1], 'fence') or '0')
+  `local lastText = redis.call('HGET', KEYS[1], 'fence') or '0'
+local last = tonumber(lastText)
 local fence = tonumber(ARGV[2])
 local value = redis.call('HGET', KEYS[1], 'value') or '0'
 if ARGV[1] == 'begin' then
-  if fence <= last then return {0, tostring(last), value} end
+  if fence <= last then return {0, lastText, value} end
   redis.call('HSET', KEYS[1], 'fence', ARGV[2])
-  return {1, tostring(last), value}
+  return {1, lastText, value}
 end
-if fence < last then return {0, tostring(last), value} end
+if fence < last then return {0, lastText, value} end
 redis.call('HSET', KEYS[1], 'fence', ARGV[2], 'value', ARGV[3])
-return {1, tostring(last), ARGV[3]}`,
+return {1, lastText, ARGV[3]}`,
   1,
 );
 
