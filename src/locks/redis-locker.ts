@@ -2,7 +2,7 @@
  * RedisLocker: a lock on one Redis server, with a fair queue of waiters.
  *
  * acquire  = EVALSHA QUEUE_ACQUIRE  SET key token NX PX ttl if the queue is empty or we are its head;
- *                                    on success INCR the fence, else join the queue and return the PTTL
+ *                                    on success the next fence, else join the queue and return the PTTL
  * release  = EVALSHA QUEUE_RELEASE  compare-and-delete, then PUBLISH the next waiter's token
  * extend   = EVALSHA EXTEND         compare-and-pexpire
  *

@@ -16,22 +16,31 @@
 import { Script } from '../resp/script.js';
 
 /*
- * The fence: a hybrid logical clock. A plain INCR counter is strictly increasing only as long as its
- * key lives, so it could never expire, and every name ever locked kept one key forever. Instead each
- * grant takes the larger of the last fence + 1 and the server's clock in microseconds, and keeps it for
- * the lock's ttl (KEYS[2] the counter, ARGV[2] the ttl in ms). While grants follow each other the
- * counter orders them, even within one microsecond or if the clock steps back a little; once the key
- * has expired (or was lost: a restart without persistence, FLUSHALL), the clock is ahead of every fence
- * handed out before, unless it stepped back by more than the time since the last grant (at least a
- * ttl, about). TIME in µs is below 2^51 now: exact in Lua's doubles (2^53), and so until the year 2255.
+ * The fence: a counter that starts from the server's clock. A plain INCR counter is strictly
+ * increasing only as long as its key lives, so it could never expire, and every name ever locked kept
+ * one key forever. Instead the counter is kept for the granting lock's ttl (KEYS[2] the counter,
+ * ARGV[2] the ttl in ms): while it lives, each grant adds 1; when there is none (it expired, or was
+ * lost: a restart without persistence, FLUSHALL), it starts again at the server's clock in
+ * microseconds. That is above every fence handed out before: the last one is at most its counter's
+ * start time plus one per grant since, and no server grants a lock more than once per microsecond
+ * (every grant is a script run, and between two grants of one name the first holder's key must go).
+ * It assumes the server's clock has not stepped back since by more than the time the name was idle
+ * (at least a ttl). While the counter lives it needs no clock at all, and Redlock's nodes, whose
+ * counters agree once raised to the lock's fence, go on agreeing: no extra round trip per acquire.
+ * TIME in µs is below 2^51 now: exact in Lua's doubles (2^53), and so until the year 2255.
  * Numbers that go back to Redis are formatted with %.0f: how a server turns a Lua number or a ZSET
  * score into a string varies between versions, and some write round ones in exponent form ("1.7e+12"),
  * which PEXPIRE refuses and a reader of the counter would not expect. (PEXPIRE, not PEXPIREAT: the
  * least-privilege ACL of docs/safety.md allows the one, not the other.)
  */
 const NEXT_FENCE = `local function grant()
-  local t = redis.call('TIME')
-  local fence = math.max((tonumber(redis.call('GET', KEYS[2])) or 0) + 1, t[1] * 1000000 + t[2])
+  local fence = tonumber(redis.call('GET', KEYS[2]))
+  if fence then
+    fence = fence + 1
+  else
+    local t = redis.call('TIME')
+    fence = t[1] * 1000000 + t[2]
+  end
   redis.call('SET', KEYS[2], string.format('%.0f', fence), 'PX', ARGV[2])
   return {1, fence}
 end`;
@@ -97,8 +106,8 @@ if #lapsed > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now) end
 local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]`;
 
 /**
- * The uncontended case (no queue) costs EXISTS + SET and the fence's TIME + GET + SET: no key is read
- * or written that a plain SET NX with a counter would not touch.
+ * The uncontended case (no queue) costs EXISTS + SET and the fence's GET + SET (and TIME, when the
+ * counter has to start again): no key is read or written that a plain SET NX with a counter would not touch.
  * KEYS[1] lock, KEYS[2] fence, KEYS[3] queue, KEYS[4] queue expiries;
  * ARGV[1] token, ARGV[2] ttl ms, ARGV[3] how long our place in the queue lasts (0: do not queue), ARGV[4] channel.
  * Granted: {1, fence}. Not granted: {0, the holder's PTTL (-2 if the lock is free but not our turn),
