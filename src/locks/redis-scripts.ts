@@ -7,7 +7,7 @@
  * Every key has an expiry, so what a name leaves on the server is gone one ttl after its last use:
  * memory is bounded by the live locks and waiters, not by every name ever locked.
  *   P{K}            the lock: value = the holder's random token, with a PX expiry
- *   P{K}:fence      the last fence granted (see NEXT_FENCE), with a PX expiry of the granting lock's ttl
+ *   P{K}:fence      the last fence granted (see nextFence), kept a little longer than the granting lock
  *   P{K}:queue      RedisLocker's waiters, in arrival order (ZSET token -> server time in µs)
  *   P{K}:queue:exp  when each waiter's place lapses unless it refreshes it (ZSET token -> server ms);
  *                   both queue keys expire when the last place in them lapses
@@ -18,32 +18,46 @@ import { Script } from '../resp/script.js';
 /*
  * The fence: a counter that starts from the server's clock. A plain INCR counter is strictly
  * increasing only as long as its key lives, so it could never expire, and every name ever locked kept
- * one key forever. Instead the counter is kept for the granting lock's ttl (KEYS[2] the counter,
- * ARGV[2] the ttl in ms): while it lives, each grant adds 1; when there is none (it expired, or was
- * lost: a restart without persistence, FLUSHALL), it starts again at the server's clock in
- * microseconds. That is above every fence handed out before: the last one is at most its counter's
- * start time plus one per grant since, and no server grants a lock more than once per microsecond
- * (every grant is a script run, and between two grants of one name the first holder's key must go).
- * It assumes the server's clock has not stepped back since by more than the time the name was idle
- * (at least a ttl). While the counter lives it needs no clock at all, and Redlock's nodes, whose
- * counters agree once raised to the lock's fence, go on agreeing: no extra round trip per acquire.
+ * one key forever. Instead the counter is kept a little longer than the granting lock (KEYS[2] the
+ * counter, ARGV[2] the lock's ttl in ms): while it lives, each grant adds 1; when there is none (it
+ * expired, or was lost: a restart without persistence, FLUSHALL), it starts again at the server's
+ * clock in microseconds, rounded down to a multiple of `stepUs`. That is above every fence handed out
+ * before, because the last one was at most its counter's start plus one per grant since (no server
+ * grants one name more than once per microsecond: each grant is a script run, and the previous
+ * holder's key must go in between), and the counter outlived its last grant by at least a step.
+ * It assumes the server's clock has not stepped back since by more than the time the name was idle.
+ * While the counter lives no clock is read at all.
+ *
+ * RedisLocker starts at the microsecond (stepUs 1). Redlock starts at the 100 ms step: its nodes start
+ * a fresh name's counters at the same value unless their clocks fall on two sides of a step, so they
+ * agree, and the fence step (RAISE_FENCE) costs no round trip; with microseconds they never agreed,
+ * and every acquire of a new name paid one. The price: a node that loses its data (restart without
+ * persistence, FLUSHALL) less than 100 ms after it last granted a name can start that name's counter
+ * below its last fence. docs/redlock.md says how that compares with what such a restart already breaks.
  * TIME in µs is below 2^51 now: exact in Lua's doubles (2^53), and so until the year 2255.
  * Numbers that go back to Redis are formatted with %.0f: how a server turns a Lua number or a ZSET
  * score into a string varies between versions, and some write round ones in exponent form ("1.7e+12"),
  * which PEXPIRE refuses and a reader of the counter would not expect. (PEXPIRE, not PEXPIREAT: the
  * least-privilege ACL of docs/safety.md allows the one, not the other.)
  */
-const NEXT_FENCE = `local function grant()
+function nextFence(stepUs: number): string {
+  const keepMs = Math.max(1, stepUs / 1000); // the counter outlives its lock by a step (at least 1 ms)
+  return `local function grant()
   local fence = tonumber(redis.call('GET', KEYS[2]))
   if fence then
     fence = fence + 1
   else
     local t = redis.call('TIME')
-    fence = t[1] * 1000000 + t[2]
+    local us = t[1] * 1000000 + t[2]
+    fence = us - us % ${stepUs}
   end
-  redis.call('SET', KEYS[2], string.format('%.0f', fence), 'PX', ARGV[2])
+  redis.call('SET', KEYS[2], string.format('%.0f', fence), 'PX', tonumber(ARGV[2]) + ${keepMs})
   return {1, fence}
 end`;
+}
+
+/** Redlock's start step, in µs (see above), and how much longer than its lock a raised counter lives. */
+export const REDLOCK_FENCE_STEP_US = 100_000;
 
 /**
  * KEYS[1] lock, KEYS[2] fence counter; ARGV[1] token, ARGV[2] ttl ms.
@@ -51,7 +65,7 @@ end`;
  * the lock can last at most, without a second round trip.
  */
 export const ACQUIRE = new Script(
-  `${NEXT_FENCE}
+  `${nextFence(REDLOCK_FENCE_STEP_US)}
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return grant()
 end
@@ -114,7 +128,7 @@ local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]`;
  * ms until the head's place lapses (-1 if no one else is waiting)}.
  */
 export const QUEUE_ACQUIRE = new Script(
-  `${NEXT_FENCE}
+  `${nextFence(1)}
 if redis.call('EXISTS', KEYS[3]) == 0 and redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return grant()
 end
@@ -192,14 +206,15 @@ export function redisKeys(prefix: string, key: string): RedisKeys {
  * raise then lands before any later holder's grant on this node. 1 = the counter is >= ARGV[2] now,
  * 0 = the lock is not ours here any more. Redlock uses it to bring the granting nodes that were behind
  * up to the lock's fence, so that a quorum carries it (see docs/redlock.md, "Fencing"). The raised
- * counter lives as long as our lock does on this node (a plain SET would drop its expiry for good).
+ * counter lives as long as our lock does on this node, plus a start step (a plain SET would drop its
+ * expiry for good).
  */
 export const RAISE_FENCE = new Script(
   `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if (tonumber(redis.call('GET', KEYS[2])) or 0) < tonumber(ARGV[2]) then
   local pttl = redis.call('PTTL', KEYS[1])
   if pttl < 1 then pttl = 1 end
-  redis.call('SET', KEYS[2], ARGV[2], 'PX', pttl)
+  redis.call('SET', KEYS[2], ARGV[2], 'PX', pttl + ${REDLOCK_FENCE_STEP_US / 1000})
 end
 return 1`,
   2,
