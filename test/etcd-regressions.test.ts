@@ -1,0 +1,147 @@
+/**
+ * Regression tests for etcd bugs found by review and by the fault suites, one `describe` per bug,
+ * against real etcd servers. Faults come from FaultProxy (test/support/proxy.ts) between a client and
+ * etcd; where a fault must land at one exact step, a diagnostics-channel subscriber (which runs
+ * synchronously inside the library's publish) switches the proxy at that step, so no test depends on
+ * winning a race.
+ */
+import { expect } from 'chai';
+import dc from 'node:diagnostics_channel';
+import {
+  EtcdClient, EtcdLocker, Mutex, Session, prefixEnd, type EtcdOptions, type Lock,
+} from '../src/index.js';
+import { startEtcd, type EtcdServer } from '../src/testing/servers.js';
+import { FaultProxy } from './support/proxy.js';
+import { eventually, rejection, sleep } from './support/etcd.js';
+
+/** Subscribes `fn` to a diagnostics channel until the returned function is called. */
+function listen(channel: string, fn: (message: unknown) => void): () => void {
+  dc.subscribe(channel, fn);
+  return () => dc.unsubscribe(channel, fn);
+}
+
+/** Resolves with the promise's value, or with `undefined` if it has not settled within `ms`. */
+async function within<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([promise, new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+describe('etcd regressions', function () {
+  this.timeout(60_000);
+  let etcd: EtcdServer;
+  let admin: EtcdClient;
+  let n = 0;
+  const fresh = (name: string): string => `regressions/${name}-${++n}`;
+  // What each test started, closed by afterEach even when the test fails half-way.
+  let proxies: FaultProxy[] = [];
+  let lockers: EtcdLocker[] = [];
+  let sessions: Session[] = [];
+  let clients: EtcdClient[] = [];
+
+  const startProxy = async (): Promise<FaultProxy> => {
+    const proxy = await FaultProxy.start({ port: Number(new URL(etcd.clientUrl).port) });
+    proxies.push(proxy);
+    return proxy;
+  };
+  const connect = async (opts: Partial<EtcdOptions> = {}): Promise<EtcdClient> => {
+    const client = await EtcdClient.connect({ endpoints: etcd.endpoints, ...opts });
+    clients.push(client);
+    return client;
+  };
+  const locker = (client: EtcdClient, opts?: { ttlMs?: number }): EtcdLocker => {
+    const l = new EtcdLocker(client, opts);
+    lockers.push(l);
+    return l;
+  };
+  const session = async (client: EtcdClient, ttlMs: number): Promise<Session> => {
+    const s = await Session.create(client, { ttlMs });
+    sessions.push(s);
+    return s;
+  };
+  /** The keys queued under an etcd lock name, oldest first. */
+  const queue = async (name: string): Promise<string[]> => {
+    const pfx = Buffer.from(`${name}/`);
+    const res = await admin.range({ key: pfx, range_end: prefixEnd(pfx), sort_order: 1, sort_target: 2 });
+    return res.kvs.map((kv) => kv.key.toString());
+  };
+
+  before(async () => {
+    etcd = await startEtcd();
+    admin = await EtcdClient.connect({ endpoints: etcd.endpoints });
+  });
+  after(async () => {
+    await admin?.close();
+    await etcd?.stop();
+  });
+  afterEach(async () => {
+    for (const p of proxies) p.pass();
+    // Bounded: a clean-up that cannot get through must not hang the suite (the lease goes with the server).
+    await within(Promise.allSettled([...lockers.map((l) => l.close()), ...sessions.map((s) => s.close())]), 5000);
+    await Promise.allSettled(clients.map((c) => c.close()));
+    await Promise.allSettled(proxies.map((p) => p.stop()));
+    proxies = [];
+    lockers = [];
+    sessions = [];
+    clients = [];
+  });
+
+  describe('1. Mutex: the clean-up of an enqueue with an unknown outcome', () => {
+    it('does not delete the key of a later lock() of the same Mutex: nobody else gets the lock while it is held', async () => {
+      // Three endpoints of one etcd, so that each message of the story takes its own path:
+      //   `lost`    swallows the first enqueue Txn (it never reaches etcd, but the client cannot know);
+      //   `delayed` keeps the clean-up that follows it until the test lets it through;
+      //   the direct endpoint carries the second lock() (on one connection it would arrive after the
+      //   clean-up, and the clean-up would find nothing to delete).
+      const lost = await startProxy();
+      const delayed = await startProxy();
+      const client = await connect({ endpoints: [lost.url('http'), delayed.url('http'), etcd.clientUrl], callTimeoutMs: 10_000 });
+      const s = await session(client, 60_000); // renews every 20 s: no keep-alive during the test
+      const name = fresh('late-cleanup');
+      const a = new Mutex(s, name);
+
+      // Count what the client sends through `delayed` and what comes back, to know when all of it has landed.
+      let outstanding = 0;
+      const through = (m: unknown): boolean => (m as { endpoint?: string }).endpoint === delayed.url('http');
+      const offs = [
+        listen('wirelock:etcd:call', (m) => through(m) && outstanding++),
+        listen('wirelock:etcd:response', (m) => through(m) && outstanding--),
+        listen('wirelock:etcd:error', (m) => through(m) && outstanding--),
+      ];
+      try {
+        lost.blackhole();
+        delayed.hold();
+        const giveUp = new AbortController();
+        const first = a.lock({ signal: giveUp.signal }); // its Txn is on its way into the blackhole
+        // A keep-alive that gets no answer moves the client on to the next endpoint (`delayed`).
+        await rejection(client.leaseKeepAlive(s.lease, { timeoutMs: 300 }));
+        giveUp.abort(new Error('gave up waiting'));
+        expect((await rejection(first)).message).to.equal('gave up waiting');
+        // The clean-up of that attempt has gone out to `delayed` and waits there. Move on to the direct endpoint.
+        await rejection(client.leaseKeepAlive(s.lease, { timeoutMs: 300 }));
+
+        const second = a.lock();
+        // A fix may make this lock() wait for the pending clean-up: give it a moment, then let the clean-up land.
+        await within(second.catch(() => undefined), 2000);
+        delayed.flush();
+        await second;
+        await eventually(() => outstanding <= 0, 5000, 'every call sent through `delayed` answered');
+      } finally {
+        for (const off of offs) off();
+      }
+
+      expect(a.held, 'A holds the lock after its second lock()').to.equal(true);
+      expect(a.signal.aborted, 'A was told it lost the lock').to.equal(false);
+      const other = await session(admin, 60_000);
+      const b = new Mutex(other, name);
+      const bGotIt = await b.tryLock();
+      const keys = await queue(name);
+      if (bGotIt) await b.unlock();
+      expect(bGotIt, `B's tryLock() succeeded while A holds the lock (A's key ${a.key}; keys now: ${JSON.stringify(keys)})`).to.equal(false);
+      await a.unlock();
+    });
+  });
+});
