@@ -7,12 +7,14 @@
  */
 import { expect } from 'chai';
 import dc from 'node:diagnostics_channel';
+import type { ChildProcess } from 'node:child_process';
 import {
   EtcdClient, EtcdLocker, LockTimeoutError, Mutex, Session, prefixEnd, type EtcdOptions, type Lock,
 } from '../src/index.js';
 import { startEtcd, type EtcdServer } from '../src/testing/servers.js';
 import { FaultProxy } from './support/proxy.js';
 import { eventually, rejection, sleep } from './support/etcd.js';
+import { runProcess, type RunResult } from './support/run.js';
 
 /** Subscribes `fn` to a diagnostics channel until the returned function is called. */
 function listen(channel: string, fn: (message: unknown) => void): () => void {
@@ -220,6 +222,44 @@ describe('etcd regressions', function () {
       }
       expect(armed, 'the enqueue Txn was never answered').to.equal(false);
       await thirdGetsIt(t);
+    });
+  });
+
+  describe('3. A process whose only work is a pending acquire', () => {
+    it('stays alive while etcd refuses its connections, and acquires once the holder releases', async () => {
+      const key = fresh('alive');
+      const holder = locker(await connect());
+      const held = await holder.acquire(key);
+      const name = holder.lockName(key);
+      const proxy = await startProxy();
+      let child: ChildProcess | undefined;
+      let output = '';
+      const exited: Promise<RunResult> = runProcess('node', ['--import', 'tsx', 'test/support/etcd-waiter.ts', proxy.url('http'), key], {
+        onStart: (c) => {
+          child = c;
+          c.stdout!.on('data', (d: Buffer) => (output += d));
+          c.stderr!.on('data', (d: Buffer) => (output += d));
+        },
+      });
+      try {
+        await eventually(async () => (await queue(name)).length === 2, 20_000, 'the child queued behind the holder');
+        await sleep(200); // let it settle into its wait (watch created)
+        proxy.refuse().reset(); // its connections reset, and every reconnect refused
+        const refusedAt = performance.now();
+        const early = await within(exited, 3000);
+        const ms = Math.round(performance.now() - refusedAt);
+        expect(early, `the child exited (code ${early?.code}) ${ms} ms into the refusal, its acquire pending; output: ${JSON.stringify(output)}`)
+          .to.equal(undefined);
+        proxy.pass();
+        await held.release();
+        const done = await within(exited, 20_000);
+        expect(done, `the child did not finish within 20 s of the release; output: ${JSON.stringify(output)}`).to.not.equal(undefined);
+        expect(done!.stdout).to.match(/^waiting\nacquired wirelock\/regressions\/alive-\d+\/[0-9a-f]+\nreleased\n$/);
+        expect(done!.code).to.equal(0);
+      } finally {
+        if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+        await exited.catch(() => undefined);
+      }
     });
   });
 });
