@@ -262,4 +262,68 @@ describe('etcd regressions', function () {
       }
     });
   });
+
+  describe('4. Deadlines: a wait with waitTimeoutMs rejects at its deadline even when etcd is unreachable', () => {
+    const WAIT_MS = 1000;
+    const SLACK_MS = 400;
+
+    /** Runs `wait`, expects LockTimeoutError, and no later than the deadline plus the slack. */
+    const onTime = async (wait: () => Promise<unknown>): Promise<void> => {
+      const start = performance.now();
+      const err = await rejection(wait(), 15_000);
+      const ms = Math.round(performance.now() - start);
+      expect(err, `rejected with ${String(err)}`).to.be.instanceOf(LockTimeoutError);
+      expect(ms, `rejected ${ms} ms after the start of a ${WAIT_MS} ms wait`).to.be.below(WAIT_MS + SLACK_MS);
+    };
+
+    /** Blackholes `proxy` the moment a waiter on `name` starts waiting on its predecessor. */
+    const blackholeOnWait = (proxy: FaultProxy, name: string): (() => void) =>
+      listen('wirelock:lock:wait', (m) => (m as { key: string }).key === name && proxy.blackhole());
+
+    it('EtcdLocker.acquire(), etcd unreachable from the start of the wait', async () => {
+      const proxy = await startProxy();
+      const l = locker(await connect({ endpoints: [proxy.url('http')] }));
+      await (await l.acquire(fresh('warm-up'))).release(); // its shared session exists, as in a locker in use
+      proxy.blackhole();
+      await onTime(() => l.acquire(fresh('unreachable'), { waitTimeoutMs: WAIT_MS }));
+    });
+
+    it('EtcdLocker.acquire(), etcd unreachable while waiting behind a holder', async () => {
+      const key = fresh('unreachable-waiting');
+      const holder = locker(await connect());
+      const held = await holder.acquire(key);
+      const proxy = await startProxy();
+      const l = locker(await connect({ endpoints: [proxy.url('http')] }));
+      const off = blackholeOnWait(proxy, l.lockName(key));
+      try {
+        await onTime(() => l.acquire(key, { waitTimeoutMs: WAIT_MS }));
+      } finally {
+        off();
+      }
+      await held.release();
+    });
+
+    it('Mutex.lock(), etcd unreachable from the start of the wait', async () => {
+      const proxy = await startProxy();
+      const s = await session(await connect({ endpoints: [proxy.url('http')] }), 10_000);
+      proxy.blackhole();
+      const m = new Mutex(s, fresh('mutex-unreachable'));
+      await onTime(() => m.lock({ waitTimeoutMs: WAIT_MS }));
+    });
+
+    it('Mutex.lock(), etcd unreachable while waiting behind a holder', async () => {
+      const name = fresh('mutex-unreachable-waiting');
+      const holder = new Mutex(await session(admin, 10_000), name);
+      await holder.lock();
+      const proxy = await startProxy();
+      const s = await session(await connect({ endpoints: [proxy.url('http')] }), 10_000);
+      const off = blackholeOnWait(proxy, name);
+      try {
+        await onTime(() => new Mutex(s, name).lock({ waitTimeoutMs: WAIT_MS }));
+      } finally {
+        off();
+      }
+      await holder.unlock();
+    });
+  });
 });
