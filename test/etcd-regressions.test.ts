@@ -327,3 +327,105 @@ describe('etcd regressions', function () {
     });
   });
 });
+
+describe('etcd regressions, with auth', function () {
+  this.timeout(30_000);
+  const ROOT_PASSWORD = 'root-Pa55';
+  const APP_PASSWORD = 'app-Pa55';
+  let etcd: EtcdServer;
+  let client: EtcdClient | undefined;
+  let n = 0;
+
+  /** Watch streams open on the server now (etcd's own gauge: each gRPC Watch stream is one). */
+  const serverWatchStreams = async (): Promise<number> => {
+    const text = await (await fetch(`${etcd.clientUrl}/metrics`)).text();
+    const line = text.split('\n').find((l) => l.startsWith('etcd_debugging_mvcc_watch_stream_total '));
+    if (!line) throw new Error('etcd did not report etcd_debugging_mvcc_watch_stream_total');
+    return Number(line.split(' ')[1]);
+  };
+
+  /** Watches `keys` as they are added, recording what each watch sees. */
+  const watches = (c: EtcdClient) => {
+    const created = new Set<string>();
+    const values = new Map<string, string[]>();
+    const errors: string[] = [];
+    const watch = (key: string): void => {
+      values.set(key, []);
+      c.watch(key, {}, {
+        onEvents: (events) => values.get(key)!.push(...events.map((e) => e.kv!.value.toString())),
+        onError: (err) => errors.push(`${key}: ${err.message}`),
+        onCreated: () => created.add(key),
+      });
+    };
+    return { created, values, errors, watch };
+  };
+
+  /** Calls `fn` (once) just after the client starts an Authenticate call, while the answer is not in yet. */
+  const duringAuthentication = (fn: () => void): { off: () => void; ran: () => boolean } => {
+    let ran = false;
+    const off = listen('wirelock:etcd:call', (m) => {
+      if (ran || (m as { method: string }).method !== 'Auth.Authenticate') return;
+      ran = true;
+      queueMicrotask(fn);
+    });
+    return { off, ran: () => ran };
+  };
+
+  before(async () => {
+    // Simple tokens expire after 1 s idle: a client left alone for 2.5 s must authenticate again.
+    etcd = await startEtcd({
+      auth: { rootPassword: ROOT_PASSWORD, users: [{ name: 'app', password: APP_PASSWORD }] },
+      args: ['--auth-token', 'simple', '--auth-token-ttl', '1'],
+    });
+  });
+  after(async () => etcd?.stop());
+  afterEach(async () => {
+    await client?.close();
+    client = undefined;
+  });
+
+  describe('5. Watch stream: one open stream at a time, a re-authentication counts as opening', () => {
+    it('a watch() that arrives while the stream re-authenticates waits for the new token: every watch created, one stream', async () => {
+      client = await EtcdClient.connect({ endpoints: etcd.endpoints, username: 'app', password: APP_PASSWORD });
+      const pfx = `re-auth-stream-${++n}`;
+      const w = watches(client);
+      w.watch(`${pfx}/1`);
+      await eventually(() => w.created.has(`${pfx}/1`), 5000, 'the first watch created');
+      await sleep(2500); // the stream's token has expired
+      // The next create goes out on the open stream with the stale token: etcd refuses it, and the
+      // stream re-authenticates. A third watch() arrives while that is in flight.
+      const during = duringAuthentication(() => w.watch(`${pfx}/3`));
+      try {
+        w.watch(`${pfx}/2`);
+        await eventually(() => w.created.size === 3 || w.errors.length > 0, 8000, 'all three watches created (or one failed)');
+      } finally {
+        during.off();
+      }
+      expect(during.ran(), 'the stream did not re-authenticate').to.equal(true);
+      expect(w.errors, 'watches failed').to.deep.equal([]);
+      for (const i of [1, 2, 3]) await client.put({ key: `${pfx}/${i}`, value: `v${i}` });
+      await eventually(() => [1, 2, 3].every((i) => w.values.get(`${pfx}/${i}`)!.includes(`v${i}`)), 5000, 'an event on every watch');
+      expect(await serverWatchStreams(), 'Watch streams open on the server').to.equal(1);
+    });
+
+    it('a stream opened while a call re-authenticates waits for the new token instead of opening without one', async () => {
+      client = await EtcdClient.connect({ endpoints: etcd.endpoints, username: 'app', password: APP_PASSWORD });
+      const pfx = `re-auth-call-${++n}`;
+      const w = watches(client);
+      await sleep(2500); // the token has expired; no Watch stream is open yet
+      // The put is refused (expired token) and re-authenticates; the first watch() opens the stream meanwhile.
+      const during = duringAuthentication(() => w.watch(`${pfx}/1`));
+      try {
+        await client.put({ key: `${pfx}/0`, value: 'x' });
+        await eventually(() => w.created.size === 1 || w.errors.length > 0, 8000, 'the watch created (or failed)');
+      } finally {
+        during.off();
+      }
+      expect(during.ran(), 'the put did not re-authenticate').to.equal(true);
+      expect(w.errors, 'watches failed').to.deep.equal([]);
+      await client.put({ key: `${pfx}/1`, value: 'v1' });
+      await eventually(() => w.values.get(`${pfx}/1`)!.includes('v1'), 5000, 'an event on the watch');
+      expect(await serverWatchStreams(), 'Watch streams open on the server').to.equal(1);
+    });
+  });
+});
