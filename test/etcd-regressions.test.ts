@@ -32,6 +32,12 @@ async function within<T>(promise: Promise<T>, ms: number): Promise<T | undefined
   }
 }
 
+/** A lock:wait payload of a waiter on the etcd lock `name`: its token is its key, `<name>/<lease hex>`. */
+function waitsOn(m: unknown, name: string): boolean {
+  const token = (m as { token?: unknown }).token;
+  return typeof token === 'string' && token.startsWith(`${name}/`);
+}
+
 describe('etcd regressions', function () {
   this.timeout(60_000);
   let etcd: EtcdServer;
@@ -181,7 +187,7 @@ describe('etcd regressions', function () {
         const reason = new Error('not waiting any longer');
         // The moment the waiter starts waiting, its link goes dark: the wait's end finds etcd unreachable.
         const off = listen('wirelock:lock:wait', (m) => {
-          if ((m as { key: string }).key !== t.name) return;
+          if (!waitsOn(m, t.name)) return;
           t.proxy.blackhole();
           if (end === 'abort') setTimeout(() => controller.abort(reason), 300);
         });
@@ -276,9 +282,9 @@ describe('etcd regressions', function () {
       expect(ms, `rejected ${ms} ms after the start of a ${WAIT_MS} ms wait`).to.be.below(WAIT_MS + SLACK_MS);
     };
 
-    /** Blackholes `proxy` the moment a waiter on `name` starts waiting on its predecessor. */
+    /** Blackholes `proxy` the moment a waiter on the etcd lock `name` starts waiting on its predecessor. */
     const blackholeOnWait = (proxy: FaultProxy, name: string): (() => void) =>
-      listen('wirelock:lock:wait', (m) => (m as { key: string }).key === name && proxy.blackhole());
+      listen('wirelock:lock:wait', (m) => waitsOn(m, name) && proxy.blackhole());
 
     it('EtcdLocker.acquire(), etcd unreachable from the start of the wait', async () => {
       const proxy = await startProxy();
