@@ -12,6 +12,11 @@
  *
  * A member that stops answering (paused, partitioned) leaves a stream open and silent; a progress
  * request every 3 s notices (within two rounds), and the stream moves to another endpoint.
+ *
+ * One stream at a time: #open() does nothing while a stream is open, a reopen is scheduled, or an
+ * authentication it waits for is in flight. The transport has no token while it authenticates
+ * (for us or for any call), and a stream opened then carries none: etcd would refuse every create
+ * on it for good ("user name is empty"). So a stream is opened only once a token is there.
  */
 import type grpc from '@grpc/grpc-js';
 import { etcdChannels } from '../diagnostics.js';
@@ -113,6 +118,8 @@ export class WatchStream {
   #pending: WatchState[] = [];
   #failures = 0;
   #reopenTimer: NodeJS.Timeout | undefined;
+  /** Waiting for a token before opening: the stream counts as being opened. */
+  #authenticating = false;
   #probeTimer: NodeJS.Timeout | undefined;
   #heard = false;
 
@@ -165,8 +172,38 @@ export class WatchStream {
     }
   }
 
+  /** Opens the stream (after getting a token, if the transport has none), unless it is open or being opened. */
   #open(): void {
-    if (this.#reopenTimer || this.#transport.closed || this.#watchers.size === 0) return;
+    if (this.#call || this.#authenticating || this.#reopenTimer || this.#transport.closed || this.#watchers.size === 0) return;
+    if (this.#transport.token === undefined) this.#authenticateThenOpen(undefined);
+    else this.#start();
+  }
+
+  /**
+   * Gets a token in place of `stale` (joining an authentication in flight; at once without credentials),
+   * then opens the stream. Watches added meanwhile are created on it with the others.
+   */
+  #authenticateThenOpen(stale: string | undefined): void {
+    const transport = this.#transport;
+    this.#authenticating = true;
+    transport
+      .reauthenticate(stale)
+      // Someone else refreshed `stale` and may still be at it (no token until done): wait for them too.
+      .then(() => (transport.token === undefined ? transport.reauthenticate(undefined) : undefined))
+      .then(
+        () => {
+          this.#authenticating = false;
+          this.#start();
+        },
+        (err: unknown) => {
+          this.#authenticating = false;
+          this.#failAll(err);
+        },
+      );
+  }
+
+  #start(): void {
+    if (this.#call || this.#transport.closed || this.#watchers.size === 0) return;
     const { call, endpoint } = this.#transport.openStream(this.#method);
     this.#call = call;
     this.#endpoint = endpoint;
@@ -255,10 +292,7 @@ export class WatchStream {
     this.#pending = [];
     if (this.#transport.closed) return;
     if (isInvalidToken(error)) {
-      this.#transport.reauthenticate(this.#token).then(
-        () => this.#open(),
-        (err) => this.#failAll(err),
-      );
+      this.#authenticateThenOpen(this.#token);
       return;
     }
     const code = failure?.code;
