@@ -13,7 +13,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { SecureContextOptions } from 'node:tls';
 import { etcdChannels, redactEtcd } from '../diagnostics.js';
-import { jitter, noop, onAbort, sharedController, sleep } from '../abort.js';
+import { backoffMs, noop, onAbort, sharedController, sleep } from '../abort.js';
 import { ClosedError, ProtocolError } from '../errors.js';
 import { method, type MethodInfo } from './codec.js';
 import { isInvalidToken, isUnavailable, toError, wasNotSent } from './status.js';
@@ -129,10 +129,15 @@ export class Transport {
     return this.#token;
   }
 
-  /** Authenticate (if credentials were given), once at a time; `stale` is the token that failed. */
+  /**
+   * Authenticate (if credentials were given), once at a time; `stale` is the token that failed.
+   * Resolves when a fresh token is there: an authentication in flight is joined, whoever started it
+   * (meanwhile there is no token at all, and a call or stream made then would carry none).
+   */
   reauthenticate(stale: string | undefined): Promise<void> {
     if (this.#username === undefined) return Promise.resolve();
-    if (this.#token !== stale) return Promise.resolve(); // someone refreshed it meanwhile
+    if (this.#authenticating) return this.#authenticating;
+    if (this.#token !== stale) return Promise.resolve(); // someone refreshed it already
     this.#authenticating ??= this.#authenticate().finally(() => (this.#authenticating = undefined));
     return this.#authenticating;
   }
@@ -181,7 +186,7 @@ export class Transport {
         }
         // Each endpoint gets one quick try; once all have failed, back off (capped, with jitter).
         if (++failedInARow >= this.endpoints.length) {
-          const pause = Math.min(50 * 2 ** (failedInARow - this.endpoints.length), 1000) + jitter(25);
+          const pause = backoffMs(failedInARow - this.endpoints.length, { jitterMs: 25 });
           await sleep(Math.min(pause, Math.max(0, deadline - performance.now() - 1)), signal);
         }
       }

@@ -20,7 +20,7 @@
  */
 import type grpc from '@grpc/grpc-js';
 import { etcdChannels } from '../diagnostics.js';
-import { jitter } from '../abort.js';
+import { backoffMs } from '../abort.js';
 import { EtcdError, WatchCompactedError } from '../errors.js';
 import { codec, method } from './codec.js';
 import { Status, isInvalidToken, isUnavailable, streamBroke } from './status.js';
@@ -184,22 +184,17 @@ export class WatchStream {
    * then opens the stream. Watches added meanwhile are created on it with the others.
    */
   #authenticateThenOpen(stale: string | undefined): void {
-    const transport = this.#transport;
     this.#authenticating = true;
-    transport
-      .reauthenticate(stale)
-      // Someone else refreshed `stale` and may still be at it (no token until done): wait for them too.
-      .then(() => (transport.token === undefined ? transport.reauthenticate(undefined) : undefined))
-      .then(
-        () => {
-          this.#authenticating = false;
-          this.#start();
-        },
-        (err: unknown) => {
-          this.#authenticating = false;
-          this.#failAll(err);
-        },
-      );
+    this.#transport.reauthenticate(stale).then(
+      () => {
+        this.#authenticating = false;
+        this.#start();
+      },
+      (err: unknown) => {
+        this.#authenticating = false;
+        this.#failAll(err);
+      },
+    );
   }
 
   #start(): void {
@@ -301,7 +296,7 @@ export class WatchStream {
       return;
     }
     this.#transport.failover(endpoint);
-    const delay = Math.min(50 * 2 ** this.#failures++, 1000) + jitter(25);
+    const delay = backoffMs(this.#failures++, { jitterMs: 25 });
     this.#reopenTimer = setTimeout(() => {
       this.#reopenTimer = undefined;
       this.#open();

@@ -14,7 +14,7 @@ import type { EtcdClient } from '../etcdrpc/client.js';
 import { etcdChannels } from '../diagnostics.js';
 import { ClosedError, EtcdError, SessionExpiredError } from '../errors.js';
 import { driftMs } from './options.js';
-import { MAX_TIMER_MS, sharedController } from '../abort.js';
+import { MAX_TIMER_MS, backoffMs, sharedController } from '../abort.js';
 
 export interface SessionOptions {
   /** Lease length in ms, rounded up to whole seconds (etcd's minimum is 2 s). Default 60000, as in Go. */
@@ -216,7 +216,7 @@ export class Session {
           // A permanent error (say, permission) ends the session at its deadline, not before.
           void err;
           const left = this.#validUntil - performance.now();
-          const backoff = Math.min(100 * 2 ** this.#failures++, 1000);
+          const backoff = backoffMs(this.#failures++, { baseMs: 100, jitterMs: 0 });
           if (left > 0) this.#scheduleRenew(Math.min(backoff, left / 3));
         },
       );

@@ -6,6 +6,7 @@
  * User and password are percent-decoded, so a password with `@` or `:` is written %40 / %3A.
  */
 import type tls from 'node:tls';
+import { backoffMs } from '../abort.js';
 
 /** Decides whether (and when) to reconnect after a connection is lost: a delay in ms, or false to give up. */
 export type ReconnectStrategy = (attempt: number, cause: Error | undefined) => number | false;
@@ -54,7 +55,7 @@ export interface ResolvedRedisOptions {
 export const DEFAULT_MAX_REPLY_BYTES = 512 * 1024 * 1024;
 
 export const defaultReconnect: ReconnectStrategy = (attempt) =>
-  Math.min(2 ** attempt * 50, 2000) + Math.floor(Math.random() * 200);
+  backoffMs(attempt, { capMs: 2000, jitterMs: 200 });
 
 export function parseRedisUrl(url: string): RedisOptions {
   let u: URL;
