@@ -2,11 +2,11 @@ import { expect } from 'chai';
 import dc from 'node:diagnostics_channel';
 import {
   ClosedError, CompareResult, CompareTarget, EtcdClient, EtcdLocker, LockLostError, LockReleasedError, LockTimeoutError, Mutex, Session,
-  SessionExpiredError, ownerCompare, prefixEnd, type Lock,
+  SessionExpiredError, ownerCompare, type Lock,
 } from '../src/index.js';
 import { startEtcd, type EtcdServer } from '../src/testing/servers.js';
 import { FaultProxy } from './support/proxy.js';
-import { etcdctlLock, eventually, rejection, sleep } from './support/etcd.js';
+import { etcdctlLock, eventually, queuedKeys, rejection, sleep } from './support/etcd.js';
 
 describe('etcd Session, Mutex and EtcdLocker', function () {
   this.timeout(30_000);
@@ -20,12 +20,7 @@ describe('etcd Session, Mutex and EtcdLocker', function () {
     clients.push(c);
     return c;
   };
-  /** The keys under an etcd lock name, oldest first. */
-  const queue = async (name: string): Promise<string[]> => {
-    const pfx = Buffer.from(`${name}/`);
-    const res = await admin.range({ key: pfx, range_end: prefixEnd(pfx), sort_order: 1, sort_target: 2 });
-    return res.kvs.map((kv) => kv.key.toString());
-  };
+  const queue = (name: string): Promise<string[]> => queuedKeys(admin, name);
   const leaseOf = (lock: Lock): bigint => BigInt(`0x${lock.token.slice(lock.token.lastIndexOf('/') + 1)}`);
 
   before(async () => {

@@ -9,11 +9,11 @@ import { expect } from 'chai';
 import dc from 'node:diagnostics_channel';
 import type { ChildProcess } from 'node:child_process';
 import {
-  EtcdClient, EtcdLocker, LockTimeoutError, Mutex, Session, prefixEnd, type EtcdOptions, type Lock,
+  EtcdClient, EtcdLocker, LockTimeoutError, Mutex, Session, type EtcdOptions, type Lock,
 } from '../src/index.js';
 import { startEtcd, type EtcdServer } from '../src/testing/servers.js';
 import { FaultProxy } from './support/proxy.js';
-import { eventually, rejection, sleep } from './support/etcd.js';
+import { eventually, queuedKeys, rejection, sleep } from './support/etcd.js';
 import { runProcess, type RunResult } from './support/run.js';
 
 /** Subscribes `fn` to a diagnostics channel until the returned function is called. */
@@ -70,12 +70,7 @@ describe('etcd regressions', function () {
     sessions.push(s);
     return s;
   };
-  /** The keys queued under an etcd lock name, oldest first. */
-  const queue = async (name: string): Promise<string[]> => {
-    const pfx = Buffer.from(`${name}/`);
-    const res = await admin.range({ key: pfx, range_end: prefixEnd(pfx), sort_order: 1, sort_target: 2 });
-    return res.kvs.map((kv) => kv.key.toString());
-  };
+  const queue = (name: string): Promise<string[]> => queuedKeys(admin, name);
 
   before(async () => {
     etcd = await startEtcd();

@@ -42,6 +42,9 @@ export interface TransportOptions {
   callTimeoutMs: number;
 }
 
+/** The least time worth starting one more attempt with, before a call's deadline. */
+const MIN_ATTEMPT_MS = 20;
+
 /** etcd refuses keepalive pings more often than every 5 s (GOAWAY too_many_pings). */
 const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   'grpc.keepalive_time_ms': 10_000,
@@ -172,9 +175,16 @@ export class Transport {
         if (auth && isInvalidToken(err) && !reauthenticated) {
           reauthenticated = true;
           retry = true;
-        } else if (isUnavailable(err)) {
+        }
+        // Each endpoint gets one quick try; once all have failed, back off (capped, with jitter).
+        let pause = 0;
+        if (!retry && isUnavailable(err)) {
           this.failover(endpoint);
-          retry = (policy !== 'write' || wasNotSent(err)) && deadline - performance.now() > 1;
+          retry = policy !== 'write' || wasNotSent(err);
+          if (++failedInARow >= this.endpoints.length) pause = backoffMs(failedInARow - this.endpoints.length, { jitterMs: 25 });
+          // A retry that could only start at the deadline would end in a TimeoutError and hide why
+          // the call failed (no endpoint can be reached): report this error instead.
+          if (deadline - performance.now() - pause < MIN_ATTEMPT_MS) retry = false;
         }
         if (etcdChannels.error.hasSubscribers) {
           etcdChannels.error.publish({ method: m.name, endpoint: endpoint.url, error: err, retry });
@@ -184,11 +194,7 @@ export class Transport {
           await this.reauthenticate(token);
           continue;
         }
-        // Each endpoint gets one quick try; once all have failed, back off (capped, with jitter).
-        if (++failedInARow >= this.endpoints.length) {
-          const pause = backoffMs(failedInARow - this.endpoints.length, { jitterMs: 25 });
-          await sleep(Math.min(pause, Math.max(0, deadline - performance.now() - 1)), signal);
-        }
+        if (pause > 0) await sleep(pause, signal);
       }
     }
   }

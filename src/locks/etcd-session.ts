@@ -11,6 +11,7 @@
  * lease is gone: the session is lost at once.
  */
 import type { EtcdClient } from '../etcdrpc/client.js';
+import { Status } from '../etcdrpc/status.js';
 import { etcdChannels } from '../diagnostics.js';
 import { ClosedError, EtcdError, SessionExpiredError } from '../errors.js';
 import { driftMs } from './options.js';
@@ -79,7 +80,7 @@ export class Session {
       return new Session(client, opts.leaseId, Number(res.TTL), validity(sentAt, Number(res.TTL)), keepAlive);
     }
     const res = await client.leaseGrant({ TTL: ttl }, { signal: opts.signal });
-    if (res.error) throw new EtcdError(2, res.error, { method: 'Lease.LeaseGrant' });
+    if (res.error) throw new EtcdError(Status.UNKNOWN, res.error, { method: 'Lease.LeaseGrant' });
     return new Session(client, res.ID, Number(res.TTL), validity(sentAt, Number(res.TTL)), keepAlive);
   }
 
@@ -159,7 +160,7 @@ export class Session {
       await this.client.leaseRevoke({ ID: this.lease });
     } catch (err) {
       // Already expired, or the client is closed: nothing left to revoke from here.
-      if (err instanceof EtcdError && err.grpcCode === 5) return;
+      if (err instanceof EtcdError && err.grpcCode === Status.NOT_FOUND) return;
       if (err instanceof ClosedError) return;
       throw err;
     }

@@ -3,10 +3,18 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { promisify } from 'node:util';
+import { SortOrder, SortTarget, prefixEnd, type EtcdClient } from '../../src/index.js';
 import { sleep } from './wait.js';
 export { rejection, sleep } from './wait.js';
 
 const run = promisify(execFile);
+
+/** The keys queued under an etcd lock name (`<name>/…`), oldest (lowest create revision) first. */
+export async function queuedKeys(client: EtcdClient, name: string): Promise<string[]> {
+  const pfx = Buffer.from(`${name}/`);
+  const res = await client.range({ key: pfx, range_end: prefixEnd(pfx), sort_order: SortOrder.ASCEND, sort_target: SortTarget.CREATE });
+  return res.kvs.map((kv) => kv.key.toString());
+}
 
 /** Runs `etcdctl` (API v3) against `endpoints` and returns its stdout. */
 export async function etcdctl(endpoints: string[], args: string[], extra: string[] = []): Promise<string> {
