@@ -78,13 +78,26 @@ export function backoffMs(failures: number, opts: BackoffOptions = {}): number {
  * All holders share one ref'd interval timer, so holding costs a counter increment.
  */
 export function keepAlive(): () => void {
-  if (aliveHolds++ === 0) (aliveTimer ??= setInterval(noop, MAX_TIMER_MS)).ref();
+  holdAlive();
   let held = true;
   return () => {
     if (!held) return;
     held = false;
-    if (--aliveHolds === 0) aliveTimer?.unref();
+    letGoAlive();
   };
+}
+
+/**
+ * keepAlive() without the closure, for objects that track whether they hold (a held lock has its
+ * state anyway, and thousands of held locks should not carry a closure each): call letGoAlive() once
+ * for every holdAlive().
+ */
+export function holdAlive(): void {
+  if (aliveHolds++ === 0) (aliveTimer ??= setInterval(noop, MAX_TIMER_MS)).ref();
+}
+
+export function letGoAlive(): void {
+  if (--aliveHolds === 0) aliveTimer?.unref();
 }
 let aliveHolds = 0;
 let aliveTimer: NodeJS.Timeout | undefined;

@@ -18,7 +18,7 @@
 import { LockLostError, LockReleasedError, type LockLostReason } from '../errors.js';
 import { lockChannels } from '../diagnostics.js';
 import type { Lock } from './types.js';
-import { MAX_TIMER_MS, keepAlive, noop } from '../abort.js';
+import { MAX_TIMER_MS, holdAlive, letGoAlive, noop } from '../abort.js';
 
 /** Marks a lock ended by its own release; the LockReleasedError is only built if someone asks. */
 const RELEASED = Symbol('released');
@@ -74,8 +74,8 @@ export class HeldLock implements Lock {
   #expiryTimer: NodeJS.Timeout | undefined;
   #extending: Promise<void> | undefined;
   #released: Promise<void> | undefined;
-  /** Lets the process exit again; called when the hold ends. */
-  readonly #letGo: () => void;
+  /** Whether this hold keeps the process alive (until it ends). */
+  readonly #keepsAlive: boolean;
 
   constructor(init: HeldLockInit) {
     this.backend = init.backend;
@@ -88,7 +88,8 @@ export class HeldLock implements Lock {
     this.#ops = init.ops;
     this.#onEnd = init.onEnd;
     this.#localExpiry = init.localExpiry ?? true;
-    this.#letGo = (init.keepsAlive ?? init.autoExtend) ? keepAlive() : noop;
+    this.#keepsAlive = init.keepsAlive ?? init.autoExtend;
+    if (this.#keepsAlive) holdAlive();
     this.#armExpiry();
     if (this.#autoExtend) this.#scheduleExtend(this.#ttlMs / 3);
   }
@@ -163,7 +164,7 @@ export class HeldLock implements Lock {
   #end(reason: Error | typeof RELEASED): void {
     this.#ended = reason;
     this.#stopTimers();
-    this.#letGo();
+    if (this.#keepsAlive) letGoAlive();
     if (this.#controller) this.#controller.abort(this.#reason());
     this.#onEnd?.(this);
   }
