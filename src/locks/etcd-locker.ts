@@ -38,9 +38,14 @@ export function ownerCompare(lock: Lock): Compare {
   return ownsKey(lock.token, lock.fence);
 }
 
-/** When a failed attempt's clean-up is done (the key's next local acquire waits for it). */
-interface Aftermath {
+/** An acquire's local turn on its key: passed on once its attempts are over and cleaned up. */
+interface Turn {
+  /** Lets the key's next local acquire go. */
+  readonly pass: () => void;
+  /** When the last failed attempt's clean-up is done (the same etcd key must be gone before it is written again). */
   cleaned: Promise<void>;
+  /** When the acquire began (for diagnostics). */
+  readonly start: number;
 }
 
 /** One attempt's key, and the session it stands on. */
@@ -135,14 +140,13 @@ export class EtcdLocker extends BaseLocker {
     const o = resolveAcquire(key, opts, this.#ttlMs);
     this.checkOpen();
     if (this.#turns.has(key)) return null; // held (or being acquired) through this very locker
-    const passTurn = await this.#takeTurn(key, undefined);
-    const after: Aftermath = { cleaned: Promise.resolve() };
+    const turn = await this.#takeTurn(key, undefined, performance.now());
     try {
-      const lock = await this.#lockOnce(key, o, performance.now(), undefined, passTurn, after);
-      if (!lock) void after.cleaned.then(passTurn);
+      const lock = await this.#lockOnce(key, o, turn, undefined);
+      if (!lock) void turn.cleaned.then(turn.pass);
       return lock;
     } catch (err) {
-      void after.cleaned.then(passTurn);
+      void turn.cleaned.then(turn.pass);
       throw err;
     }
   }
@@ -162,20 +166,19 @@ export class EtcdLocker extends BaseLocker {
    * lockers do; errors etcd gives on purpose (permission, bad argument) are not.
    */
   async #waitLock(wait: Wait, key: string, o: ResolvedAcquire): Promise<HeldLock> {
-    const passTurn = await this.#takeTurn(key, wait.signal);
-    const after: Aftermath = { cleaned: Promise.resolve() };
+    const turn = await this.#takeTurn(key, wait.signal, wait.start);
     try {
       for (;;) {
         try {
-          return (await this.#lockOnce(key, o, wait.start, wait, passTurn, after))!;
+          return (await this.#lockOnce(key, o, turn, wait))!;
         } catch (err) {
           if (wait.signal.aborted || !isTransientEtcdError(err)) throw err;
           await wait.backoff(err, { baseMs: 100 });
-          await raceAbort(after.cleaned, wait.signal); // the same key must be gone before it is written again
+          await raceAbort(turn.cleaned, wait.signal); // the same key must be gone before it is written again
         }
       }
     } catch (err) {
-      void after.cleaned.then(passTurn);
+      void turn.cleaned.then(turn.pass);
       throw err;
     }
   }
@@ -183,9 +186,9 @@ export class EtcdLocker extends BaseLocker {
   /**
    * One attempt: enqueue, then (with a `wait`) wait for the turn. Resolves with the lock, or null
    * when tryAcquire finds it held (our key deleted again). Whatever a failure leaves behind is cleaned
-   * up in the background; `after.cleaned` says when.
+   * up in the background; `turn.cleaned` says when.
    */
-  async #lockOnce(key: string, o: ResolvedAcquire, start: number, wait: Wait | undefined, passTurn: () => void, after: Aftermath): Promise<HeldLock | null> {
+  async #lockOnce(key: string, o: ResolvedAcquire, turn: Turn, wait: Wait | undefined): Promise<HeldLock | null> {
     const signal = wait?.signal ?? o.signal;
     const a = await this.#begin(key, o, signal);
     let rev: bigint | undefined;
@@ -195,17 +198,17 @@ export class EtcdLocker extends BaseLocker {
       if (!place.first) {
         if (!wait) {
           await deleteOwnKey(a.entry, rev); // out of the queue again before saying no
-          after.cleaned = this.#end(a);
+          turn.cleaned = this.#end(a);
           return null;
         }
         await waitTurn(a.entry, place, wait);
         if (wait.signal.aborted) throw wait.signal.reason; // granted after the wait ended: give it back
       }
     } catch (err) {
-      after.cleaned = this.#abandon(a, rev, err);
+      turn.cleaned = this.#abandon(a, rev, err);
       throw err;
     }
-    return this.#hold(a, rev, start, wait?.attempts ?? 1, passTurn);
+    return this.#hold(a, rev, turn, wait?.attempts ?? 1);
   }
 
   /** The session (shared per TTL, or the lock's own) and the key this attempt writes. */
@@ -243,9 +246,9 @@ export class EtcdLocker extends BaseLocker {
   }
 
   /** The lock is ours: a HeldLock that follows the session (renewals move validUntil; its end is a loss). */
-  #hold(a: Attempt, rev: bigint, start: number, attempts: number, passTurn: () => void): HeldLock {
+  #hold(a: Attempt, rev: bigint, turn: Turn, attempts: number): HeldLock {
     const { entry, session } = a;
-    const hold = new EtcdHold(a, rev, () => this.#end(a).then(passTurn));
+    const hold = new EtcdHold(a, rev, () => this.#end(a).then(turn.pass));
     const lock = new HeldLock({
       backend: 'etcd',
       key: entry.name,
@@ -271,7 +274,7 @@ export class EtcdLocker extends BaseLocker {
     session.onEnded(ended);
     if (lockChannels.acquire.hasSubscribers) {
       const { validUntil } = lock;
-      lockChannels.acquire.publish({ backend: 'etcd', key: lock.key, token: lock.token, fence: rev, validUntil, waitedMs: performance.now() - start, attempts });
+      lockChannels.acquire.publish({ backend: 'etcd', key: lock.key, token: lock.token, fence: rev, validUntil, waitedMs: performance.now() - turn.start, attempts });
     }
     return this.handOut(lock);
   }
@@ -317,10 +320,10 @@ export class EtcdLocker extends BaseLocker {
   }
 
   /**
-   * Waits for the key's earlier local acquires to end. Resolves with the function that passes the
-   * turn on; an abort while waiting passes it at once (the next one still waits for the earlier ones).
+   * Waits for the key's earlier local acquires to end. Resolves with this acquire's turn; an abort
+   * while waiting passes it at once (the next one still waits for the earlier ones).
    */
-  async #takeTurn(key: string, signal: AbortSignal | undefined): Promise<() => void> {
+  async #takeTurn(key: string, signal: AbortSignal | undefined, start: number): Promise<Turn> {
     const previous = this.#turns.get(key);
     let pass!: () => void;
     const mine = new Promise<void>((resolve) => (pass = resolve));
@@ -329,13 +332,14 @@ export class EtcdLocker extends BaseLocker {
     void tail.then(() => {
       if (this.#turns.get(key) === tail) this.#turns.delete(key);
     });
-    if (!previous) return pass;
-    try {
-      await raceAbort(previous, signal);
-    } catch (err) {
-      pass();
-      throw err;
+    if (previous) {
+      try {
+        await raceAbort(previous, signal);
+      } catch (err) {
+        pass();
+        throw err;
+      }
     }
-    return pass;
+    return { pass, cleaned: Promise.resolve(), start };
   }
 }
