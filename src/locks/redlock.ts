@@ -255,10 +255,14 @@ export class Redlock extends BaseLocker {
     const nodes = this.#nodes;
     const answers = await nodes.round((c) => nodes.call(c, ACQUIRE, [keys.lock, keys.fence], [token, ttl], timeoutMs), isGrant);
     const { out, fence } = tally(answers, timeoutMs);
-    if (out.granted >= this.#quorum && (await this.#raiseFence(keys, token, fence, out))) {
+    // A quorum with no validity left is too late already: no fence step for it (our keys may be gone).
+    const late = (): boolean => {
       out.elapsedMs = performance.now() - start;
       out.validityMs = validityMs(o.ttlMs, out.elapsedMs, this.#driftFactor);
-      if (out.validityMs > 0) {
+      return out.validityMs <= 0;
+    };
+    if (out.granted >= this.#quorum && !late() && (await this.#raiseFence(keys, token, fence, out))) {
+      if (!late()) {
         out.lock = this.handOut(
           new HeldLock({
             backend: 'redlock',
