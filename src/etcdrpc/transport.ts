@@ -201,8 +201,8 @@ export class Transport {
 
   /**
    * One attempt, straight on the channel (the layer grpc-js's Client builds on): with no interceptors
-   * to run, this skips a caller-stack capture and two wrapper objects per call, about a fifth of the
-   * client's CPU per call.
+   * to run, this skips a caller-stack capture and two wrapper objects per call (docs/bench.md has
+   * what that saved).
    */
   #attempt<Req, Res>(
     m: MethodInfo<Req, Res>,
