@@ -163,7 +163,9 @@ export class Mutex {
     const prior = this.#settled;
     let settle!: () => void;
     this.#settled = new Promise<void>((resolve) => (settle = resolve));
+    let started = false;
     const loop = async (wait: Wait): Promise<ResponseHeader | null> => {
+      started = true;
       await raceAbort(prior, wait.signal).catch((err: unknown) => {
         void prior.then(settle); // nothing of ours to clean up: settled when the previous one is
         throw err;
@@ -188,6 +190,7 @@ export class Mutex {
       else this.#state = 'idle';
       return header;
     } catch (err) {
+      if (!started) void prior.then(settle); // the wait was over before it began
       this.#state = 'idle';
       this.#myRev = -1n;
       throw err;

@@ -82,6 +82,11 @@ export class RedisLocker extends BaseLocker {
         claim = this.#claim(key); // the failed attempt is being cleaned up under the old token
       }
       if (o.waitTimeoutMs === 0) throw new LockTimeoutError(key, performance.now() - start);
+      if (this.closed) {
+        // Closed while the first attempt queued us: the wait will not start, so leave the queue here.
+        this.#cleanup(claim, o.ttlMs);
+        this.checkOpen();
+      }
     }
     return this.waitFor(key, start, o, (wait) => this.#waitTurn(wait, claim, o, first));
   }
