@@ -119,12 +119,15 @@ describe('RESP fuzzing (fake server, fast-check)', function () {
   async function exchange(n: number, chunks: Buffer[], timeoutMs = 3000): Promise<Array<PromiseSettledResult<unknown>>> {
     // A ping first: the client is connected (a reconnect after the previous case has finished).
     await client.send(['PING'], { timeoutMs: 5000 }).catch(() => {});
-    const conn = await serverSide();
-    const before = conn.commands.length;
+    await serverSide();
+    // The connection that gets the commands is the one they arrive on: the client may still be
+    // replacing the previous case's connection (closed by a ProtocolError) when they are sent.
+    const before = new Map(fake.connections.map((c) => [c, c.commands.length]));
     const sends = Array.from({ length: n }, (_, i) => client.send(['GET', `k${i}`], { timeoutMs }));
     const settled = Promise.allSettled(sends);
     const until = performance.now() + 5000;
-    while (conn.commands.length < before + n) {
+    let conn: FakeConnection | undefined;
+    while (!(conn = fake.connections.find((c) => c.commands.length >= (before.get(c) ?? 0) + n))) {
       if (performance.now() > until) throw new Error('the commands did not reach the server');
       await sleep(1);
     }
