@@ -28,7 +28,7 @@ import { LockLostError, LockTimeoutError, SessionExpiredError } from '../errors.
 import { BaseLocker } from './base-locker.js';
 import { HeldLock, type LockOps } from './held-lock.js';
 import { Session, ttlSeconds } from './etcd-session.js';
-import { deleteOwnKey, enqueue, ownsKey, prefixRange, removeOwnKey, waitTurn, type QueueEntry } from './etcd-queue.js';
+import { deleteOwnKey, enqueue, ownsKey, removeOwnKey, waitTurn, type QueueEntry } from './etcd-queue.js';
 import { DEFAULT_TTL_MS, checkTtl, resolveAcquire, type ResolvedAcquire } from './options.js';
 import type { AcquireOptions, Lock, LockerOptions } from './types.js';
 import type { Wait } from './waiting.js';
@@ -68,13 +68,14 @@ interface Attempt {
 class EtcdHold implements LockOps {
   readonly #attempt: Attempt;
   readonly #rev: bigint;
-  readonly #done: () => Promise<void>;
+  /** Lets the key's next local acquire go. */
+  readonly #passTurn: () => void;
   #finished: Promise<void> | undefined;
 
-  constructor(attempt: Attempt, rev: bigint, done: () => Promise<void>) {
+  constructor(attempt: Attempt, rev: bigint, passTurn: () => void) {
     this.#attempt = attempt;
     this.#rev = rev;
-    this.#done = done;
+    this.#passTurn = passTurn;
   }
 
   async extend(lock: HeldLock): Promise<number> {
@@ -88,12 +89,19 @@ class EtcdHold implements LockOps {
   }
 
   release(): Promise<void> {
-    this.#finished ??= deleteOwnKey(this.#attempt.entry, this.#rev).then(this.#done, (err: unknown) => {
-      void removeOwnKey(this.#attempt.entry, this.#rev).then(this.#done);
+    const done = (): Promise<void> => endAttempt(this.#attempt).then(this.#passTurn);
+    this.#finished ??= deleteOwnKey(this.#attempt.entry, this.#rev).then(done, (err: unknown) => {
+      void removeOwnKey(this.#attempt.entry, this.#rev).then(done);
       throw err;
     });
     return this.#finished;
   }
+}
+
+/** The attempt's user of its session is done; an own session is revoked (which deletes its key). */
+async function endAttempt(a: Attempt): Promise<void> {
+  a.leave();
+  if (a.ownSession) await a.session.close().catch(noop);
 }
 
 export class EtcdLocker extends BaseLocker {
@@ -198,7 +206,7 @@ export class EtcdLocker extends BaseLocker {
       if (!place.first) {
         if (!wait) {
           await deleteOwnKey(a.entry, rev); // out of the queue again before saying no
-          turn.cleaned = this.#end(a);
+          turn.cleaned = endAttempt(a);
           return null;
         }
         await waitTurn(a.entry, place, wait);
@@ -218,7 +226,7 @@ export class EtcdLocker extends BaseLocker {
       ? await Session.create(this.#client, { ttlMs: ttlSeconds(o.ttlMs) * 1000, keepAlive: false, signal })
       : await this.#sharedSession(ttlSeconds(o.ttlMs), signal);
     const name = this.#prefix + key;
-    const entry: QueueEntry = { client: this.#client, session, name: key, key: `${name}/${session.leaseHex}`, ahead: prefixRange(name) };
+    const entry: QueueEntry = { client: this.#client, session, name: key, key: `${name}/${session.leaseHex}`, aheadPrefix: name };
     return { entry, session, ownSession, leave: ownSession ? noop : this.#join(session) };
   }
 
@@ -236,19 +244,13 @@ export class EtcdLocker extends BaseLocker {
         await removeOwnKey(a.entry, rev);
       }
     }
-    await this.#end(a); // an own session is revoked, which deletes its key
-  }
-
-  /** The attempt's user of its session is done; an own session is revoked. */
-  async #end(a: Attempt): Promise<void> {
-    a.leave();
-    if (a.ownSession) await a.session.close().catch(noop);
+    await endAttempt(a); // an own session is revoked, which deletes its key
   }
 
   /** The lock is ours: a HeldLock that follows the session (renewals move validUntil; its end is a loss). */
   #hold(a: Attempt, rev: bigint, turn: Turn, attempts: number): HeldLock {
     const { entry, session } = a;
-    const hold = new EtcdHold(a, rev, () => this.#end(a).then(turn.pass));
+    const hold = new EtcdHold(a, rev, turn.pass);
     const lock = new HeldLock({
       backend: 'etcd',
       key: entry.name,

@@ -25,7 +25,7 @@ import { lockChannels } from '../diagnostics.js';
 import { keepAlive, noop, raceAbort } from '../abort.js';
 import { LockLostError, LockReleasedError, LockTimeoutError } from '../errors.js';
 import { Session } from './etcd-session.js';
-import { deleteOwnKey, enqueue, lost, ownsKey, prefixRange, removeOwnKey, waitTurn, type Place, type QueueEntry } from './etcd-queue.js';
+import { deleteOwnKey, enqueue, lost, ownsKey, removeOwnKey, waitTurn, type Place, type QueueEntry } from './etcd-queue.js';
 import { waitFor, type Wait } from './waiting.js';
 
 export interface MutexLockOptions {
@@ -66,7 +66,7 @@ export class Mutex {
     this.session = session;
     this.#client = session.client;
     this.name = name;
-    this.#entry = { client: session.client, session, name, key: `${name}/${session.leaseHex}`, ahead: prefixRange(name) };
+    this.#entry = { client: session.client, session, name, key: `${name}/${session.leaseHex}`, aheadPrefix: name };
   }
 
   /** Our key, `<name>/<lease hex>`. */

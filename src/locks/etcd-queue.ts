@@ -4,7 +4,7 @@
  * the same way.
  *
  * Every contender writes one key (empty value, on its session's lease). Keys are ordered by create
- * revision: the keys of the `ahead` range with a lower create revision than ours stand before us.
+ * revision: the keys under `<aheadPrefix>/` with a lower create revision than ours stand before us.
  *
  *  1. enqueue: one Txn. If our key does not exist (create_revision == 0), put it and read the two
  *     newest keys of the range (ours, and the one just before it); otherwise read our key and the
@@ -37,8 +37,11 @@ export interface QueueEntry {
   readonly name: string;
   /** Our key: `<name>/<lease hex>` for a mutex. */
   readonly key: string;
-  /** The keys that can stand ahead of ours (a mutex: every key under `<name>/`). */
-  readonly ahead: { key: Buffer; range_end: Buffer };
+  /**
+   * The keys that can stand ahead of ours are those under `<aheadPrefix>/` (a mutex: its name). Kept
+   * as a string, and made into a range for each read: a held lock then carries no Buffers.
+   */
+  readonly aheadPrefix: string;
 }
 
 /** Where our key stands after step 1. */
@@ -75,11 +78,11 @@ export async function enqueue(e: QueueEntry, signal: AbortSignal | undefined, va
         { request_put: { key: e.key, value, lease: e.session.lease } },
         // The two newest keys: ours, and the one we would wait on. (Go reads the oldest instead
         // and needs a second Range to find its predecessor.)
-        { request_range: { ...e.ahead, sort_order: SortOrder.DESCEND, sort_target: SortTarget.CREATE, limit: 2 } },
+        { request_range: { ...prefixRange(e.aheadPrefix), sort_order: SortOrder.DESCEND, sort_target: SortTarget.CREATE, limit: 2 } },
       ],
       failure: [
         { request_range: { key: e.key } },
-        { request_range: { ...e.ahead, sort_order: SortOrder.ASCEND, sort_target: SortTarget.CREATE, limit: 1 } },
+        { request_range: { ...prefixRange(e.aheadPrefix), sort_order: SortOrder.ASCEND, sort_target: SortTarget.CREATE, limit: 1 } },
       ],
     },
     { idempotent: true, signal },
@@ -104,7 +107,7 @@ export function checkTurn(e: QueueEntry, rev: bigint, signal: AbortSignal | unde
       success: [
         {
           request_range: {
-            ...e.ahead,
+            ...prefixRange(e.aheadPrefix),
             sort_order: SortOrder.DESCEND,
             sort_target: SortTarget.CREATE,
             max_create_revision: rev - 1n,
