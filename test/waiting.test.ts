@@ -5,7 +5,7 @@
  */
 import { expect } from 'chai';
 import { getEventListeners } from 'node:events';
-import { backoffMs, keepAlive, MAX_TIMER_MS, sleep } from '../src/abort.js';
+import { backoffMs, MAX_TIMER_MS, sleep } from '../src/abort.js';
 import { LockTimeoutError } from '../src/errors.js';
 import { retryInBackground, Wait, waitFor, type WaitInit } from '../src/locks/waiting.js';
 import { deferred, flush, installClock, type FakeClock, never, runChild, srcUrl, track, unhandledRejections, type ChildRun } from './support/clock.js';
