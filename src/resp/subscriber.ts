@@ -117,6 +117,9 @@ export class Subscriber {
 
   async #resubscribe(conn: RespConnection): Promise<void> {
     this.#handshake = conn; // a listener that leaves from now on is unsubscribed on this connection
+    conn.onClose(() => {
+      if (this.#handshake === conn) this.#handshake = undefined; // not kept once it is gone
+    });
     await Promise.all([...this.#listeners.keys()].map((ch) => conn.send(['SUBSCRIBE', ch])));
     // Wake everyone after the handshake has installed the connection: a release may have been missed.
     queueMicrotask(() => {
