@@ -236,10 +236,11 @@ export class EtcdLocker extends BaseLocker {
    * new locks use it, and it is revoked when its last lock ends.
    */
   async #abandon(a: Attempt, rev: bigint | undefined, err: unknown): Promise<void> {
-    if (!a.ownSession) {
-      if (rev === undefined && wasNotApplied(err)) {
-        // refused before it ran: nothing to take back
-      } else if (rev === undefined || !(await deleteOwnKey(a.entry, rev).then(() => true, () => false))) {
+    // No revision: the enqueue failed. Refused before it ran, it left nothing; otherwise it may have.
+    const mayHaveKey = rev !== undefined || !wasNotApplied(err);
+    if (!a.ownSession && mayHaveKey) {
+      const deleted = rev !== undefined && (await deleteOwnKey(a.entry, rev).then(() => true, () => false));
+      if (!deleted) {
         a.session.markUncertain();
         await removeOwnKey(a.entry, rev);
       }
