@@ -82,7 +82,7 @@ export class RedisLocker extends BaseLocker {
         claim = this.#claim(key); // the failed attempt is being cleaned up under the old token
       }
       if (o.waitTimeoutMs === 0) throw new LockTimeoutError(key, performance.now() - start);
-      if (this.closed) {
+      if (first && this.closed) {
         // Closed while the first attempt queued us: the wait will not start, so leave the queue here.
         this.#cleanup(claim, o.ttlMs);
         this.checkOpen();
