@@ -216,7 +216,7 @@ export class RedisLocker extends BaseLocker {
     const step = (): Promise<boolean> =>
       this.#release(claim.keys, claim.token, Math.max(1, Math.min(this.#client.commandTimeoutMs, remaining(until)))).then(
         () => true,
-        (err: unknown) => err instanceof RespError, // an error reply will not change by retrying
+        (err: unknown) => !isTransientRedisError(err), // a final error reply will not change by retrying
       );
     void retryInBackground(step, { until });
   }

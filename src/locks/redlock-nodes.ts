@@ -5,6 +5,7 @@
  */
 import { RedisClient } from '../resp/client.js';
 import type { Script } from '../resp/script.js';
+import { isTransientRedisError } from '../resp/transient.js';
 import { driftMs } from './options.js';
 import { ClosedError, ConnectionError, QuorumError, TimeoutError, type QuorumNodeFailure, type RedlockNodeOutcome } from '../errors.js';
 
@@ -152,8 +153,12 @@ export function answered(a: Answer): boolean {
   return a.failure === undefined;
 }
 
-/** Worth trying again later: the node timed out or was unreachable (but its client was not closed by its owner). */
-export function unreachable(a: Answer): boolean {
+/**
+ * Worth trying again later: the node timed out, was unreachable (but its client was not closed by its
+ * owner), or answered "not yet" (LOADING, BUSY, …: the same replies a waiter waits out).
+ */
+export function retryLater(a: Answer): boolean {
+  if (a.failure === 'error') return isTransientRedisError(a.error);
   return a.failure === 'timeout' || (a.failure === 'connection' && !(a.error instanceof ClosedError));
 }
 

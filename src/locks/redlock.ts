@@ -25,7 +25,7 @@ import { HeldLock, type LockOps } from './held-lock.js';
 import { DEFAULT_TTL_MS, checkPrefix, checkTtl, driftMs, resolveAcquire, type ResolvedAcquire } from './options.js';
 import { ACQUIRE, EXTEND, RAISE_FENCE, RELEASE, redisKeys, type RedisKeys } from './redis-scripts.js';
 import {
-  RedlockNodes, answered, heldElsewhere, isGrant, quorumPttl, unreachable, validityMs, type Answer, type Describe,
+  RedlockNodes, answered, heldElsewhere, isGrant, quorumPttl, retryLater, validityMs, type Answer, type Describe,
 } from './redlock-nodes.js';
 import { randomToken } from './token.js';
 import type { AcquireOptions, Lock, LockerOptions } from './types.js';
@@ -365,12 +365,12 @@ export class Redlock extends BaseLocker {
   }
 
   /**
-   * RELEASE on one node, bounded by timeoutMs. If the node timed out or was unreachable, it is tried
-   * again in the background until `until` (after which the key has expired anyway).
+   * RELEASE on one node, bounded by timeoutMs. If the node timed out, was unreachable or said "not
+   * yet", it is tried again in the background until `until` (after which the key has expired anyway).
    */
   async #releaseOn(client: RedisClient, keys: RedisKeys, token: string, timeoutMs: number, until: number): Promise<Answer> {
     const a = await this.#nodes.call(client, RELEASE, [keys.lock], [token, keys.channel], timeoutMs);
-    if (unreachable(a)) this.#cleanup(client, keys, token, until);
+    if (retryLater(a)) this.#cleanup(client, keys, token, until);
     return a;
   }
 
@@ -378,7 +378,7 @@ export class Redlock extends BaseLocker {
     const step = async (): Promise<boolean> => {
       const left = until - performance.now();
       const a = await this.#nodes.call(client, RELEASE, [keys.lock], [token, keys.channel], Math.max(1, Math.min(client.commandTimeoutMs, left)));
-      return !unreachable(a);
+      return !retryLater(a);
     };
     // The node just failed: give its reconnect a moment before the first retry.
     void retryInBackground(step, { until, firstDelayMs: 50 });
