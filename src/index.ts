@@ -46,3 +46,9 @@ export type { SessionOptions } from './locks/etcd-session.js';
 export { Mutex } from './locks/etcd-mutex.js';
 export type { MutexLockOptions } from './locks/etcd-mutex.js';
 export { EtcdLocker, ownerCompare } from './locks/etcd-locker.js';
+
+export type { Election, Leader, Leadership, CampaignOptions, ObserveOptions } from './locks/election.js';
+export { EtcdElection } from './locks/etcd-election.js';
+export type { EtcdElectionOptions } from './locks/etcd-election.js';
+export { RedisElection } from './locks/redis-election.js';
+export type { RedisElectionOptions } from './locks/redis-election.js';

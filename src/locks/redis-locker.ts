@@ -22,13 +22,23 @@ import { MAX_TIMER_MS, jitter, remaining } from '../abort.js';
 import { BaseLocker } from './base-locker.js';
 import { HeldLock, type LockOps } from './held-lock.js';
 import { DEFAULT_TTL_MS, checkPrefix, checkTtl, driftMs, resolveAcquire, type ResolvedAcquire } from './options.js';
-import { EXTEND, QUEUE_ACQUIRE, QUEUE_RELEASE, redisKeys, type RedisKeys } from './redis-scripts.js';
+import { EXTEND, EXTEND_WITH_RECORD, QUEUE_ACQUIRE, QUEUE_RELEASE, redisKeys, type RedisKeys } from './redis-scripts.js';
 import { randomToken } from './token.js';
 import type { AcquireOptions, Lock, LockerOptions } from './types.js';
 import { retryInBackground, type Wait } from './waiting.js';
 
 /** Not granted: the holder's PTTL (-2: free, but another waiter's turn) and ms until the head's place lapses. */
 type Attempt = { lock: HeldLock; pttl?: undefined; headLeft?: undefined } | { lock?: undefined; pttl: number; headLeft: number };
+
+/**
+ * For primitives built on this lock (RedisElection), not part of the public options: the key of a
+ * record that lives exactly as long as the lock (each extension extends both, in one script).
+ */
+export const lockRecord: unique symbol = Symbol('wirelock.lockRecord');
+
+export interface RedisLockerInternalOptions extends LockerOptions {
+  [lockRecord]?: (keys: RedisKeys) => string;
+}
 
 /** One acquire's identity on the server: the key's names and the token it queues and locks under. */
 interface Claim {
@@ -41,6 +51,7 @@ export class RedisLocker extends BaseLocker {
   readonly #client: RedisClient;
   readonly #prefix: string;
   readonly #ttlMs: number;
+  readonly #record: ((keys: RedisKeys) => string) | undefined;
   /** How the HeldLocks this locker hands out extend and release themselves (not public: see LockOps). */
   readonly #ops: LockOps = {
     extend: (lock, ttlMs, signal) => this.#extend(lock, ttlMs, signal),
@@ -50,7 +61,9 @@ export class RedisLocker extends BaseLocker {
   constructor(client: RedisClient, opts: LockerOptions = {}) {
     super();
     if (!(client instanceof RedisClient)) throw new TypeError('RedisLocker needs a RedisClient');
+    if (opts === null || typeof opts !== 'object') throw new TypeError('locker options must be an object');
     this.#client = client;
+    this.#record = (opts as RedisLockerInternalOptions)[lockRecord];
     this.#prefix = checkPrefix(opts.prefix ?? 'wirelock:');
     this.#ttlMs = checkTtl('ttlMs', opts.ttlMs ?? DEFAULT_TTL_MS);
   }
@@ -233,7 +246,10 @@ export class RedisLocker extends BaseLocker {
   async #extend(lock: HeldLock, ttlMs: number, signal?: AbortSignal): Promise<number> {
     const keys = redisKeys(this.#prefix, lock.key);
     const sentAt = performance.now();
-    const result = await this.#client.evalScript(EXTEND, [keys.lock], [lock.token, Math.ceil(ttlMs)], { signal });
+    const args = [lock.token, Math.ceil(ttlMs)];
+    const result = this.#record
+      ? await this.#client.evalScript(EXTEND_WITH_RECORD, [keys.lock, this.#record(keys)], args, { signal })
+      : await this.#client.evalScript(EXTEND, [keys.lock], args, { signal });
     if (result === 1) return sentAt + ttlMs - driftMs(ttlMs);
     throw new LockLostError(lock.key, result === 0 ? 'expired' : 'stolen');
   }

@@ -89,19 +89,24 @@ return 0`,
 );
 
 /**
- * KEYS[1] lock; ARGV[1] token, ARGV[2] ttl ms.
+ * KEYS[1] lock, KEYS[2..] keys that live exactly as long as the lock (an election's leader record);
+ * ARGV[1] token, ARGV[2] ttl ms.
  * 1 = extended; 0 = the key is gone (expired); -1 = someone else holds it now (stolen).
  */
 export const EXTEND = new Script(
   `local holder = redis.call('GET', KEYS[1])
 if holder == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  for i = 2, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[2]) end
   return 1
 end
 if holder then return -1 end
 return 0`,
   1,
 );
+
+/** EXTEND for a lock with a record that lives as long as it does: KEYS[1] lock, KEYS[2] the record. */
+export const EXTEND_WITH_RECORD = new Script(EXTEND.lua, 2);
 
 /*
  * The queue. A plain "everyone retries on release" wait is a race that the same client keeps winning:
@@ -219,3 +224,81 @@ end
 return 1`,
   2,
 );
+
+/*
+ * Elections (RedisElection). The leader is the holder of the election's lock (RedisLocker, queue and
+ * fence included); the term is the lock's fence. Two more keys, in the same slot:
+ *   P{N}:leader   HASH token, fence, value: the leader's record. It expires with the lock (PROCLAIM
+ *                 sets its PTTL to the lock's, EXTEND_WITH_RECORD extends both), and it only counts
+ *                 while its token is the lock's holder: a record left by a resigned or expired leader
+ *                 reads as "no leader".
+ *   P{N}:terms    LIST of "<fence>:<value>", the first proclamation of each of the last TERMS_KEPT
+ *                 terms, so an observer that reads late still sees every leader in order. It expires
+ *                 two lease lengths after the last proclamation.
+ *   P{N}:elected  the pub/sub channel a proclamation is announced on (the lock's release channel
+ *                 announces the end of a term).
+ */
+export const TERMS_KEPT = 32;
+
+/**
+ * KEYS[1] lock, KEYS[2] leader record, KEYS[3] terms; ARGV[1] token, ARGV[2] fence, ARGV[3] value,
+ * ARGV[4] channel, ARGV[5] how long the terms list lives (ms).
+ * 1 = proclaimed (and announced); 0 = the lock is not ours: we do not lead.
+ */
+export const PROCLAIM = new Script(
+  `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local pttl = redis.call('PTTL', KEYS[1])
+if pttl < 1 then pttl = 1 end
+local term = redis.call('HGET', KEYS[2], 'fence')
+redis.call('HSET', KEYS[2], 'token', ARGV[1], 'fence', ARGV[2], 'value', ARGV[3])
+redis.call('PEXPIRE', KEYS[2], pttl)
+if term ~= ARGV[2] then
+  redis.call('RPUSH', KEYS[3], ARGV[2] .. ':' .. ARGV[3])
+  redis.call('LTRIM', KEYS[3], -${TERMS_KEPT}, -1)
+end
+redis.call('PEXPIRE', KEYS[3], ARGV[5])
+redis.call('PUBLISH', ARGV[4], ARGV[2])
+return 1`,
+  3,
+);
+
+/**
+ * KEYS as PROCLAIM; ARGV[1] the last term the reader has seen (-1: only the present).
+ * {the lock's PTTL, the leader's fence or nil, its value in hex or nil, {"<fence>:<value in hex>" of
+ * each term after ARGV[1] and before the leader's, oldest first}, the newest term in the list}.
+ * Values travel in hex: a reply's strings are decoded as UTF-8, and a value may be any bytes. The
+ * token never leaves the server.
+ */
+export const READ_LEADER = new Script(
+  `local function hex(s) return (string.gsub(s, '.', function(c) return string.format('%02x', string.byte(c)) end)) end
+local holder = redis.call('GET', KEYS[1])
+local pttl = redis.call('PTTL', KEYS[1])
+local rec = redis.call('HMGET', KEYS[2], 'token', 'fence', 'value')
+local fence, value = false, false
+if holder and rec[1] == holder then fence, value = rec[2], hex(rec[3]) end
+local now = fence and tonumber(fence)
+local seen = tonumber(ARGV[1])
+local newest = 0
+local missed = {}
+for _, e in ipairs(redis.call('LRANGE', KEYS[3], 0, -1)) do
+  local f, v = string.match(e, '^(%d+):(.*)$')
+  f = tonumber(f)
+  if f then
+    if f > newest then newest = f end
+    if seen >= 0 and f > seen and (not now or f < now) then missed[#missed + 1] = string.format('%.0f', f) .. ':' .. hex(v) end
+  end
+end
+return {pttl, fence, value, missed, string.format('%.0f', newest)}`,
+  3,
+);
+
+export interface ElectionKeys extends RedisKeys {
+  record: string;
+  terms: string;
+  elected: string;
+}
+
+export function electionKeys(prefix: string, name: string): ElectionKeys {
+  const keys = redisKeys(prefix, name);
+  return { ...keys, record: `${keys.lock}:leader`, terms: `${keys.lock}:terms`, elected: `${keys.lock}:elected` };
+}
