@@ -1,7 +1,7 @@
 #!/usr/bin/env node
-// Installs what `npm test` and `npm run demo` need and is missing: npm packages (npm ci), and the
-// redis/etcd servers and the test tools from Debian (apt-get, when running as root; otherwise it prints
-// the exact command).
+// Installs what `npm test` and `npm run demo` need and is missing: npm packages (npm ci), and from
+// Debian the redis/etcd servers, the test tools, and Go with etcd's Go sources (apt-get, when running as
+// root; otherwise it prints the exact command).
 // Plain JavaScript with Node built-ins only, because it runs before node_modules exists.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { accessSync, constants, existsSync } from 'node:fs';
@@ -10,7 +10,8 @@ import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-// binary -> Debian package: the servers, and the tools the tests drive (TLS material, clock jumps)
+// binary -> Debian package: the servers, and the tools the tests drive (TLS material, clock jumps,
+// the Go toolchain that builds etcd's own client recipes in test/go)
 const servers = [
   ['redis-server', 'redis-server'],
   ['etcd', 'etcd-server'],
@@ -18,6 +19,11 @@ const servers = [
   ['openssl', 'openssl'],
   ['faketime', 'faketime'],
 ];
+// `--tests`: what only the tests need. Go builds the interop programs in test/go against etcd's Go
+// sources (a directory -> Debian package: it installs sources rather than a binary).
+const forTests = process.argv.includes('--tests');
+if (forTests) servers.push(['go', 'golang-go']);
+const sources = forTests ? [['/usr/share/gocode/src/go.etcd.io/etcd/clientv3/concurrency', 'golang-etcd-server-dev']] : [];
 
 function onPath(binary) {
   return (process.env.PATH ?? '').split(path.delimiter).some((dir) => {
@@ -51,7 +57,10 @@ if (!needed.every((p) => existsSync(path.join(root, 'node_modules', p, 'package.
   run('npm', existsSync(path.join(root, 'package-lock.json')) ? ['ci', '--no-audit', '--no-fund'] : ['install']);
 }
 
-const missing = servers.filter(([binary]) => !onPath(binary)).map(([, pkg]) => pkg);
+const missing = [
+  ...servers.filter(([binary]) => !onPath(binary)).map(([, pkg]) => pkg),
+  ...sources.filter(([dir]) => !existsSync(dir)).map(([, pkg]) => pkg),
+];
 if (missing.length > 0) {
   const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
   const cmd = `apt-get update && apt-get install -y ${missing.join(' ')}`;

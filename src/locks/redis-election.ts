@@ -145,8 +145,9 @@ export class RedisElection implements Election {
 
   /**
    * The lock's release, then a message on `:elected`: a release announces only the next waiter, and
-   * with nobody queued it announces nothing, yet observers must learn that nobody leads. The two go
-   * out in one write (pipelined), in this order, so an observer woken by the message reads after the release.
+   * with nobody queued it announces nothing, yet observers must learn that nobody leads. The message
+   * goes once the release is answered, so an observer woken by it reads after the release (sent at
+   * once, it could overtake a release that had to be resent in full after NOSCRIPT).
    */
   #resigner(lock: HeldLock): () => Promise<void> {
     let resigned: Promise<void> | undefined;
@@ -154,7 +155,7 @@ export class RedisElection implements Election {
       if (resigned) return resigned;
       const wasHeld = lock.held;
       resigned = lock.release();
-      if (wasHeld) void this.#client.send(['PUBLISH', this.#keys.elected, lock.fence.toString()]).catch(noop);
+      if (wasHeld) void resigned.finally(() => this.#client.send(['PUBLISH', this.#keys.elected, lock.fence.toString()])).catch(noop);
       return resigned;
     };
   }

@@ -62,6 +62,60 @@ export function etcdctlLock(endpoints: string[], name: string, extra: string[] =
   };
 }
 
+/**
+ * A long-running `etcdctl elect`: with a proposal, `elect NAME PROPOSAL` campaigns and leads until
+ * stopped (SIGINT makes it resign); without one, `elect -l NAME` observes.
+ */
+export interface EtcdctlElect {
+  child: ChildProcess;
+  /** stdout and stderr so far. */
+  output(): string;
+  /**
+   * The leaders etcdctl has printed so far, oldest first: a candidate prints itself once elected, an
+   * observer every leader and every value a leader proclaims.
+   */
+  leaders(): Array<{ key: string; value: string }>;
+  exited: Promise<number | null>;
+  stop(): Promise<void>;
+}
+
+export function etcdctlElect(endpoints: string[], name: string, opts: { proposal?: string; extra?: string[] } = {}): EtcdctlElect {
+  const role = opts.proposal === undefined ? ['-l', name] : [name, opts.proposal];
+  const child = spawn('etcdctl', ['--endpoints', endpoints.join(','), ...(opts.extra ?? []), 'elect', ...role], {
+    env: { ...process.env, ETCDCTL_API: '3' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let stdout = '';
+  child.stdout!.on('data', (chunk: Buffer) => {
+    out += chunk.toString();
+    stdout += chunk.toString();
+  });
+  child.stderr!.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return {
+    child,
+    output: () => out,
+    // etcdctl prints each leader as two lines, its key and then its value.
+    leaders: () => {
+      const lines = stdout.split('\n');
+      const found: Array<{ key: string; value: string }> = [];
+      for (let i = 0; i + 2 < lines.length; i++) {
+        if (lines[i]!.startsWith(`${name}/`)) found.push({ key: lines[i]!, value: lines[++i]! });
+      }
+      return found;
+    },
+    exited,
+    stop: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGINT');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
 /** Polls `check` until it returns true; fails after `timeoutMs`. */
 export async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 5000, what = 'condition'): Promise<void> {
   const until = performance.now() + timeoutMs;

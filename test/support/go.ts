@@ -1,0 +1,235 @@
+/**
+ * Go programs for interop tests: etcd's own client recipes, run next to wirelock's against the same etcd.
+ *
+ *   const go = await startGoElection({ endpoints: etcd.endpoints, name: 'e' });   // test/go/election
+ *   go.send('campaign a');
+ *   await go.next(/^leader /);                                                    // it leads
+ *   await go.stop();
+ *
+ * The programs build in GOPATH mode against Debian's etcd 3.4 sources (golang-etcd-server-dev), so no
+ * module download and no network: missing Go or sources is an Error saying what to install, and the
+ * test fails. The build cache lives in the OS temp dir and outlives the process, so only the first run
+ * on a machine pays for compiling grpc and clientv3; each process still builds each program once.
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { findBinary, tempDir } from '../../src/testing/process.js';
+
+const run = promisify(execFile);
+
+const GOPATH = '/usr/share/gocode';
+/** The package the programs import; a directory, since golang-etcd-server-dev installs no binary. */
+const ETCD_SOURCES = path.join(GOPATH, 'src/go.etcd.io/etcd/clientv3/concurrency');
+const INSTALL = 'apt-get install -y golang-go golang-etcd-server-dev';
+
+const builds = new Map<string, Promise<string>>();
+
+/**
+ * Builds `test/go/<dir>` once per process and resolves with the binary's path (in a temp dir removed
+ * at exit). A failed build stays failed for the process: the next test gets the same error at once.
+ */
+export function buildGoProgram(dir: string): Promise<string> {
+  let build = builds.get(dir);
+  if (!build) {
+    build = compile(dir);
+    builds.set(dir, build);
+  }
+  return build;
+}
+
+async function compile(dir: string): Promise<string> {
+  let go: string;
+  try {
+    go = findBinary('go', 'golang-go');
+  } catch {
+    throw new Error(`go not found on PATH: install the Go toolchain and etcd's Go sources with \`${INSTALL}\``);
+  }
+  if (!existsSync(ETCD_SOURCES)) {
+    throw new Error(`etcd's Go sources are missing (no ${ETCD_SOURCES}): install them with \`${INSTALL}\``);
+  }
+  const source = fileURLToPath(new URL(`../go/${dir}`, import.meta.url));
+  const binary = path.join(tempDir('go'), path.basename(dir));
+  const env = {
+    ...process.env,
+    GO111MODULE: 'off',
+    GOPATH,
+    GOCACHE: path.join(os.tmpdir(), 'wirelock-go-cache'),
+    GOFLAGS: '', // a -mod=… from the caller's environment is an error in GOPATH mode
+  };
+  try {
+    await run(go, ['build', '-o', binary, '.'], { cwd: source, env, timeout: 300_000 });
+  } catch (err) {
+    const stderr = (err as { stderr?: string }).stderr ?? '';
+    throw new Error(`go build of test/go/${dir} failed:\n${stderr || String(err)}`, { cause: err });
+  }
+  return binary;
+}
+
+export interface GoElectionOptions {
+  /** etcd client URLs (`http://127.0.0.1:P`) or `host:port`s. */
+  endpoints: string[];
+  /** The election's key prefix, without the trailing `/`. */
+  name: string;
+  /** Session TTL in seconds. Default 5 (the program's default). */
+  ttl?: number;
+}
+
+export interface NextOptions {
+  /** Default 10000. */
+  timeoutMs?: number;
+}
+
+type Match = RegExp | ((line: string) => boolean);
+
+/** Candidates still running, killed if the test process exits without stopping them. */
+const live = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const child of live) child.kill('SIGKILL');
+});
+
+/**
+ * A running `test/go/election`: etcd's concurrency.Election behind the line protocol documented in
+ * test/go/election/main.go. Replies and events are both stdout lines; `next` takes them in order.
+ */
+export class GoElection {
+  readonly name: string;
+  readonly #child: ChildProcess;
+  readonly #exited: Promise<void>;
+  readonly #lines: string[] = [];
+  /** Lines no `next` has taken yet. */
+  readonly #unread: string[] = [];
+  readonly #waiters: Array<{ match: Match; resolve(line: string): void }> = [];
+  #lease = '';
+  #stderr = '';
+  #exit: string | null = null;
+
+  private constructor(child: ChildProcess, name: string) {
+    this.#child = child;
+    this.name = name;
+    child.stderr!.on('data', (chunk: Buffer) => {
+      if (this.#stderr.length < 64 * 1024) this.#stderr += chunk.toString();
+    });
+    createInterface({ input: child.stdout! }).on('line', (line) => this.#take(line));
+    // A write after the program died is reported by `send` and the waits, not as an unhandled EPIPE.
+    child.stdin!.on('error', () => {});
+    this.#exited = new Promise((resolve) => {
+      child.once('error', (err) => {
+        this.#exit = `failed to start (${err.message})`;
+        resolve();
+      });
+      // 'close', not 'exit': by then every stdout line has been read, so none is missed.
+      child.once('close', (code, signal) => {
+        this.#exit = `exited (${code ?? signal})`;
+        resolve();
+      });
+    });
+    live.add(child);
+    void this.#exited.then(() => live.delete(child));
+  }
+
+  /** Builds the program if this process has not yet, starts it, and resolves once its session exists. */
+  static async start(opts: GoElectionOptions): Promise<GoElection> {
+    const binary = await buildGoProgram('election');
+    const args = ['-endpoints', opts.endpoints.join(','), '-name', opts.name, '-ttl', String(opts.ttl ?? 5)];
+    const candidate = new GoElection(spawn(binary, args, { stdio: ['pipe', 'pipe', 'pipe'] }), opts.name);
+    try {
+      const ready = await candidate.next(/^ready [0-9a-f]+$/);
+      candidate.#lease = ready.slice('ready '.length);
+    } catch (err) {
+      candidate.kill('SIGKILL');
+      throw err;
+    }
+    return candidate;
+  }
+
+  /** The session's lease in hex, as it ends the candidate's key (`<name>/<lease>`). */
+  get lease(): string {
+    return this.#lease;
+  }
+
+  /** Writes one command line. Throws if the program has exited. */
+  send(cmd: string): void {
+    if (this.#exit !== null) throw this.#error(`cannot send ${JSON.stringify(cmd)}: it ${this.#exit}`);
+    this.#child.stdin!.write(`${cmd}\n`);
+  }
+
+  /**
+   * Takes the oldest line not taken yet that matches (any line when `match` is omitted); lines that do
+   * not match stay for later calls. Rejects, with the program's stderr, after the timeout or once the
+   * program has exited without printing such a line.
+   */
+  next(match: Match = () => true, opts: NextOptions = {}): Promise<string> {
+    const timeoutMs = opts.timeoutMs ?? 10_000;
+    const found = this.#unread.findIndex((line) => matches(match, line));
+    if (found >= 0) return Promise.resolve(this.#unread.splice(found, 1)[0]!);
+    if (this.#exit !== null) return Promise.reject(this.#error(`no line matching ${describe(match)} before it ${this.#exit}`));
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const settle = (result: string | Error): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        this.#waiters.splice(this.#waiters.indexOf(waiter), 1);
+        if (typeof result === 'string') resolve(result);
+        else reject(result);
+      };
+      const waiter = { match, resolve: settle };
+      const timer = setTimeout(() => settle(this.#error(`no line matching ${describe(match)} within ${timeoutMs} ms`)), timeoutMs);
+      void this.#exited.then(() => settle(this.#error(`no line matching ${describe(match)} before it ${this.#exit}`)));
+      this.#waiters.push(waiter);
+    });
+  }
+
+  /** Every stdout line so far, taken or not. */
+  lines(): string[] {
+    return [...this.#lines];
+  }
+
+  /** Sends `signal` (default SIGKILL: the lease is left to expire), e.g. SIGSTOP to freeze keep-alives. */
+  kill(signal: NodeJS.Signals = 'SIGKILL'): void {
+    if (this.#exit === null) this.#child.kill(signal);
+  }
+
+  /**
+   * Sends `close` (the session's lease is revoked) and waits for the exit; SIGKILLs it after graceMs.
+   * Idempotent.
+   */
+  async stop(graceMs = 5000): Promise<void> {
+    if (this.#exit !== null) return;
+    this.#child.kill('SIGCONT'); // a paused program reads no commands
+    this.send('close');
+    const timer = setTimeout(() => this.#child.kill('SIGKILL'), graceMs);
+    await this.#exited;
+    clearTimeout(timer);
+  }
+
+  #take(line: string): void {
+    this.#lines.push(line);
+    const waiter = this.#waiters.find((w) => matches(w.match, line));
+    if (waiter) waiter.resolve(line);
+    else this.#unread.push(line);
+  }
+
+  #error(message: string): Error {
+    const stdout = this.#lines.slice(-20).join('\n') || '(none)';
+    const stderr = this.#stderr.slice(-4000) || '(none)';
+    return new Error(`go election ${JSON.stringify(this.name)}: ${message}\nstdout so far:\n${stdout}\nstderr so far:\n${stderr}`);
+  }
+}
+
+export function startGoElection(opts: GoElectionOptions): Promise<GoElection> {
+  return GoElection.start(opts);
+}
+
+function matches(match: Match, line: string): boolean {
+  return typeof match === 'function' ? match(line) : match.test(line);
+}
+
+function describe(match: Match): string {
+  return match instanceof RegExp ? String(match) : `(${String(match)})`;
+}
