@@ -6,6 +6,7 @@ import {
 import { startEtcd, startEtcdCluster, startRedis, type EtcdCluster, type EtcdServer, type RedisServer } from '../src/testing/servers.js';
 import { FaultProxy } from './support/proxy.js';
 import { eventually, queuedKeys, rejection, sleep } from './support/etcd.js';
+import { runChild, srcUrl } from './support/clock.js';
 
 /** Collects what an observe() yields, as "fence:value" or "none". Resolves once the first state is in. */
 async function collect(election: Election, signal?: AbortSignal): Promise<{ seen: string[]; leaders: Array<Leader | null>; done: Promise<unknown> }> {
@@ -241,6 +242,46 @@ describe('leader election', function () {
 
   contract('etcd', etcdBackend);
   contract('redis', redisBackend);
+
+  describe('what keeps a process alive (child processes)', function () {
+    this.timeout(20_000);
+    // The child waits, either as an observer or as a candidate behind our leader, with nothing else of
+    // its own pending: it stays only if that wait keeps it alive (sockets and retry timers are unref'd).
+    const script = (kind: 'etcd' | 'redis', name: string, role: 'observe' | 'campaign'): string => `
+      const m = await import(${JSON.stringify(srcUrl('index.ts'))});
+      const client = ${kind === 'etcd' ? `await m.EtcdClient.connect({ endpoints: ${JSON.stringify(etcd.endpoints)} })` : `await m.RedisClient.connect(${JSON.stringify(redis.url)})`};
+      const e = new m.${kind === 'etcd' ? 'EtcdElection' : 'RedisElection'}(client, ${JSON.stringify(name)}, { ttlMs: 2000 });
+      if (${JSON.stringify(role)} === 'observe') {
+        const it = e.observe();
+        await it.next(); // the parent, at once
+        const r = await it.next(); // the parent's next value, seconds later
+        console.log('observed', r.value.value.toString());
+      } else {
+        const l = await e.campaign('child');
+        console.log('led', l.fence > 0n);
+        await l.resign();
+      }
+      await e.close();
+      await client.close();
+    `;
+    for (const kind of ['etcd', 'redis'] as const) {
+      it(`${kind}: a pending observe() next() and a pending campaign each keep the process alive until answered`, async () => {
+        const name = `alive-${kind}`;
+        const e = await (kind === 'etcd' ? etcdBackend() : redisBackend()).make(name);
+        const l = await e.campaign('parent');
+        const observer = runChild(script(kind, name, 'observe'), 15_000);
+        const candidate = runChild(script(kind, name, 'campaign'), 15_000);
+        await sleep(3000); // longer than anything the children's own timers would wait for
+        await l.proclaim('parent-2');
+        await sleep(300);
+        await l.resign();
+        for (const [run, line] of [[await observer, 'observed parent-2'], [await candidate, 'led true']] as const) {
+          expect(run.code, `exit code (null: killed); stderr: ${run.stderr}`).to.equal(0);
+          expect(run.stdout.trim()).to.equal(line);
+        }
+      });
+    }
+  });
 
   describe('EtcdElection specifics', () => {
     it('writes <name>/<lease hex> with the value on its lease; the fence is the key create revision', async () => {

@@ -110,20 +110,18 @@ export function checkObserveOptions(opts: ObserveOptions | undefined): AbortSign
  */
 export class LeadershipHandle implements Leadership {
   readonly name: string;
+  readonly key: string;
   readonly #lock: HeldLock;
   readonly #write: (value: Buffer) => Promise<boolean>;
   readonly #resign: () => Promise<void>;
 
   /** `resign`: how to give up the term (default: release the lock). */
-  constructor(name: string, lock: HeldLock, write: (value: Buffer) => Promise<boolean>, resign?: () => Promise<void>) {
+  constructor(name: string, key: string, lock: HeldLock, write: (value: Buffer) => Promise<boolean>, resign?: () => Promise<void>) {
     this.name = name;
+    this.key = key;
     this.#lock = lock;
     this.#write = write;
     this.#resign = resign ?? (() => lock.release());
-  }
-
-  get key(): string {
-    return this.#lock.backend === 'etcd' ? this.#lock.token : this.#lock.key;
   }
 
   get fence(): bigint {

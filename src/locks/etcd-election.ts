@@ -181,6 +181,9 @@ export class EtcdElection implements Election {
         }
       },
     };
+    // Declared first: the session may have ended already, and then ends the lock while it is set up.
+    let watch: { cancel(): void } | undefined;
+    let handle: LeadershipHandle | undefined;
     const lock = new HeldLock({
       backend: 'etcd',
       key: this.name,
@@ -193,25 +196,26 @@ export class EtcdElection implements Election {
       keepsAlive: true,
       ops,
       onEnd: (l) => {
-        watch.cancel();
+        watch?.cancel();
         session.offRenewed(renewed);
         session.offEnded(ended);
-        this.#leading.delete(handle);
+        if (handle) this.#leading.delete(handle);
         if (l.endReason instanceof LockLostError) void session.close().catch(noop); // nothing of ours may stay behind
       },
     });
     const renewed = (validUntil: number): void => lock.renewed(validUntil);
     const ended = (reason: Error): void => lock.lose('session-expired', reason);
-    session.onRenewed(renewed);
-    session.onEnded(ended);
     // From the revision after the one that showed us first: a deletion since then is reported.
-    const watch = this.#client.watch(entry.key, { filters: [WatchFilter.NOPUT], start_revision: header.revision + 1n }, {
+    watch = this.#client.watch(entry.key, { filters: [WatchFilter.NOPUT], start_revision: header.revision + 1n }, {
       onEvents: () => lock.lose('stolen'),
       onError: (err) => {
         if (!(err instanceof WatchCompactedError)) return; // the client is closing: the session ends the lock
         void this.#client.range({ key: entry.key }).then((r) => r.kvs[0]?.create_revision === rev || lock.lose('stolen'), noop);
       },
     });
+    session.onRenewed(renewed);
+    session.onEnded(ended); // at once if the lease is gone already
+    if (!lock.held) throw lock.endReason;
     const write = async (value: Buffer): Promise<boolean> => {
       const res = await this.#client.txn(
         { compare: [ownsKey(entry.key, rev)], success: [{ request_put: { key: entry.key, value, lease: session.lease } }] },
@@ -219,7 +223,7 @@ export class EtcdElection implements Election {
       );
       return res.succeeded;
     };
-    const handle = new LeadershipHandle(this.name, lock, write);
+    handle = new LeadershipHandle(this.name, entry.key, lock, write);
     if (this.closed) {
       void handle.resign().catch(noop);
       throw this.#closing.signal.reason;

@@ -88,7 +88,7 @@ export class RedisElection implements Election {
       void lock.release().catch(noop);
       throw err;
     }
-    const handle = new LeadershipHandle(this.name, lock, (v) => this.#write(lock, v), this.#resigner(lock));
+    const handle = new LeadershipHandle(this.name, this.#keys.lock, lock, (v) => this.#write(lock, v), this.#resigner(lock));
     if (this.closed) {
       void handle.resign().catch(noop);
       throw this.#closing.signal.reason;
