@@ -29,6 +29,7 @@ import { isTransientEtcdError } from '../etcdrpc/status.js';
 import { EventType, SortOrder, SortTarget, WatchFilter } from '../etcdrpc/types.js';
 import type { Event, KeyValue, RangeResponse, ResponseHeader } from '../etcdrpc/types.js';
 import { backoffMs, noop, sharedController, sleep } from '../abort.js';
+import { lockChannels } from '../diagnostics.js';
 import { ClosedError, EtcdError, LockLostError, SessionExpiredError, WatchCompactedError } from '../errors.js';
 import { Status } from '../etcdrpc/status.js';
 import { HeldLock, type LockOps } from './held-lock.js';
@@ -135,7 +136,7 @@ export class EtcdElection implements Election {
           // A retried enqueue finds the key it wrote; a value of an earlier run (never ours: the lease is new) is not possible.
           const header = place.first ? place.header : await waitTurn(entry, place, wait);
           if (wait.signal.aborted) throw wait.signal.reason; // our turn came after the wait ended: give it back
-          return this.#lead(entry, place.rev, header);
+          return this.#lead(entry, place.rev, header, wait);
         } catch (err) {
           if (err instanceof LockLostError) throw err;
           if (session.signal.aborted && !wait.signal.aborted) throw lost(this.name, 'session-expired', session.signal.reason);
@@ -161,7 +162,7 @@ export class EtcdElection implements Election {
   }
 
   /** We lead: a HeldLock that follows the lease, and a watch on our key that ends it if the key is deleted. */
-  #lead(entry: QueueEntry, rev: bigint, header: ResponseHeader): LeadershipHandle {
+  #lead(entry: QueueEntry, rev: bigint, header: ResponseHeader, wait: Wait): LeadershipHandle {
     const { session } = entry;
     const ops: LockOps = {
       extend: async (lock) => {
@@ -229,6 +230,10 @@ export class EtcdElection implements Election {
       throw this.#closing.signal.reason;
     }
     this.#leading.add(handle);
+    if (lockChannels.acquire.hasSubscribers) {
+      const { validUntil } = lock;
+      lockChannels.acquire.publish({ backend: 'etcd', key: this.name, token: entry.key, fence: rev, validUntil, waitedMs: performance.now() - wait.start, attempts: wait.attempts + 1 });
+    }
     return handle;
   }
 }
