@@ -5,7 +5,7 @@ import {
 } from '../src/index.js';
 import { startEtcd, startEtcdCluster, startRedis, type EtcdCluster, type EtcdServer, type RedisServer } from '../src/testing/servers.js';
 import { FaultProxy } from './support/proxy.js';
-import { eventually, queuedKeys, rejection, sleep } from './support/etcd.js';
+import { etcdctl, eventually, queuedKeys, rejection, sleep } from './support/etcd.js';
 import { runChild, srcUrl } from './support/clock.js';
 
 /** Collects what an observe() yields, as "fence:value" or "none". Resolves once the first state is in. */
@@ -140,6 +140,19 @@ function contract(label: string, backend: () => Backend): void {
       await la.resign();
       await sleep(200);
       expect(await a.leader(), 'a given-up candidate never leads').to.equal(null);
+      await Promise.all([a.close(), b.close()]);
+    });
+
+    it('waitTimeoutMs: 0 is one attempt: it leads when nobody does, and is LockTimeoutError when someone does', async () => {
+      const name = fresh();
+      const [a, b] = await Promise.all([backend().make(name), backend().make(name)]);
+      const la = await a.campaign('first', { waitTimeoutMs: 0 });
+      expect((await b.leader())?.value.toString()).to.equal('first');
+      expect(await rejection(b.campaign('second', { waitTimeoutMs: 0 }))).to.be.instanceOf(LockTimeoutError);
+      await la.resign();
+      expect(await b.leader()).to.equal(null);
+      const lb = await b.campaign('second', { waitTimeoutMs: 0 });
+      await lb.resign();
       await Promise.all([a.close(), b.close()]);
     });
 
@@ -321,6 +334,20 @@ describe('leader election', function () {
       await lc.resign();
     });
 
+    it('close() returns only once a given-up campaign has withdrawn its key', async () => {
+      const name = 'withdrawn';
+      const [a, b] = await Promise.all([etcdBackend().make(name), etcdBackend().make(name)]);
+      const la = await a.campaign('a');
+      const ac = new AbortController();
+      const pb = rejection(b.campaign('b', { signal: ac.signal }));
+      await eventually(async () => (await queuedKeys(etcdAdmin, name)).length === 2, 3000, 'b queued');
+      ac.abort(new Error('going'));
+      await b.close();
+      expect(await queuedKeys(etcdAdmin, name), "b's key is gone when close() returns").to.deep.equal([la.key]);
+      expect((await pb).message).to.equal('going');
+      await la.resign();
+    });
+
     it('observe() survives its stream being reset: it resumes after the last revision and misses no change', async () => {
       const proxy = await FaultProxy.start({ port: Number(new URL(etcd.clientUrl).port) });
       const client = await EtcdClient.connect({ endpoints: [proxy.url('http')] });
@@ -337,6 +364,32 @@ describe('leader election', function () {
       await eventually(() => obs.seen.at(-1)?.endsWith(':three') ?? false, 8000, 'the observer catches up');
       expect(values(obs.seen)).to.deep.equal(['none', 'one', 'two', 'none', 'three']);
       expect(proxy.accepted, 'the client connected again').to.be.above(1);
+      await l2.resign();
+      await watcher.close();
+      await client.close();
+      await proxy.stop();
+    });
+
+    it('observe() survives compaction of the history it would resume from: it reads the present and goes on', async () => {
+      const proxy = await FaultProxy.start({ port: Number(new URL(etcd.clientUrl).port) });
+      const client = await EtcdClient.connect({ endpoints: [proxy.url('http')] });
+      const watcher = new EtcdElection(client, 'compacted');
+      const obs = await collect(watcher);
+      const e = await etcdBackend().make('compacted');
+      const l1 = await e.campaign('one');
+      await eventually(() => obs.seen.length === 2, 3000, 'first leader observed');
+      proxy.refuse().reset();
+      await l1.resign();
+      const l2 = await e.campaign('two');
+      await l2.proclaim('three');
+      const { header } = await etcdAdmin.range({ key: 'compacted/' });
+      await etcdctl(etcd.endpoints, ['compaction', String(header.revision)]);
+      proxy.pass();
+      await eventually(() => obs.seen.at(-1)?.endsWith(':three') ?? false, 8000, 'the observer catches up after the compaction');
+      // What happened during the outage is gone from etcd: the observer reports the present, not the steps.
+      expect(values(obs.seen).slice(0, 2)).to.deep.equal(['none', 'one']);
+      await l2.proclaim('four');
+      await eventually(() => obs.seen.at(-1)?.endsWith(':four') ?? false, 3000, 'and goes on observing');
       await l2.resign();
       await watcher.close();
       await client.close();

@@ -11,16 +11,20 @@ export class UsageError extends Error {
   }
 }
 
-export interface CommonFlags {
+/** Which servers, and how to reach them: what every command takes. */
+export interface ConnectionFlags {
   redis?: string[];
   etcd?: string[];
-  key: string;
   prefix?: string;
   user?: string;
   tlsCa?: string;
   tlsCert?: string;
   tlsKey?: string;
   help: boolean;
+}
+
+export interface CommonFlags extends ConnectionFlags {
+  key: string;
 }
 
 export interface RunFlags extends CommonFlags {
@@ -31,6 +35,20 @@ export interface RunFlags extends CommonFlags {
   command: string[];
 }
 
+/** `elect`: campaign (`value` set, `observe` false) or observe; never both. */
+export interface ElectFlags extends ConnectionFlags {
+  name: string;
+  /** What observers see as our value; undefined with --observe. */
+  value: string | undefined;
+  observe: boolean;
+  ttlMs: number;
+  /** Infinity = wait forever. */
+  waitMs: number;
+  graceMs: number;
+  /** Empty: lead until a signal. */
+  command: string[];
+}
+
 export const USAGE: Record<string, string> = {
   main: `wirelock: distributed locks for Redis, Redlock and etcd, from the command line
 
@@ -38,6 +56,8 @@ usage:
   wirelock run    (--redis URL[,URL…] | --etcd URL[,URL…]) --key NAME [options] -- CMD [ARGS…]
   wirelock status (--redis URL[,URL…] | --etcd URL[,URL…]) --key NAME
   wirelock trace  (--redis URL[,URL…] | --etcd URL[,URL…]) --key NAME
+  wirelock elect  (--redis URL | --etcd URL[,URL…]) --name NAME --value V [options] [--] [CMD [ARGS…]]
+  wirelock elect  (--redis URL | --etcd URL[,URL…]) --name NAME --observe
 
 One Redis URL is a single-server lock, several are Redlock over independent masters; etcd URLs are
 one cluster. 'wirelock COMMAND --help' tells more.`,
@@ -69,6 +89,35 @@ waiters in the order they will be served.`,
 
 Acquires and releases NAME once and prints every command, reply, gRPC call and stream message on
 the way, with timings: what a lock client puts on the wire. Secrets are redacted.`,
+  elect: `usage: wirelock elect (--redis URL | --etcd URL[,URL…]) --name NAME --value V
+                      [--ttl 10s] [--wait D] [--grace 5s] [--] [CMD [ARGS…]]
+       wirelock elect (--redis URL | --etcd URL[,URL…]) --name NAME --observe
+
+Campaigns to lead the election NAME with the value V (what observers see). Once leading, prints
+  leading <key> fence <fence>
+then runs CMD while leading, as 'wirelock run' runs one under a lock (stopped if the leadership is
+lost), and resigns when CMD exits. Without CMD it leads until SIGINT, SIGTERM or SIGHUP, then resigns.
+CMD gets WIRELOCK_ELECTION, WIRELOCK_LEADER_KEY and WIRELOCK_FENCE (the term) in its environment.
+
+With --observe it prints the leader now, then each change, one line each, until SIGINT, SIGTERM or SIGHUP:
+  leader <key> fence <fence> value <value>
+  no leader
+A value is printed as is when it is plain text: UTF-8 without control, format or separator characters,
+no space at either end, not empty, not starting with " or hex:. Other text is printed as a JSON
+string ("a\\nb"), and bytes that are not UTF-8 as hex:<the bytes in hex>.
+
+  --ttl D      the leader's lease (default 10s; etcd rounds up to whole seconds, min 2s)
+  --wait D     how long to wait to lead (default: forever); --wait 0 tries once
+  --grace D    after a lost leadership: time between SIGTERM and SIGKILL to CMD (default 5s)
+  --prefix P   key prefix (default: 'wirelock:' for Redis; none for etcd, so that
+               'wirelock elect --etcd … --name NAME' and 'etcdctl elect NAME' are one election)
+  --user U, --tls-ca F, --tls-cert F, --tls-key F   as for 'wirelock run'
+
+One --redis URL only: an election is not built on Redlock.
+
+Exit status: CMD's own (128+N if a signal N ended it); 0 without CMD, or with --observe, once a
+signal ended it; 75 --wait ran out before leading; 76 the leadership was lost (CMD was stopped);
+128+N a signal N ended the wait to lead; 69 the servers could not be reached; 2 bad usage.`,
 };
 
 /** '10s', '500ms', '2m', '1h', '0', or a bare number of seconds → milliseconds. */
@@ -80,11 +129,28 @@ export function parseDuration(text: string, flag: string): number {
   return n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit]!;
 }
 
-const VALUE_FLAGS = new Set(['--redis', '--etcd', '--key', '--prefix', '--user', '--tls-ca', '--tls-cert', '--tls-key', '--ttl', '--wait', '--grace']);
+const VALUE_FLAGS = new Set(['--redis', '--etcd', '--key', '--name', '--value', '--prefix', '--user', '--tls-ca', '--tls-cert', '--tls-key', '--ttl', '--wait', '--grace']);
+/** Flags that take no value. */
+const SWITCHES = new Set(['--observe']);
+const CONNECTION_FLAGS = ['--redis', '--etcd', '--prefix', '--user', '--tls-ca', '--tls-cert', '--tls-key'];
 
-/** Parses `argv` (after the subcommand). `allowed` lists the value flags the subcommand takes. */
-export function parseFlags(command: string, argv: string[], allowed: string[]): { values: Map<string, string>; help: boolean; rest: string[] } {
+export interface ParseOptions {
+  /** The first word that is not a flag starts the command, as after `--` (elect's `[--] [CMD…]`). */
+  commandWithoutDashes?: boolean;
+}
+
+/**
+ * Parses `argv` (after the subcommand). `allowed` lists the flags the subcommand takes. Switches
+ * are in `switches`, value flags in `values`; `rest` is what follows `--`.
+ */
+export function parseFlags(
+  command: string,
+  argv: string[],
+  allowed: string[],
+  opts: ParseOptions = {},
+): { values: Map<string, string>; switches: Set<string>; help: boolean; rest: string[] } {
   const values = new Map<string, string>();
+  const switches = new Set<string>();
   let help = false;
   let i = 0;
   for (; i < argv.length; i++) {
@@ -93,27 +159,34 @@ export function parseFlags(command: string, argv: string[], allowed: string[]): 
       i++;
       break;
     }
+    if (opts.commandWithoutDashes && !arg.startsWith('-')) break;
     if (arg === '-h' || arg === '--help') {
       help = true;
       continue;
     }
     const eq = arg.indexOf('=');
     const name = eq > 0 ? arg.slice(0, eq) : arg;
-    if (!VALUE_FLAGS.has(name) || !allowed.includes(name)) throw new UsageError(`unknown option ${JSON.stringify(name)}`, command);
+    if (!allowed.includes(name) || !(VALUE_FLAGS.has(name) || SWITCHES.has(name))) throw new UsageError(`unknown option ${JSON.stringify(name)}`, command);
+    if (SWITCHES.has(name)) {
+      if (eq > 0) throw new UsageError(`${name} takes no value`, command);
+      if (switches.has(name)) throw new UsageError(`${name} given twice`, command);
+      switches.add(name);
+      continue;
+    }
     const value = eq > 0 ? arg.slice(eq + 1) : argv[++i];
     if (value === undefined) throw new UsageError(`${name} needs a value`, command);
     if (values.has(name)) throw new UsageError(`${name} given twice`, command);
     values.set(name, value);
   }
-  return { values, help, rest: argv.slice(i) };
+  return { values, switches, help, rest: argv.slice(i) };
 }
 
-export function commonFlags(command: string, values: Map<string, string>, help: boolean): CommonFlags {
+/** The backend and how to reach it: exactly one of --redis or --etcd, with at least one URL. */
+export function connectionFlags(command: string, values: Map<string, string>, help: boolean): ConnectionFlags {
   const list = (v: string | undefined): string[] | undefined => v?.split(',').map((s) => s.trim()).filter(Boolean);
-  const flags: CommonFlags = {
+  const flags: ConnectionFlags = {
     redis: list(values.get('--redis')),
     etcd: list(values.get('--etcd')),
-    key: values.get('--key') ?? '',
     prefix: values.get('--prefix'),
     user: values.get('--user'),
     tlsCa: values.get('--tls-ca'),
@@ -124,12 +197,17 @@ export function commonFlags(command: string, values: Map<string, string>, help: 
   if (help) return flags;
   if (!flags.redis === !flags.etcd) throw new UsageError('give exactly one of --redis or --etcd', command);
   if ((flags.redis ?? flags.etcd)!.length === 0) throw new UsageError('no URL given', command);
-  if (!flags.key) throw new UsageError('--key NAME is required', command);
+  return flags;
+}
+
+export function commonFlags(command: string, values: Map<string, string>, help: boolean): CommonFlags {
+  const flags: CommonFlags = { ...connectionFlags(command, values, help), key: values.get('--key') ?? '' };
+  if (!help && !flags.key) throw new UsageError('--key NAME is required', command);
   return flags;
 }
 
 export function runFlags(argv: string[]): RunFlags {
-  const { values, help, rest } = parseFlags('run', argv, [...VALUE_FLAGS]);
+  const { values, help, rest } = parseFlags('run', argv, [...CONNECTION_FLAGS, '--key', '--ttl', '--wait', '--grace']);
   const common = commonFlags('run', values, help);
   const flags: RunFlags = {
     ...common,
@@ -141,5 +219,34 @@ export function runFlags(argv: string[]): RunFlags {
   if (help) return flags;
   if (!(flags.ttlMs > 0)) throw new UsageError('--ttl must be more than 0', 'run');
   if (flags.command.length === 0) throw new UsageError('no command to run (put it after --)', 'run');
+  return flags;
+}
+
+export function electFlags(argv: string[]): ElectFlags {
+  const campaignFlags = ['--value', '--ttl', '--wait', '--grace'];
+  const { values, switches, help, rest } = parseFlags('elect', argv, [...CONNECTION_FLAGS, '--name', ...campaignFlags, '--observe'], {
+    commandWithoutDashes: true,
+  });
+  const flags: ElectFlags = {
+    ...connectionFlags('elect', values, help),
+    name: values.get('--name') ?? '',
+    value: values.get('--value'),
+    observe: switches.has('--observe'),
+    ttlMs: parseDuration(values.get('--ttl') ?? '10s', '--ttl'),
+    waitMs: values.has('--wait') ? parseDuration(values.get('--wait')!, '--wait') : Infinity,
+    graceMs: parseDuration(values.get('--grace') ?? '5s', '--grace'),
+    command: rest,
+  };
+  if (help) return flags;
+  if (!flags.name) throw new UsageError('--name NAME is required', 'elect');
+  if (flags.redis && flags.redis.length > 1) throw new UsageError('elect takes one --redis URL: an election is not built on Redlock', 'elect');
+  if (flags.observe) {
+    if (flags.command.length > 0) throw new UsageError('--observe runs no command: give either --observe or a command', 'elect');
+    const misplaced = campaignFlags.find((f) => values.has(f));
+    if (misplaced) throw new UsageError(`${misplaced} is for campaigning, not for --observe`, 'elect');
+    return flags;
+  }
+  if (flags.value === undefined) throw new UsageError('--value V is required to campaign (what observers see), unless --observe', 'elect');
+  if (!(flags.ttlMs > 0)) throw new UsageError('--ttl must be more than 0', 'elect');
   return flags;
 }

@@ -1,6 +1,7 @@
 /**
- * From command-line flags to connected clients and a Locker: one Redis URL = RedisLocker, several =
- * Redlock, etcd URLs = EtcdLocker. Credentials come from the URL or the environment and are never echoed.
+ * From command-line flags to connected clients (connectClients), and to a Locker (openBackend): one
+ * Redis URL = RedisLocker, several = Redlock, etcd URLs = EtcdLocker. Credentials come from the URL
+ * or the environment and are never echoed.
  */
 import { readFileSync } from 'node:fs';
 import { EtcdClient } from '../etcdrpc/client.js';
@@ -10,10 +11,17 @@ import { EtcdLocker } from '../locks/etcd-locker.js';
 import { RedisLocker } from '../locks/redis-locker.js';
 import { Redlock } from '../locks/redlock.js';
 import type { Locker } from '../locks/types.js';
-import type { CommonFlags } from './args.js';
+import type { ConnectionFlags } from './args.js';
 import { UsageError } from './args.js';
 
 export type BackendKind = 'redis' | 'redlock' | 'etcd';
+
+/** Connected clients: one per --redis URL, or one EtcdClient for all --etcd URLs. */
+export interface Clients {
+  redis: RedisClient[];
+  etcd: EtcdClient | undefined;
+  close(): Promise<void>;
+}
 
 export interface Backend {
   kind: BackendKind;
@@ -34,7 +42,7 @@ function readPem(file: string | undefined, flag: string): Buffer | undefined {
   }
 }
 
-export async function openBackend(flags: CommonFlags): Promise<Backend> {
+export async function connectClients(flags: ConnectionFlags): Promise<Clients> {
   const ca = readPem(flags.tlsCa, '--tls-ca');
   const cert = readPem(flags.tlsCert, '--tls-cert');
   const key = readPem(flags.tlsKey, '--tls-key');
@@ -56,19 +64,10 @@ export async function openBackend(flags: CommonFlags): Promise<Backend> {
       await Promise.all(clients.map((c) => c.close()));
       throw err;
     }
-    const prefix = flags.prefix ?? 'wirelock:';
-    const locker = clients.length === 1 ? new RedisLocker(clients[0]!, { prefix }) : new Redlock(clients, { prefix });
-    return {
-      kind: clients.length === 1 ? 'redis' : 'redlock',
-      locker,
-      redis: clients,
-      etcd: undefined,
-      prefix,
-      close: async () => {
-        await locker.close();
-        await Promise.all(clients.map((c) => c.close()));
-      },
+    const close = async (): Promise<void> => {
+      await Promise.all(clients.map((c) => c.close()));
     };
+    return { redis: clients, etcd: undefined, close };
   }
   // etcd: credentials may sit in the URLs (http://user:pass@host:port); the client wants bare endpoints.
   let username = flags.user;
@@ -90,17 +89,38 @@ export async function openBackend(flags: CommonFlags): Promise<Backend> {
     ...(password !== undefined && { password }),
     ...((ca || cert || key) && { tls: { ...(ca && { ca }), ...(cert && { cert }), ...(key && { key }) } }),
   });
-  const prefix = flags.prefix ?? '';
-  const locker = new EtcdLocker(etcd, { prefix });
+  return { redis: [], etcd, close: () => etcd.close() };
+}
+
+/**
+ * The key prefix: --prefix, else 'wirelock:' for Redis (the library's default) and none for etcd
+ * (so that names are etcdctl's: `etcdctl lock NAME`, `etcdctl elect NAME`).
+ */
+export function keyPrefix(flags: ConnectionFlags): string {
+  return flags.prefix ?? (flags.etcd ? '' : 'wirelock:');
+}
+
+export async function openBackend(flags: ConnectionFlags): Promise<Backend> {
+  const clients = await connectClients(flags);
+  const { redis, etcd } = clients;
+  const prefix = keyPrefix(flags);
+  let locker: Locker;
+  try {
+    if (etcd) locker = new EtcdLocker(etcd, { prefix });
+    else locker = redis.length === 1 ? new RedisLocker(redis[0]!, { prefix }) : new Redlock(redis, { prefix });
+  } catch (err) {
+    await clients.close();
+    throw err;
+  }
   return {
-    kind: 'etcd',
+    kind: etcd ? 'etcd' : redis.length === 1 ? 'redis' : 'redlock',
     locker,
-    redis: [],
+    redis,
     etcd,
     prefix,
     close: async () => {
       await locker.close();
-      await etcd.close();
+      await clients.close();
     },
   };
 }

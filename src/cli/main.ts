@@ -4,8 +4,10 @@
  * exits 2. Nothing here prints a password: errors from the library never contain one.
  */
 import { ConnectionError, EtcdError, RespError, TimeoutError, WirelockError } from '../errors.js';
-import { commonFlags, parseDuration, parseFlags, runFlags, USAGE, UsageError } from './args.js';
-import { CliExit, EXIT, describe, run } from './run.js';
+import { commonFlags, electFlags, parseDuration, parseFlags, runFlags, USAGE, UsageError } from './args.js';
+import { elect } from './elect.js';
+import { CliExit, EXIT, describe } from './exit.js';
+import { run } from './run.js';
 import { status } from './status.js';
 import { trace } from './trace.js';
 
@@ -36,6 +38,11 @@ async function main(argv: string[]): Promise<number> {
       const flags = commonFlags('trace', values, help);
       await trace({ ...flags, ttlMs: values.has('--ttl') ? parseDuration(values.get('--ttl')!, '--ttl') : undefined }, out);
       return 0;
+    }
+    case 'elect': {
+      const flags = electFlags(rest);
+      if (flags.help) return out(USAGE.elect!), 0;
+      return await elect(flags, out, err);
     }
     default:
       throw new UsageError(`unknown command ${JSON.stringify(command)}`);

@@ -8,7 +8,7 @@ import { redisKeys } from '../locks/redis-scripts.js';
 import type { RedisClient } from '../resp/client.js';
 import type { CommonFlags } from './args.js';
 import { openBackend, type Backend } from './connect.js';
-import { formatMs } from './run.js';
+import { formatMs } from './exit.js';
 
 export async function status(flags: CommonFlags, print: (line: string) => void): Promise<void> {
   const backend = await openBackend(flags);

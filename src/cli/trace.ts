@@ -6,7 +6,7 @@ import dc from 'node:diagnostics_channel';
 import { etcdChannels, lockChannels, respChannels, type Channel } from '../diagnostics.js';
 import type { CommonFlags } from './args.js';
 import { openBackend } from './connect.js';
-import { formatMs } from './run.js';
+import { formatMs } from './exit.js';
 
 /** Turns payload values into short, readable text: Buffers as text when printable, bigints as digits. */
 export function show(value: unknown, max = 320): string {

@@ -30,7 +30,7 @@ import { EventType, SortOrder, SortTarget, WatchFilter } from '../etcdrpc/types.
 import type { Event, KeyValue, RangeResponse, ResponseHeader } from '../etcdrpc/types.js';
 import { backoffMs, noop, sharedController, sleep } from '../abort.js';
 import { lockChannels } from '../diagnostics.js';
-import { ClosedError, EtcdError, LockLostError, SessionExpiredError, WatchCompactedError } from '../errors.js';
+import { ClosedError, EtcdError, LockLostError, LockTimeoutError, SessionExpiredError, WatchCompactedError } from '../errors.js';
 import { Status } from '../etcdrpc/status.js';
 import { HeldLock, type LockOps } from './held-lock.js';
 import { Session, ttlSeconds } from './etcd-session.js';
@@ -54,6 +54,8 @@ export class EtcdElection implements Election {
   readonly #ttlMs: number;
   readonly #closing = sharedController();
   readonly #leading = new Set<LeadershipHandle>();
+  /** Campaigns still running (a campaign that was given up runs until its lease is revoked), and revocations after a loss. */
+  readonly #busy = new Set<Promise<unknown>>();
   readonly #feeds = new Set<LeaderFeed>();
 
   constructor(client: EtcdClient, name: string, opts: EtcdElectionOptions = {}) {
@@ -77,7 +79,11 @@ export class EtcdElection implements Election {
       return Promise.reject(err);
     }
     const init = { key: this.name, start: performance.now(), waitTimeoutMs: o.waitTimeoutMs, signal: o.signal, closing: this.#closing.signal };
-    return waitFor(init, (wait) => this.#campaign(wait, o), (l) => l.resign());
+    if (o.waitTimeoutMs === 0) {
+      // One attempt: a 0 ms deadline would otherwise end it before it reached etcd (as for the lockers).
+      return this.#track(this.#campaign(undefined, init, o));
+    }
+    return waitFor(init, (wait) => this.#track(this.#campaign(wait, init, o)), (l) => l.resign());
   }
 
   /** The oldest candidate's key, or null when nobody campaigns. */
@@ -108,6 +114,16 @@ export class EtcdElection implements Election {
     this.#closing.abort(new ClosedError('EtcdElection'));
     for (const feed of this.#feeds) feed.end();
     await Promise.allSettled([...this.#leading].map((l) => l.resign()));
+    // Given-up campaigns end by revoking their leases: wait for that, so none leaves a key to lead later.
+    await Promise.allSettled([...this.#busy]);
+  }
+
+  /** Keeps `work` in #busy until it settles. */
+  #track<T>(work: Promise<T>): Promise<T> {
+    this.#busy.add(work);
+    const done = (): void => void this.#busy.delete(work);
+    work.then(done, done);
+    return work;
   }
 
   /** The range read that finds the leader: the oldest key under `<name>/`, at `revision` (0: now). */
@@ -124,45 +140,49 @@ export class EtcdElection implements Election {
    * One campaign: a lease of its own, our key (with the value) in the queue, the wait for our turn.
    * Transient failures are retried on the same lease (enqueue finds our key if it landed); a lost
    * lease, or our key deleted while we queue, ends the campaign with LockLostError: that candidacy
-   * never leads. Whatever the campaign leaves behind, its lease's revocation removes.
+   * never leads. Without a `wait` (waitTimeoutMs 0) it is one attempt: LockTimeoutError if someone
+   * else leads. Whatever the campaign leaves behind, its lease's revocation removes, and the campaign
+   * settles only once that is done (close() waits for it).
    */
-  async #campaign(wait: Wait, o: ResolvedCampaign): Promise<LeadershipHandle> {
-    const session = await this.#newSession(wait, o);
+  async #campaign(wait: Wait | undefined, init: { start: number; signal: AbortSignal | undefined }, o: ResolvedCampaign): Promise<LeadershipHandle> {
+    const signal = wait?.signal ?? (init.signal ? AbortSignal.any([init.signal, this.#closing.signal]) : this.#closing.signal);
+    const session = await this.#newSession(wait, signal, o);
     const entry: QueueEntry = { client: this.#client, session, name: this.name, key: `${this.name}/${session.leaseHex}`, aheadPrefix: this.name };
     try {
-      for (;;) {
+      for (let attempts = 1; ; attempts++) {
         try {
-          const place = await enqueue(entry, wait.signal, o.value);
-          // A retried enqueue finds the key it wrote; a value of an earlier run (never ours: the lease is new) is not possible.
-          const header = place.first ? place.header : await waitTurn(entry, place, wait);
-          if (wait.signal.aborted) throw wait.signal.reason; // our turn came after the wait ended: give it back
-          return this.#lead(entry, place.rev, header, wait);
+          const place = await enqueue(entry, signal, o.value);
+          if (!place.first && !wait) throw new LockTimeoutError(this.name, performance.now() - init.start);
+          // A retried enqueue finds the key it wrote (the lease is new: no other value can be there).
+          const header = place.first ? place.header : await waitTurn(entry, place, wait!);
+          if (signal.aborted) throw signal.reason; // our turn came after the wait ended: give it back
+          return this.#lead(entry, place.rev, header, init.start, attempts);
         } catch (err) {
-          if (err instanceof LockLostError) throw err;
-          if (session.signal.aborted && !wait.signal.aborted) throw lost(this.name, 'session-expired', session.signal.reason);
-          if (wait.signal.aborted || !isTransientEtcdError(err)) throw err;
+          if (err instanceof LockLostError || err instanceof LockTimeoutError) throw err;
+          if (session.signal.aborted && !signal.aborted) throw lost(this.name, 'session-expired', session.signal.reason);
+          if (!wait || signal.aborted || !isTransientEtcdError(err)) throw err;
           await wait.backoff(err, { baseMs: 100 });
         }
       }
     } catch (err) {
-      void session.close().catch(noop); // revoking the lease deletes our key, wherever the campaign stopped
+      await session.close().catch(noop); // revoking the lease deletes our key, wherever the campaign stopped
       throw err;
     }
   }
 
-  async #newSession(wait: Wait, o: ResolvedCampaign): Promise<Session> {
+  async #newSession(wait: Wait | undefined, signal: AbortSignal, o: ResolvedCampaign): Promise<Session> {
     for (;;) {
       try {
-        return await Session.create(this.#client, { ttlMs: ttlSeconds(o.ttlMs) * 1000, signal: wait.signal });
+        return await Session.create(this.#client, { ttlMs: ttlSeconds(o.ttlMs) * 1000, signal });
       } catch (err) {
-        if (wait.signal.aborted || !isTransientEtcdError(err)) throw err;
+        if (!wait || signal.aborted || !isTransientEtcdError(err)) throw err;
         await wait.backoff(err, { baseMs: 100 });
       }
     }
   }
 
   /** We lead: a HeldLock that follows the lease, and a watch on our key that ends it if the key is deleted. */
-  #lead(entry: QueueEntry, rev: bigint, header: ResponseHeader, wait: Wait): LeadershipHandle {
+  #lead(entry: QueueEntry, rev: bigint, header: ResponseHeader, start: number, attempts: number): LeadershipHandle {
     const { session } = entry;
     const ops: LockOps = {
       extend: async (lock) => {
@@ -201,7 +221,7 @@ export class EtcdElection implements Election {
         session.offRenewed(renewed);
         session.offEnded(ended);
         if (handle) this.#leading.delete(handle);
-        if (l.endReason instanceof LockLostError) void session.close().catch(noop); // nothing of ours may stay behind
+        if (l.endReason instanceof LockLostError) void this.#track(session.close().catch(noop)); // nothing of ours may stay behind
       },
     });
     const renewed = (validUntil: number): void => lock.renewed(validUntil);
@@ -232,7 +252,7 @@ export class EtcdElection implements Election {
     this.#leading.add(handle);
     if (lockChannels.acquire.hasSubscribers) {
       const { validUntil } = lock;
-      lockChannels.acquire.publish({ backend: 'etcd', key: this.name, token: entry.key, fence: rev, validUntil, waitedMs: performance.now() - wait.start, attempts: wait.attempts + 1 });
+      lockChannels.acquire.publish({ backend: 'etcd', key: this.name, token: entry.key, fence: rev, validUntil, waitedMs: performance.now() - start, attempts });
     }
     return handle;
   }
