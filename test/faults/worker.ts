@@ -8,14 +8,15 @@
  *
  * Commands run one after another, except `exit`, which closes everything at once (pending acquires
  * reject) and ends the process. The worker also exits when its stdin ends (the parent died).
+ * `elect` starts a loop that runs beside the commands until `elect-stop` (see electLoop).
  */
 import { createInterface } from 'node:readline';
 import { setTimeout as delay } from 'node:timers/promises';
 import {
-  EtcdClient, EtcdLocker, LockLostError, QuorumError, RedisClient, RedisLocker, Redlock, WirelockError,
-  type Lock, type Locker,
+  EtcdClient, EtcdElection, EtcdLocker, LockLostError, QuorumError, RedisClient, RedisElection, RedisLocker, Redlock, WirelockError,
+  type Election, type Leadership, type Lock, type Locker,
 } from '../../src/index.js';
-import { EtcdResource, RedisResource, type FencedResource } from '../support/faults-resource.js';
+import { EtcdResource, RedisResource, type Access, type FencedResource } from '../support/faults-resource.js';
 import type { WorkerConfig } from '../support/faults-workers.js';
 
 const cfg = JSON.parse(process.argv[2]!) as WorkerConfig;
@@ -40,6 +41,8 @@ function describe(err: unknown): Record<string, unknown> {
 
 interface Backend {
   locker: Locker;
+  /** A new election on the lock client (etcd and a single Redis only). */
+  election(name: string, ttlMs: number): Election;
   resource: FencedResource;
   /** A plain (unfenced) counter: read, wait, write back +1. Two holders at once lose an update. */
   counter: { get(): Promise<number>; set(n: number): Promise<void> };
@@ -49,6 +52,9 @@ interface Backend {
 async function connect(): Promise<Backend> {
   const closers: Array<() => Promise<void>> = [];
   let locker: Locker;
+  let election: Backend['election'] = () => {
+    throw new Error(`no election on the ${cfg.backend} backend`);
+  };
   if (cfg.backend === 'unlocked') {
     const client = await RedisClient.connect(cfg.urls[0]!);
     closers.push(() => client.close());
@@ -57,10 +63,12 @@ async function connect(): Promise<Backend> {
     const client = await EtcdClient.connect({ endpoints: cfg.urls, ...cfg.clientOptions });
     closers.push(() => client.close());
     locker = new EtcdLocker(client, cfg.lockerOptions);
+    election = (name, ttlMs) => new EtcdElection(client, name, { ttlMs });
   } else {
     const clients = await Promise.all(cfg.urls.map((u) => RedisClient.connect(u, cfg.clientOptions)));
     closers.push(() => Promise.all(clients.map((c) => c.close())).then(() => {}));
     locker = cfg.backend === 'redis' ? new RedisLocker(clients[0]!, cfg.lockerOptions) : new Redlock(clients, cfg.lockerOptions);
+    if (cfg.backend === 'redis') election = (name, ttlMs) => new RedisElection(clients[0]!, name, { ttlMs, prefix: cfg.lockerOptions?.prefix as string | undefined });
   }
   closers.unshift(() => locker.close());
   let resource: FencedResource;
@@ -74,7 +82,7 @@ async function connect(): Promise<Backend> {
       set: async (n) => void (await client.send(['SET', 'fault:counter', n])),
     };
   } else {
-    const client = await EtcdClient.connect({ endpoints: cfg.resource.endpoints });
+    const client = await EtcdClient.connect({ endpoints: cfg.resource.endpoints, callTimeoutMs: cfg.resource.callTimeoutMs });
     closers.push(() => client.close());
     resource = new EtcdResource(client, 'fault/resource');
     counter = {
@@ -84,6 +92,7 @@ async function connect(): Promise<Backend> {
   }
   return {
     locker,
+    election,
     resource,
     counter,
     close: async () => {
@@ -115,13 +124,13 @@ const backend = await connect();
 let lock: Lock | undefined;
 let begun: { value: number } | undefined;
 
-/** Reports the lock's validity as it moves, and its loss the moment the signal aborts. */
-function watch(l: Lock): void {
+/** Reports the lock's (or leadership's) validity as it moves, and its loss the moment the signal aborts. */
+function watch(l: Pick<Lock, 'fence' | 'signal' | 'validUntil'>): void {
   let last = l.validUntil;
   const timer = setInterval(() => {
     if (l.validUntil !== last) {
       last = l.validUntil;
-      emit({ type: 'validity', at: hr(), validUntil: hrOf(last), dateSkewMs: dateSkew() });
+      emit({ type: 'validity', at: hr(), fence: l.fence, validUntil: hrOf(last), dateSkewMs: dateSkew() });
     }
   }, 20);
   timer.unref();
@@ -174,8 +183,89 @@ async function contend(c: Record<string, any>): Promise<void> {
   emit({ type: 'contended' });
 }
 
+/** An access of the fenced resource as data; a failed one (outcome unknown) carries its error. */
+function settled(access: Promise<Access>): Promise<Partial<Access> & { ok: boolean; error?: Record<string, unknown> }> {
+  return access.then((a) => a, (err: unknown) => ({ ok: false, error: describe(err) }));
+}
+
+/**
+ * The election loop (`elect`): campaign; lead for a random term of `termMs: [min, max]` ms (a fenced
+ * begin, a wait that does not look at the signal, a fenced write with the term); resign; campaign
+ * again; until `elect-stop`, which ends a pending campaign and lets a term in progress finish.
+ * Each term is reported when campaign resolves (`leading`: all that a killed leader leaves), after
+ * its begin (`begun`), and when it ends (`term`). Its end is stamped before resign (`exit`), or when
+ * its signal aborts with a loss (`lostAt`), whichever is first; `validUntil` is its last.
+ */
+async function electLoop(c: Record<string, any>, stop: AbortSignal): Promise<void> {
+  const election = backend.election(c.name, c.ttlMs);
+  try {
+    while (!stop.aborted) {
+      const requested = hr();
+      let leadership: Leadership;
+      try {
+        leadership = await election.campaign(cfg.id, { signal: stop });
+      } catch (err) {
+        if (stop.aborted) break;
+        // A candidacy can end without leading (its lease ran out while it queued): campaign again.
+        emit({ type: 'campaign-failed', requested, at: hr(), error: describe(err) });
+        await delay(50);
+        continue;
+      }
+      await lead(leadership, requested, c.termMs as [number, number]);
+    }
+  } finally {
+    await election.close();
+  }
+}
+
+async function lead(l: Leadership, requested: bigint, [minMs, maxMs]: [number, number]): Promise<void> {
+  const enter = hr();
+  let lostAt: bigint | undefined;
+  const onAbort = (): void => {
+    if (l.signal.reason instanceof LockLostError) lostAt = hr();
+  };
+  if (l.signal.aborted) onAbort();
+  else l.signal.addEventListener('abort', onAbort, { once: true });
+  watch(l);
+  emit({ type: 'leading', requested, enter, fence: l.fence, validUntil: hrOf(l.validUntil) });
+  const termMs = minMs + Math.random() * (maxMs - minMs);
+  const begin = await settled(backend.resource.begin(l.fence));
+  emit({ type: 'begun', fence: l.fence, ok: begin.ok, at: hr() });
+  // Leading without looking at the signal: what a paused or careless leader does.
+  await delay(termMs);
+  const writeAt = hr();
+  const signalAborted = l.signal.aborted;
+  // After a begin of unknown outcome the value read is unknown too: writing it could lose an update.
+  const write = begin.error ? undefined : await settled(backend.resource.write(l.fence, (begin.value ?? 0) + 1));
+  const exit = hr();
+  const validUntil = hrOf(l.validUntil);
+  const resignError = await l.resign().then(() => undefined, describe);
+  const lost = l.signal.reason instanceof LockLostError ? describe(l.signal.reason) : undefined;
+  emit({ type: 'term', requested, enter, exit, lostAt, lost, fence: l.fence, validUntil, termMs, begin, write, writeAt, signalAborted, resignError });
+}
+
+let electing: { stop: AbortController; done: Promise<void> } | undefined;
+
+async function stopElecting(): Promise<void> {
+  electing?.stop.abort();
+  await electing?.done;
+  electing = undefined;
+}
+
 async function run(c: Record<string, any>): Promise<void> {
   switch (c.op) {
+    case 'elect': {
+      if (electing) throw new Error('already electing');
+      const stop = new AbortController();
+      const done = electLoop(c, stop.signal).catch((err: unknown) => {
+        emit({ type: 'fatal', message: `elect: ${String((err as Error)?.stack ?? err)}` });
+      });
+      electing = { stop, done };
+      return emit({ type: 'electing', at: hr() });
+    }
+    case 'elect-stop':
+      await stopElecting();
+      return emit({ type: 'elect-stopped', at: hr() });
     case 'acquire':
       return acquire(c, false);
     case 'try':
@@ -233,6 +323,7 @@ async function exit(code: number): Promise<void> {
   if (exiting) return;
   exiting = true;
   const timer = setTimeout(() => process.exit(code), 3000);
+  await stopElecting();
   await backend.close();
   clearTimeout(timer);
   process.exit(code);

@@ -24,8 +24,11 @@ export interface WorkerConfig {
   backend: Backend;
   /** Redis URLs (one for redis, N for redlock) or etcd endpoints. */
   urls: string[];
-  /** Where the fenced resource and the plain counter live: a Redis URL, or etcd endpoints. */
-  resource: { kind: 'redis'; url: string } | { kind: 'etcd'; endpoints: string[] };
+  /**
+   * Where the fenced resource and the plain counter live: a Redis URL, or etcd endpoints (with the
+   * resource client's own callTimeoutMs, if the default is too long for the scenario).
+   */
+  resource: { kind: 'redis'; url: string } | { kind: 'etcd'; endpoints: string[]; callTimeoutMs?: number };
   /** RedisClient / EtcdClient options (commandTimeoutMs, callTimeoutMs, …). */
   clientOptions?: Record<string, unknown>;
   /** Locker options (prefix, nodeTimeoutMs, …). */
@@ -51,6 +54,7 @@ export class FaultWorker {
   readonly events: WorkerEvent[] = [];
   #unread: WorkerEvent[] = [];
   #waiters = new Set<() => void>();
+  #listeners = new Set<(event: WorkerEvent) => void>();
   #stderr = '';
   #spawnError: Error | undefined;
   #exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
@@ -83,6 +87,7 @@ export class FaultWorker {
         this.events.push(event);
         this.#unread.push(event);
         for (const wake of [...this.#waiters]) wake();
+        for (const listener of [...this.#listeners]) listener(event);
       }
     });
     this.child.stderr!.on('data', (chunk: Buffer) => {
@@ -175,6 +180,30 @@ export class FaultWorker {
       const check = (): void => void look();
       if (!look()) this.#waiters.add(check);
     });
+  }
+
+  /**
+   * Calls `listener` with each event from now on, the moment it is read (for a fault that must hit
+   * a worker in a given state). Returns the function that stops it.
+   */
+  onEvent(listener: (event: WorkerEvent) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Resolves once the worker has exited and every line it wrote has been read (within `timeoutMs`). */
+  async drained(timeoutMs = 10_000): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`worker ${this.id}: not exited and drained within ${timeoutMs} ms`)), timeoutMs);
+    });
+    const out = this.child.stdout!;
+    try {
+      await Promise.race([this.exited, late]);
+      if (!out.closed) await Promise.race([new Promise((resolve) => out.once('close', resolve)), late]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Every event of this type so far. */
