@@ -1,5 +1,6 @@
 /**
- * The messages between the demo (parent) and its worker processes, over the fork() IPC channel.
+ * The messages between the demo (parent) and its worker processes, over the fork() IPC channel: the
+ * lock workers (demo-worker.ts) and, below, the election scene's processes (demo-election-worker.ts).
  *
  * The parent also plays the protected resource: a counter that accepts reads and writes only with a
  * fence at least as high as any fence it has seen (see FencedCounter in demo-scenario.ts). Keeping it
@@ -55,3 +56,44 @@ export interface HoldReport {
   /** Set when lock.signal was aborted with a LockLostError before release (its reason). */
   lost?: string;
 }
+
+/* The election scene: services campaign for one election, observers watch it (demo-election-worker.ts). */
+
+export type ElectionBackend = 'etcd' | 'redis';
+
+export interface ElectionConfig {
+  backend: ElectionBackend;
+  /** The Redis URL, or the etcd endpoints. */
+  urls: string[];
+  /** The election's name. */
+  name: string;
+  ttlMs: number;
+  /** The leader's work: a heartbeat with its term, written to the fenced store this often. */
+  beatMs: number;
+}
+
+/** What an observer saw: a leader's term and value (its service's name), or nobody. */
+export type Seen = { fence: string; value: string } | null;
+
+export type ToElector =
+  /** Connect and start observing; say 'ready' once the first observation is in. */
+  | { type: 'start'; config: ElectionConfig }
+  | { type: 'campaign' }
+  /** Stop campaigning and observing; resign if leading; close the connection. */
+  | { type: 'stop' }
+  | { type: 'exit' };
+
+export type FromElector =
+  | { type: 'ready' }
+  | { type: 'observed'; seen: Seen; at: string }
+  | { type: 'campaigning'; at: string }
+  /** campaign() resolved at `at`. */
+  | { type: 'leading'; fence: string; at: string; validUntil: string }
+  /** One heartbeat of leader work, with the leadership's validUntil at that moment. */
+  | { type: 'beat'; fence: string; at: string; validUntil: string }
+  /** The leadership ended without a resign (its signal aborted with LockLostError). */
+  | { type: 'lost'; fence: string; at: string; reason: string }
+  /** resign() was called at `at` (the leader stopped its work then) and has been answered. */
+  | { type: 'resigned'; fence: string; at: string }
+  | { type: 'error'; message: string }
+  | { type: 'stopped' };

@@ -128,7 +128,8 @@ export function table(verdicts: Verdict[]): string[] {
   return [line(head), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...rows.map(line)];
 }
 
-export function summaryMarkdown(verdicts: Verdict[], intro: string[]): string {
+/** `election`: the election scenes' table and verdict (after the locks'), and their sections (after the backends'). */
+export function summaryMarkdown(verdicts: Verdict[], intro: string[], election?: { overview: string[]; sections: string[] }): string {
   const all = verdicts.every((v) => v.ok);
   const out = [
     '# wirelock demo summary',
@@ -141,6 +142,7 @@ export function summaryMarkdown(verdicts: Verdict[], intro: string[]): string {
       ? '**No two holds overlapped, on any backend**; fences only climbed; the counter lost no update; every stale write was refused.'
       : '**A CHECK FAILED**: see the backend sections below.',
     '',
+    ...(election ? [...election.overview, ''] : []),
     '![timeline](timeline.svg)',
     '',
   ];
@@ -165,5 +167,6 @@ export function summaryMarkdown(verdicts: Verdict[], intro: string[]): string {
       '',
     );
   }
+  if (election) out.push(...election.sections);
   return out.join('\n');
 }

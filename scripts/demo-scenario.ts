@@ -9,7 +9,7 @@ import type { FromWorker, HoldReport, ScenarioConfig, ToWorker } from './demo-pr
 export interface DemoEvent {
   /** ms since the scenario started. */
   t: number;
-  kind: 'kill' | 'restart' | 'pause' | 'takeover' | 'resume' | 'refused';
+  kind: 'kill' | 'restart' | 'pause' | 'takeover' | 'resume' | 'refused' | 'resign';
   label: string;
   /** A few words for the timeline. */
   short: string;

@@ -2,7 +2,11 @@
  * demo-out/timeline.svg, drawn by hand: one panel per backend showing who held the lock when (one lane
  * per worker), the fences climbing, the server kills, and a zoom on the frozen holder whose lease ran
  * out and whose late write the store refused. Hover a hold for its worker, fence and duration.
+ * Then one panel per election scene: each service's terms and its wait in the queue, the killed
+ * leader's lease running out, and below, who each process saw leading.
  */
+import { termLabel, type Candidacy, type TermRecord, type View } from './demo-election.js';
+import { OBSERVER } from './demo-election-processes.js';
 import type { DemoEvent, HoldRecord } from './demo-scenario.js';
 
 export interface Panel {
@@ -11,6 +15,16 @@ export interface Panel {
   events: DemoEvent[];
   durationMs: number;
   workers: number;
+}
+
+export interface ElectionPanel {
+  title: string;
+  services: string[];
+  terms: TermRecord[];
+  candidacies: Candidacy[];
+  views: View[];
+  events: DemoEvent[];
+  durationMs: number;
 }
 
 const W = 1200;
@@ -27,6 +41,7 @@ const EVENT_COLOR: Record<DemoEvent['kind'], string> = {
   takeover: '#1f77b4',
   resume: '#7f3fbf',
   refused: '#d62728',
+  resign: '#555555',
 };
 
 const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
@@ -200,15 +215,104 @@ function panel(p: Panel, top: number): { svg: string; height: number } {
   return { svg: out.join('\n'), height: y - top + 16 };
 }
 
+const ELECTION_LANE = 18;
+const VIEW_LANE = 11;
+
+/**
+ * An election scene: a lane per service (the wait in the queue as a thin line, each term as a bar with
+ * its heartbeats as ticks, a killed leader's cross and the rest of its lease hatched), then a lane per
+ * observing process: whom it saw leading, from each observation to the next.
+ */
+function electionPanel(p: ElectionPanel, top: number): { svg: string; height: number } {
+  const s = scale(0, p.durationMs);
+  const color = (service: string): string => COLORS[Math.max(0, p.services.indexOf(service)) % COLORS.length]!;
+  const out: string[] = [`<g ${FONT}>`];
+  let y = top;
+  out.push(`<text x="${LEFT - 50}" y="${y + 14}" font-size="15" font-weight="bold" fill="#111">${esc(p.title)}</text>`);
+  y += 30;
+  out.push(`<text x="${LEFT - 50}" y="${y}" font-size="11" fill="#444">${esc('A bar is a term (its number on it; ticks: heartbeats); a thin line: waiting in the queue; the cross: SIGKILL; hatched: the dead leader\'s lease.')}</text>`);
+  const labelTop = y + 18;
+  y += 44;
+  const lanesTop = y;
+  p.services.forEach((name, i) => {
+    const ly = y + i * ELECTION_LANE;
+    out.push(`<rect x="${LEFT}" y="${ly}" width="${PLOT}" height="${ELECTION_LANE}" fill="${i % 2 ? '#fafafa' : '#f2f2f2'}"/>`);
+    out.push(`<text x="${LEFT - 8}" y="${ly + 12}" text-anchor="end" font-size="10" fill="#333">${esc(name)}</text>`);
+  });
+  const laneY = (service: string): number => y + Math.max(0, p.services.indexOf(service)) * ELECTION_LANE;
+  for (const c of p.candidacies) {
+    const x1 = s.x(c.from);
+    const x2 = s.x(c.to ?? p.durationMs);
+    const my = laneY(c.service) + ELECTION_LANE / 2;
+    out.push(`<line x1="${n(x1)}" y1="${my}" x2="${n(Math.max(x1 + 1, x2))}" y2="${my}" stroke="${color(c.service)}" stroke-width="1.5" opacity="0.7"><title>${esc(`${c.service} campaigns from ${(c.from / 1000).toFixed(2)} s`)}</title></line>`);
+  }
+  for (const t of p.terms) {
+    const ly = laneY(t.service) + 2;
+    const h = ELECTION_LANE - 4;
+    const stop = t.end ?? p.durationMs;
+    const x = s.x(t.start);
+    const width = Math.max(1, s.x(stop) - x);
+    const tip = `${t.service} led term ${t.fence} from ${(t.start / 1000).toFixed(3)} s to ${(stop / 1000).toFixed(3)} s (${t.how}); ${t.beats.length} heartbeats` +
+      (t.how === 'killed' ? `; its lease ran on to ${(t.validUntil / 1000).toFixed(3)} s` : '');
+    out.push(`<rect x="${n(x)}" y="${ly}" width="${n(width)}" height="${h}" fill="${color(t.service)}"><title>${esc(tip)}</title></rect>`);
+    let lastTick = -Infinity;
+    for (const b of t.beats) {
+      const bx = s.x(b);
+      if (bx - lastTick < 4) continue;
+      lastTick = bx;
+      out.push(`<line x1="${n(bx)}" y1="${ly + h - 4}" x2="${n(bx)}" y2="${ly + h}" stroke="#fff" stroke-width="1"/>`);
+    }
+    const label = `term ${termLabel(t.fence)}`;
+    if (textWidth(label, 10) + 6 < width) out.push(`<text x="${n(x + 3)}" y="${ly + 10}" font-size="10" fill="#fff">${esc(label)}<title>${esc(tip)}</title></text>`);
+    if (t.how === 'killed') {
+      const lx = s.x(stop);
+      out.push(`<rect x="${n(lx)}" y="${ly}" width="${n(Math.max(1, s.x(t.validUntil) - lx))}" height="${h}" fill="url(#dead)" stroke="#888" stroke-width="0.6"><title>${esc(`${t.service}'s lease after its SIGKILL: nobody may lead until ${(t.validUntil / 1000).toFixed(3)} s`)}</title></rect>`);
+      out.push(`<path d="M${n(lx - 5)},${ly - 1} l10,${h + 2} m0,-${h + 2} l-10,${h + 2}" stroke="#d62728" stroke-width="2"/>`);
+    }
+  }
+  y += p.services.length * ELECTION_LANE + 10;
+  out.push(`<text x="${LEFT}" y="${y + 8}" font-size="11" font-weight="bold" fill="#333">who each process saw leading</text>`);
+  y += 14;
+  const viewLanes = [...new Set(p.views.map((v) => v.lane))].sort((a, b) => (a === OBSERVER ? -1 : b === OBSERVER ? 1 : a.localeCompare(b)));
+  viewLanes.forEach((lane, i) => {
+    const ly = y + i * VIEW_LANE;
+    out.push(`<rect x="${LEFT}" y="${ly}" width="${PLOT}" height="${VIEW_LANE}" fill="${i % 2 ? '#fafafa' : '#f2f2f2'}"/>`);
+    out.push(`<text x="${LEFT - 8}" y="${ly + 9}" text-anchor="end" font-size="9" fill="#333">${esc(lane)}</text>`);
+  });
+  for (const v of p.views) {
+    const ly = y + viewLanes.indexOf(v.lane) * VIEW_LANE + 1;
+    v.seen.forEach((o, i) => {
+      const from = o.t;
+      const to = v.seen[i + 1]?.t ?? v.to ?? p.durationMs;
+      const x = s.x(from);
+      const width = Math.max(1, s.x(to) - x);
+      const who = o.seen ? `${o.seen.value} (term ${o.seen.fence})` : 'no leader';
+      const tip = `${v.who} saw ${who} from ${(from / 1000).toFixed(3)} s`;
+      const fill = o.seen ? color(o.seen.value) : '#dddddd';
+      out.push(`<rect x="${n(x)}" y="${ly}" width="${n(width)}" height="${VIEW_LANE - 2}" fill="${fill}" opacity="${o.seen ? 0.6 : 1}"><title>${esc(tip)}</title></rect>`);
+      const label = o.seen ? o.seen.value : 'no leader';
+      if (textWidth(label, 8) + 4 < width) out.push(`<text x="${n(x + 2)}" y="${ly + 7.5}" font-size="8" fill="#222">${esc(label)}</text>`);
+    });
+    if (v.killed) out.push(`<path d="M${n(s.x(v.to!) - 3)},${ly} l6,${VIEW_LANE - 2} m0,-${VIEW_LANE - 2} l-6,${VIEW_LANE - 2}" stroke="#d62728" stroke-width="1.5"/>`);
+  }
+  y += viewLanes.length * VIEW_LANE;
+  out.push(eventLines(p.events, s, lanesTop, y - lanesTop, labelTop, 2));
+  y += 6;
+  out.push(axis(s, y, 's'));
+  y += 24;
+  out.push('</g>');
+  return { svg: out.join('\n'), height: y - top + 16 };
+}
+
 function fmtSpan(ms: number): string {
   return ms >= 1000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms)} ms`;
 }
 
-export function timelineSvg(panels: Panel[], subtitle: string): string {
+export function timelineSvg(panels: Panel[], subtitle: string, elections: ElectionPanel[] = []): string {
   const parts: string[] = [];
   let y = 16;
   const head = [
-    `<text x="${LEFT - 50}" y="${y + 16}" font-size="18" font-weight="bold" fill="#111" ${FONT}>wirelock demo: who held the lock when</text>`,
+    `<text x="${LEFT - 50}" y="${y + 16}" font-size="18" font-weight="bold" fill="#111" ${FONT}>wirelock demo: who held the lock when${elections.length ? ', and who led' : ''}</text>`,
     `<text x="${LEFT - 50}" y="${y + 36}" font-size="11" fill="#444" ${FONT}>${esc(subtitle)}</text>`,
     `<text x="${LEFT - 50}" y="${y + 52}" font-size="11" fill="#444" ${FONT}>${esc('One lane per worker process; each bar is one hold (hover for its fence). Hatched red: a hold past its lease; the cross is its refused write.')}</text>`,
   ];
@@ -218,10 +322,16 @@ export function timelineSvg(panels: Panel[], subtitle: string): string {
     parts.push(svg);
     y += height;
   }
+  for (const p of elections) {
+    const { svg, height } = electionPanel(p, y);
+    parts.push(svg);
+    y += height;
+  }
   return [
     `<?xml version="1.0" encoding="UTF-8"?>`,
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${y}" viewBox="0 0 ${W} ${y}">`,
-    `<defs><pattern id="late" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><rect width="6" height="6" fill="#fde0e0"/><line x1="0" y1="0" x2="0" y2="6" stroke="#d62728" stroke-width="2"/></pattern></defs>`,
+    `<defs><pattern id="late" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><rect width="6" height="6" fill="#fde0e0"/><line x1="0" y1="0" x2="0" y2="6" stroke="#d62728" stroke-width="2"/></pattern>` +
+      `<pattern id="dead" width="5" height="5" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><rect width="5" height="5" fill="#f4f4f4"/><line x1="0" y1="0" x2="0" y2="5" stroke="#888" stroke-width="1.6"/></pattern></defs>`,
     `<rect width="${W}" height="${y}" fill="#fff"/>`,
     ...head,
     ...parts,

@@ -11,19 +11,34 @@
  *                                                 then a holder is frozen past its TTL
  *
  * The counter is a fenced store: it refuses a read or write whose fence is lower than one it has seen,
- * so the frozen holder's late write is refused. At the end: per-worker counts, handoff latency, the
- * check that no two holds overlapped, demo-out/timeline.svg and demo-out/summary.md.
+ * so the frozen holder's late write is refused.
  *
- * --quick (CI): shorter phases, the same story, well under a minute. --out DIR: write elsewhere.
+ * Then a leader election scene, on the etcd cluster and on one redis-server: three service processes
+ * campaign for one election with their names as values, each observing it, and an observer process
+ * watches too. The leader does its leader work (a heartbeat with its term, to a fenced store) until it
+ * is killed (SIGKILL); its supervisor restarts it and it campaigns again, at the back of the queue.
+ * The next candidate leads once the dead leader's lease has run out, and every observer sees it.
+ * At the end the last leader resigns and the observer sees that nobody leads.
+ *
+ * It prints, and writes to demo-out/summary.md: per-worker counts, handoff latency, the check that
+ * no two holds overlapped; each election's terms, failover times, and the check that no two terms
+ * overlapped, that terms only climbed and that every observer saw every change of leader in order.
+ * demo-out/timeline.svg draws it all.
+ *
+ * --quick (CI): shorter phases and fewer kills, the same story, under a minute. --out DIR:
+ * write elsewhere.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startEtcdCluster, startRedisNodes, type EtcdCluster, type RedisServer } from '../src/testing/servers.js';
-import type { Backend, ScenarioConfig } from './demo-protocol.js';
+import { runElection } from './demo-election.js';
+import { Electors, SERVICES } from './demo-election-processes.js';
+import { electionMarkdown, electionTable, judgeElection, printElectionVerdict, type ElectionVerdict } from './demo-election-report.js';
+import type { Backend, ElectionConfig, ScenarioConfig } from './demo-protocol.js';
 import { judge, printVerdict, summaryMarkdown, table, type Verdict } from './demo-report.js';
 import { runScenario, WorkerPool, type ScenarioControl } from './demo-scenario.js';
-import { timelineSvg, type Panel } from './demo-svg.js';
+import { timelineSvg, type ElectionPanel, type Panel } from './demo-svg.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const quick = process.argv.includes('--quick');
@@ -39,6 +54,13 @@ const REDIS_TTL_MS = 2000;
 const ETCD_TTL_MS = 5000;
 /** Phase lengths (ms): before the first fault, a server's downtime, between faults, after the last. */
 const PHASE = quick ? { warm: 1500, down: 2600, between: 1000, tail: 1200 } : { warm: 8000, down: 10_000, between: 6000, tail: 6000 };
+/**
+ * The election scene: a short lease, so that a killed leader's lease runs out soon (etcd's minimum is 2 s);
+ * each leader leads for leadMs, then is killed, `kills` times; the last one resigns after leadMs.
+ */
+const ELECTION_TTL_MS = 2000;
+const ELECTION_BEAT_MS = 100;
+const ELECTION = quick ? { kills: 1, leadMs: 1000 } : { kills: 3, leadMs: 1500 };
 
 interface Stage {
   name: string;
@@ -116,17 +138,47 @@ function stages(redis: RedisServer[], etcd: EtcdCluster): Stage[] {
   ];
 }
 
+interface ElectionScene {
+  name: string;
+  title: string;
+  servers: string;
+  config: ElectionConfig;
+}
+
+function electionScenes(redis: RedisServer[], etcd: EtcdCluster): ElectionScene[] {
+  const base = { name: 'demo-election', ttlMs: ELECTION_TTL_MS, beatMs: ELECTION_BEAT_MS };
+  return [
+    {
+      name: 'etcd',
+      title: 'Leader election on the 3-member etcd cluster',
+      servers: `etcd ${etcd.members.map((m) => m.name).join(', ')}`,
+      config: { ...base, backend: 'etcd', urls: etcd.endpoints },
+    },
+    {
+      name: 'Redis',
+      title: 'Leader election on one redis-server',
+      servers: `redis-server :${redis[0]!.port}`,
+      config: { ...base, backend: 'redis', urls: [redis[0]!.url] },
+    },
+  ];
+}
+
 async function main(): Promise<void> {
   const started = performance.now();
   mkdirSync(out, { recursive: true });
   console.log(`wirelock demo${quick ? ' (quick)' : ''}: ${WORKERS} worker processes take turns on one lock around a shared counter,`);
-  console.log(`for each backend, while servers die and a holder freezes. Lock TTL ${REDIS_TTL_MS / 1000} s (etcd ${ETCD_TTL_MS / 1000} s).\n`);
-  // The workers take a while to start (TypeScript through tsx): start them alongside the servers.
+  console.log(`for each backend, while servers die and a holder freezes. Lock TTL ${REDIS_TTL_MS / 1000} s (etcd ${ETCD_TTL_MS / 1000} s).`);
+  console.log(`Then ${SERVICES.length} services elect a leader on etcd and on Redis, and the leader is killed. Election lease ${ELECTION_TTL_MS / 1000} s.\n`);
+  // The workers take a while to start (TypeScript through tsx): start them alongside the servers,
+  // the election's processes too (they wait, idle, for their scene).
   const pool = new WorkerPool(path.join(root, 'scripts/demo-worker.ts'), WORKERS);
+  const electors = new Electors(path.join(root, 'scripts/demo-election-worker.ts'));
   const [redis, etcd] = await Promise.all([startRedisNodes(3), startEtcdCluster(3)]);
   console.log(`servers: redis-server on :${redis.map((r) => r.port).join(', :')}; etcd cluster on ${etcd.endpoints.join(', ')}\n`);
   const verdicts: Verdict[] = [];
   const panels: Panel[] = [];
+  const elections: ElectionVerdict[] = [];
+  const electionPanels: ElectionPanel[] = [];
   try {
     for (const stage of stages(redis, etcd)) {
       console.log(`${stage.title}`);
@@ -138,23 +190,48 @@ async function main(): Promise<void> {
       verdicts.push(v);
       panels.push({ title: `${stage.title}: ${v.holds} holds, fences ${v.firstFence}-${v.lastFence}, ${v.overlaps} overlaps`, holds: result.holds, events: result.events, durationMs: result.durationMs, workers: WORKERS });
     }
+    for (const scene of electionScenes(redis, etcd)) {
+      console.log(`${scene.title}`);
+      const result = await runElection(electors, scene.config, path.join(out, `election-${scene.config.backend}.json`), ELECTION);
+      const v = judgeElection(scene.name, scene.servers, result);
+      printElectionVerdict(v);
+      console.log();
+      elections.push(v);
+      const killed = result.failovers.length;
+      electionPanels.push({
+        title: `${scene.title}: ${v.terms.length} terms, ${killed} leader${killed === 1 ? '' : 's'} killed, ${v.overlaps.length} overlapping terms`,
+        services: SERVICES,
+        terms: result.terms,
+        candidacies: result.candidacies,
+        views: result.views,
+        events: result.events,
+        durationMs: result.durationMs,
+      });
+    }
   } finally {
-    await pool.close();
+    await Promise.all([pool.close(), electors.close()]);
     await Promise.all([...redis.map((r) => r.stop()), etcd.stop()]);
   }
 
   const elapsed = (performance.now() - started) / 1000;
   const intro = [
     `${quick ? 'Quick run' : 'Run'} of ${new Date().toISOString().slice(0, 19).replace('T', ' ')} UTC, ${elapsed.toFixed(0)} s in all: ` +
-      `${WORKERS} worker processes per backend, lock TTL ${REDIS_TTL_MS / 1000} s (etcd ${ETCD_TTL_MS / 1000} s), 2 ms of work per hold, Node ${process.versions.node}.`,
+      `${WORKERS} worker processes per backend, lock TTL ${REDIS_TTL_MS / 1000} s (etcd ${ETCD_TTL_MS / 1000} s), 2 ms of work per hold; election lease ${ELECTION_TTL_MS / 1000} s; Node ${process.versions.node}.`,
     'Each hold reads the counter and writes it back + 1 through a store that refuses fences lower than one it has seen.',
     'A hold counts until its holder is done or its lease ends, whichever is first; the check is that no two such holds overlap.',
+    `Elections: ${SERVICES.length} services and an observer process, lease ${ELECTION_TTL_MS / 1000} s, ${ELECTION.kills} leader${ELECTION.kills === 1 ? '' : 's'} killed (SIGKILL) per backend. ` +
+      "A term counts until its leader resigned, or for a killed leader until its lease ended (nobody may lead before then); the check is that no two terms overlap.",
   ];
-  writeFileSync(path.join(out, 'summary.md'), summaryMarkdown(verdicts, intro));
-  writeFileSync(path.join(out, 'timeline.svg'), timelineSvg(panels, intro[0]!));
+  const election = electionMarkdown(elections);
+  writeFileSync(path.join(out, 'summary.md'), summaryMarkdown(verdicts, intro, election));
+  writeFileSync(path.join(out, 'timeline.svg'), timelineSvg(panels, intro[0]!, electionPanels));
   for (const line of table(verdicts)) console.log(line);
-  const ok = verdicts.every((v) => v.ok);
-  console.log(`\n${ok ? 'OK' : 'FAILED'}: ${ok ? 'no two holds overlapped on any backend; every stale write was refused' : 'a check failed (see above)'}.`);
+  console.log();
+  for (const line of electionTable(elections)) console.log(line);
+  const ok = verdicts.every((v) => v.ok) && elections.every((v) => v.ok);
+  console.log(
+    `\n${ok ? 'OK' : 'FAILED'}: ${ok ? 'no two holds overlapped on any backend; every stale write was refused; one leader at a time in every election, and every change of leader was seen in order' : 'a check failed (see above)'}.`,
+  );
   console.log(`wrote ${path.relative(process.cwd(), path.join(out, 'timeline.svg'))} and ${path.relative(process.cwd(), path.join(out, 'summary.md'))} (${elapsed.toFixed(1)} s)`);
   if (!ok) process.exitCode = 1;
 }

@@ -1,6 +1,7 @@
 /**
  * `npm run demo -- --quick`, as CI runs it: a child process that starts its own servers and workers.
  * It must exit 0, pass the overlap check on every backend, show the frozen holder's write refused,
+ * elect one leader at a time (and see the next after a kill) on etcd and Redis,
  * and leave a well-formed timeline.svg and a summary.md.
  */
 import { expect } from 'chai';
@@ -110,6 +111,15 @@ describe('npm run demo -- --quick', function () {
     expect(result.stdout.match(/the store REFUSED w\d's late write: fence \d+ < \d+ already seen/g)).to.have.length(3);
   });
 
+  it('elects one leader at a time on etcd and Redis, kills the leader, and every observer sees the next one', () => {
+    for (const backend of ['etcd', 'Redis']) {
+      const line = result.stdout.split('\n').find((l) => l.includes(`check election on ${backend}:`));
+      expect(line, `no election check line for ${backend} in:\n${result.stdout}`).to.be.a('string');
+      expect(line).to.match(/: 0 overlapping terms, terms strictly increasing, (\d+) of \1 observers saw every change of leader in order -> OK, one leader at a time$/);
+      expect(result.stdout).to.match(new RegExp(`^\\| ${backend} +\\| \\d+ +\\| svc-\\w( -> svc-\\w)+ +\\| [1-9]\\d* .*\\| 0 +\\| OK +\\|$`, 'm'));
+    }
+  });
+
   it('writes a well-formed timeline.svg with the holds, the kills and the pauses on it', () => {
     const file = path.join(out, 'timeline.svg');
     expect(existsSync(file), file).to.equal(true);
@@ -120,6 +130,7 @@ describe('npm run demo -- --quick', function () {
     expect(svg).to.include('redis node 2 killed');
     expect(svg).to.match(/leader m\d killed/);
     expect(svg.match(/late write refused/g)).to.have.length(3);
+    expect(svg.match(/<title>svc-\w led term \d+ /g)?.length ?? 0).to.be.at.least(4);
   });
 
   it('writes summary.md with the table and each backend', () => {
@@ -129,5 +140,8 @@ describe('npm run demo -- --quick', function () {
     expect(md).to.match(/^\| backend +\| holds/m);
     for (const backend of ['RedisLocker', 'Redlock', 'EtcdLocker']) expect(md).to.match(new RegExp(`^\\| ${backend} .*\\| OK +\\|$`, 'm'));
     expect(md).to.include('No two holds overlapped, on any backend');
+    expect(md).to.match(/^\| election +\| terms/m);
+    expect(md).to.include('## Leader election on etcd');
+    expect(md).to.include('## Leader election on Redis');
   });
 });
