@@ -167,3 +167,23 @@ export class SessionExpiredError extends WirelockError {
     this.leaseId = leaseId;
   }
 }
+
+/**
+ * Bad arguments are TypeError or RangeError, as in Node's own APIs, and carry Node's codes, so a
+ * caller can tell them apart without parsing messages: ERR_INVALID_ARG_TYPE (the wrong kind of
+ * value), ERR_INVALID_ARG_VALUE (the right kind, but not usable: an empty key, a malformed URL),
+ * ERR_OUT_OF_RANGE (a number outside its range).
+ */
+export type ArgumentErrorCode = 'ERR_INVALID_ARG_TYPE' | 'ERR_INVALID_ARG_VALUE' | 'ERR_OUT_OF_RANGE';
+
+export function invalidType(message: string): TypeError & { code: 'ERR_INVALID_ARG_TYPE' } {
+  return Object.assign(new TypeError(message), { code: 'ERR_INVALID_ARG_TYPE' as const });
+}
+
+export function invalidValue(message: string): TypeError & { code: 'ERR_INVALID_ARG_VALUE' } {
+  return Object.assign(new TypeError(message), { code: 'ERR_INVALID_ARG_VALUE' as const });
+}
+
+export function outOfRange(message: string): RangeError & { code: 'ERR_OUT_OF_RANGE' } {
+  return Object.assign(new RangeError(message), { code: 'ERR_OUT_OF_RANGE' as const });
+}

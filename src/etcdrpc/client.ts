@@ -33,6 +33,7 @@ import type {
   TxnRequest,
   TxnResponse,
 } from './types.js';
+import { invalidType, invalidValue, outOfRange } from '../errors.js';
 
 export interface EtcdOptions {
   /** 'http://host:port' or 'https://host:port' (all the same scheme); several = one cluster. */
@@ -162,18 +163,18 @@ export class EtcdClient {
 }
 
 function checkTimeout(name: string, value: unknown): number {
-  if (typeof value !== 'number' || !(value > 0)) throw new RangeError(`${name} must be a number > 0, got ${String(value)}`);
+  if (typeof value !== 'number' || !(value > 0)) throw outOfRange(`${name} must be a number > 0, got ${String(value)}`);
   return value;
 }
 
 function checkOptions(opts: EtcdOptions): ConstructorParameters<typeof Transport>[0] {
-  if (opts === null || typeof opts !== 'object') throw new TypeError('EtcdClient.connect() needs an options object');
+  if (opts === null || typeof opts !== 'object') throw invalidType('EtcdClient.connect() needs an options object');
   const { endpoints } = opts;
-  if (!Array.isArray(endpoints) || endpoints.length === 0) throw new TypeError('endpoints must be a non-empty array of URLs');
+  if (!Array.isArray(endpoints) || endpoints.length === 0) throw invalidValue('endpoints must be a non-empty array of URLs');
   for (const e of endpoints) {
     // An endpoint may carry credentials (user:password@): it is never echoed, only its position.
     const bad = (): TypeError =>
-      new TypeError(`endpoint ${endpoints.indexOf(e) + 1} of ${endpoints.length} must look like http://host:port or https://host:port`);
+      invalidValue(`endpoint ${endpoints.indexOf(e) + 1} of ${endpoints.length} must look like http://host:port or https://host:port`);
     let url: URL;
     try {
       url = new URL(String(e));
@@ -181,13 +182,13 @@ function checkOptions(opts: EtcdOptions): ConstructorParameters<typeof Transport
       throw bad();
     }
     if ((url.protocol !== 'http:' && url.protocol !== 'https:') || !url.port) throw bad();
-    if (url.username || url.password) throw new TypeError('endpoint URLs must not carry credentials: use username/password');
+    if (url.username || url.password) throw invalidValue('endpoint URLs must not carry credentials: use username/password');
   }
   if (opts.username !== undefined && (typeof opts.username !== 'string' || opts.username === '')) {
-    throw new TypeError('username must be a non-empty string');
+    throw invalidValue('username must be a non-empty string');
   }
-  if (opts.password !== undefined && typeof opts.password !== 'string') throw new TypeError('password must be a string');
-  if (opts.password !== undefined && opts.username === undefined) throw new TypeError('a password needs a username');
+  if (opts.password !== undefined && typeof opts.password !== 'string') throw invalidType('password must be a string');
+  if (opts.password !== undefined && opts.username === undefined) throw invalidValue('a password needs a username');
   const callTimeoutMs = checkTimeout('callTimeoutMs', opts.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS);
   return { endpoints: endpoints.map(String), username: opts.username, password: opts.password, tls: opts.tls, callTimeoutMs };
 }

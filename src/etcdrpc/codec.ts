@@ -13,6 +13,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
+import { invalidType, outOfRange } from '../errors.js';
 
 const PROTO_DIR = fileURLToPath(new URL('../../protos/', import.meta.url));
 
@@ -99,11 +100,11 @@ const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 function longToWire(value: unknown, name: string): number | { low: number; high: number } {
   if (typeof value === 'bigint') {
     if (value >= -MAX_SAFE && value <= MAX_SAFE) return Number(value);
-    if (value < MIN_INT64 || value > MAX_UINT64) throw new RangeError(`${name} does not fit in 64 bits: ${value}`);
+    if (value < MIN_INT64 || value > MAX_UINT64) throw outOfRange(`${name} does not fit in 64 bits: ${value}`);
     return { low: Number(BigInt.asIntN(32, value)), high: Number(BigInt.asIntN(32, value >> 32n)) };
   }
   if (typeof value === 'number' && Number.isSafeInteger(value)) return value;
-  throw new TypeError(`${name} must be a bigint (or a safe integer), got ${typeof value === 'number' ? value : typeof value}`);
+  throw invalidType(`${name} must be a bigint (or a safe integer), got ${typeof value === 'number' ? value : typeof value}`);
 }
 
 /** protobufjs's decoded 64-bit value (a long.js object, or a number without long.js) as a bigint. */
@@ -118,7 +119,7 @@ function longFromWire(value: { low: number; high: number } | number, unsigned: b
 function bytesToWire(value: unknown, name: string): Uint8Array {
   if (typeof value === 'string') return Buffer.from(value, 'utf8');
   if (value instanceof Uint8Array) return value;
-  throw new TypeError(`${name} must be a string or bytes, got ${typeof value}`);
+  throw invalidType(`${name} must be a string or bytes, got ${typeof value}`);
 }
 
 function convertOne(f: FieldPlan, value: unknown): unknown {
@@ -129,14 +130,14 @@ function convertOne(f: FieldPlan, value: unknown): unknown {
     case Kind.Bytes:
       return bytesToWire(value, f.name);
     case Kind.Message:
-      if (typeof value !== 'object') throw new TypeError(`${f.name} must be an object`);
+      if (typeof value !== 'object') throw invalidType(`${f.name} must be an object`);
       return toWire(value as Record<string, unknown>, f.plan!);
   }
 }
 
 /** A shallow copy of `msg` with every field protobufjs would mis-encode converted. */
 function toWire(msg: Record<string, unknown>, plan: Plan): Record<string, unknown> {
-  if (msg === null || typeof msg !== 'object') throw new TypeError(`${plan.type.name} must be an object`);
+  if (msg === null || typeof msg !== 'object') throw invalidType(`${plan.type.name} must be an object`);
   let out: Record<string, unknown> | undefined;
   for (const f of plan.fields) {
     // Own fields only: a decoded message keeps its defaults on the prototype, and they are not sent.
@@ -145,7 +146,7 @@ function toWire(msg: Record<string, unknown>, plan: Plan): Record<string, unknow
     if (value === undefined || value === null) continue;
     out ??= { ...msg };
     if (f.repeated) {
-      if (!Array.isArray(value)) throw new TypeError(`${f.name} must be an array`);
+      if (!Array.isArray(value)) throw invalidType(`${f.name} must be an array`);
       out[f.name] = value.map((v) => convertOne(f, v));
     } else {
       out[f.name] = convertOne(f, value);

@@ -28,6 +28,7 @@ import type {
   TxnRequest,
   TxnResponse,
 } from './types.js';
+import { invalidType, outOfRange } from '../errors.js';
 
 export interface TxnOptions extends CallOptions {
   /**
@@ -40,11 +41,11 @@ export interface TxnOptions extends CallOptions {
 /** Bad arguments reject at once, before anything is sent. */
 function call<Req, Res>(transport: Transport, mi: MethodInfo<Req, Res>, req: Req, policy: RetryPolicy, opts?: CallOptions): Promise<Res> {
   try {
-    if (opts !== undefined && (typeof opts !== 'object' || opts === null)) throw new TypeError('call options must be an object');
+    if (opts !== undefined && (typeof opts !== 'object' || opts === null)) throw invalidType('call options must be an object');
     if (opts?.timeoutMs !== undefined && !(typeof opts.timeoutMs === 'number' && opts.timeoutMs > 0)) {
-      throw new RangeError(`timeoutMs must be a number > 0, got ${String(opts.timeoutMs)}`);
+      throw outOfRange(`timeoutMs must be a number > 0, got ${String(opts.timeoutMs)}`);
     }
-    if (req === null || typeof req !== 'object') throw new TypeError(`${mi.name} needs a request object`);
+    if (req === null || typeof req !== 'object') throw invalidType(`${mi.name} needs a request object`);
   } catch (err) {
     return Promise.reject(err);
   }

@@ -14,7 +14,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { SecureContextOptions } from 'node:tls';
 import { etcdChannels, redactEtcd } from '../diagnostics.js';
 import { backoffMs, noop, onAbort, sharedController, sleep } from '../abort.js';
-import { ClosedError, ProtocolError } from '../errors.js';
+import { ClosedError, ProtocolError, invalidType, invalidValue } from '../errors.js';
 import { method, type MethodInfo } from './codec.js';
 import { isInvalidToken, isUnavailable, toError, wasNotSent } from './status.js';
 import type { AuthenticateRequest, AuthenticateResponse } from './types.js';
@@ -287,17 +287,17 @@ function pem(value: unknown, name: string): Buffer | null {
   if (Array.isArray(value) && value.every((v) => typeof v === 'string' || Buffer.isBuffer(v))) {
     return Buffer.from(value.map((v) => v.toString()).join('\n'));
   }
-  throw new TypeError(`tls.${name} must be a PEM string or Buffer (or an array of them)`);
+  throw invalidType(`tls.${name} must be a PEM string or Buffer (or an array of them)`);
 }
 
 /** Plain for http:// endpoints, TLS for https:// (with the given CA and client certificate). */
 function channelCredentials(endpoints: string[], tls: SecureContextOptions | undefined): grpc.ChannelCredentials {
   const secure = endpoints.map((e) => new URL(e).protocol === 'https:');
-  if (secure.some((s) => s !== secure[0])) throw new TypeError('endpoints must all be http:// or all https://');
+  if (secure.some((s) => s !== secure[0])) throw invalidValue('endpoints must all be http:// or all https://');
   if (!secure[0]) {
-    if (tls !== undefined) throw new TypeError('tls options need https:// endpoints');
+    if (tls !== undefined) throw invalidValue('tls options need https:// endpoints');
     return grpc.credentials.createInsecure();
   }
-  if (tls?.passphrase !== undefined) throw new TypeError('tls.passphrase is not supported: give an unencrypted key');
+  if (tls?.passphrase !== undefined) throw invalidValue('tls.passphrase is not supported: give an unencrypted key');
   return grpc.credentials.createSsl(pem(tls?.ca, 'ca'), pem(tls?.key, 'key'), pem(tls?.cert, 'cert'));
 }

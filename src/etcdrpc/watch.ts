@@ -21,7 +21,7 @@
 import type grpc from '@grpc/grpc-js';
 import { etcdChannels } from '../diagnostics.js';
 import { backoffMs } from '../abort.js';
-import { EtcdError, WatchCompactedError } from '../errors.js';
+import { EtcdError, WatchCompactedError, invalidType } from '../errors.js';
 import { codec, method } from './codec.js';
 import { Status, isInvalidToken, isUnavailable, streamBroke } from './status.js';
 import type { Endpoint, Transport } from './transport.js';
@@ -130,7 +130,7 @@ export class WatchStream {
   /** Starts a watch. Bad arguments throw at once. */
   watch(key: Bytes, opts: WatchOptions, handlers: WatchHandlers): Watcher {
     if (typeof handlers?.onEvents !== 'function' || typeof handlers.onError !== 'function') {
-      throw new TypeError('watch() needs onEvents and onError handlers');
+      throw invalidType('watch() needs onEvents and onError handlers');
     }
     const request: WatchCreateRequest = {
       key: typeof key === 'string' ? Buffer.from(key) : key,

@@ -2,7 +2,7 @@
  * What every Locker does the same way: `using()`, tracking held locks so `close()` can release them,
  * running waits through the one waiting engine, and refusing locks once the locker is closed.
  */
-import { ClosedError, LockLostError } from '../errors.js';
+import { ClosedError, LockLostError, invalidType } from '../errors.js';
 import type { AcquireOptions, Lock, Locker } from './types.js';
 import { HeldLock } from './held-lock.js';
 import { noop, sharedController } from '../abort.js';
@@ -23,7 +23,7 @@ export abstract class BaseLocker implements Locker {
   }
 
   async using<T>(key: string, fn: (lock: Lock) => Promise<T>, opts?: AcquireOptions): Promise<T> {
-    if (typeof fn !== 'function') throw new TypeError('using() needs a function to run under the lock');
+    if (typeof fn !== 'function') throw invalidType('using() needs a function to run under the lock');
     const lock = await this.acquire(key, opts);
     let result: T;
     try {

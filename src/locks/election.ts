@@ -8,7 +8,7 @@
  * timer that ends it at validUntil whatever the network does, a typed loss reason), and adds the
  * one thing a lock does not have: a value others can read, changed only by the current leader.
  */
-import { LockLostError } from '../errors.js';
+import { LockLostError, invalidType, outOfRange } from '../errors.js';
 import { keepAlive } from '../abort.js';
 import type { HeldLock } from './held-lock.js';
 import { checkKey, checkTtl } from './options.js';
@@ -80,27 +80,27 @@ export function checkElectionName(name: unknown): string {
 export function toValue(value: unknown): Buffer {
   if (typeof value === 'string') return Buffer.from(value);
   if (Buffer.isBuffer(value)) return value;
-  throw new TypeError(`an election value must be a string or a Buffer, got ${value === null ? 'null' : typeof value}`);
+  throw invalidType(`an election value must be a string or a Buffer, got ${value === null ? 'null' : typeof value}`);
 }
 
 export function resolveCampaign(value: unknown, opts: CampaignOptions | undefined, defaultTtlMs: number): ResolvedCampaign {
   const buf = toValue(value);
-  if (opts !== undefined && (typeof opts !== 'object' || opts === null)) throw new TypeError('campaign options must be an object');
+  if (opts !== undefined && (typeof opts !== 'object' || opts === null)) throw invalidType('campaign options must be an object');
   const ttlMs = checkTtl('ttlMs', opts?.ttlMs ?? defaultTtlMs);
   const waitTimeoutMs = opts?.waitTimeoutMs ?? Infinity;
   if (typeof waitTimeoutMs !== 'number' || Number.isNaN(waitTimeoutMs) || waitTimeoutMs < 0) {
-    throw new RangeError(`waitTimeoutMs must be a number >= 0 (or Infinity), got ${String(waitTimeoutMs)}`);
+    throw outOfRange(`waitTimeoutMs must be a number >= 0 (or Infinity), got ${String(waitTimeoutMs)}`);
   }
   const signal = opts?.signal;
-  if (signal !== undefined && !(signal instanceof AbortSignal)) throw new TypeError('signal must be an AbortSignal');
+  if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalidType('signal must be an AbortSignal');
   if (signal?.aborted) throw signal.reason;
   return { value: buf, ttlMs, waitTimeoutMs, signal };
 }
 
 export function checkObserveOptions(opts: ObserveOptions | undefined): AbortSignal | undefined {
-  if (opts !== undefined && (typeof opts !== 'object' || opts === null)) throw new TypeError('observe options must be an object');
+  if (opts !== undefined && (typeof opts !== 'object' || opts === null)) throw invalidType('observe options must be an object');
   const signal = opts?.signal;
-  if (signal !== undefined && !(signal instanceof AbortSignal)) throw new TypeError('signal must be an AbortSignal');
+  if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalidType('signal must be an AbortSignal');
   return signal;
 }
 

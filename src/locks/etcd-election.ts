@@ -30,7 +30,7 @@ import { EventType, SortOrder, SortTarget, WatchFilter } from '../etcdrpc/types.
 import type { Event, KeyValue, RangeResponse, ResponseHeader } from '../etcdrpc/types.js';
 import { backoffMs, noop, sharedController, sleep } from '../abort.js';
 import { lockChannels } from '../diagnostics.js';
-import { ClosedError, EtcdError, LockLostError, LockTimeoutError, SessionExpiredError, WatchCompactedError } from '../errors.js';
+import { ClosedError, EtcdError, LockLostError, LockTimeoutError, SessionExpiredError, WatchCompactedError, invalidType } from '../errors.js';
 import { Status } from '../etcdrpc/status.js';
 import { HeldLock, type LockOps } from './held-lock.js';
 import { Session, ttlSeconds } from './etcd-session.js';
@@ -59,8 +59,8 @@ export class EtcdElection implements Election {
   readonly #feeds = new Set<LeaderFeed>();
 
   constructor(client: EtcdClient, name: string, opts: EtcdElectionOptions = {}) {
-    if (!(client instanceof EtcdClient)) throw new TypeError('EtcdElection needs an EtcdClient');
-    if (opts === null || typeof opts !== 'object') throw new TypeError('election options must be an object');
+    if (!(client instanceof EtcdClient)) throw invalidType('EtcdElection needs an EtcdClient');
+    if (opts === null || typeof opts !== 'object') throw invalidType('election options must be an object');
     this.#client = client;
     this.name = checkElectionName(name);
     this.#ttlMs = checkTtl('ttlMs', opts.ttlMs ?? DEFAULT_TTL_MS);

@@ -24,7 +24,7 @@ import { lockChannels } from '../diagnostics.js';
 import { isTransientEtcdError, wasNotApplied } from '../etcdrpc/status.js';
 import type { Compare } from '../etcdrpc/types.js';
 import { noop, onAbort, raceAbort } from '../abort.js';
-import { LockLostError, LockTimeoutError, SessionExpiredError } from '../errors.js';
+import { LockLostError, LockTimeoutError, SessionExpiredError, invalidType } from '../errors.js';
 import { BaseLocker } from './base-locker.js';
 import { HeldLock, type LockOps } from './held-lock.js';
 import { Session, ttlSeconds } from './etcd-session.js';
@@ -117,10 +117,10 @@ export class EtcdLocker extends BaseLocker {
 
   constructor(client: EtcdClient, opts: LockerOptions = {}) {
     super();
-    if (!(client instanceof EtcdClient)) throw new TypeError('EtcdLocker needs an EtcdClient');
-    if (opts === null || typeof opts !== 'object') throw new TypeError('locker options must be an object');
+    if (!(client instanceof EtcdClient)) throw invalidType('EtcdLocker needs an EtcdClient');
+    if (opts === null || typeof opts !== 'object') throw invalidType('locker options must be an object');
     const prefix = opts.prefix ?? 'wirelock/';
-    if (typeof prefix !== 'string') throw new TypeError('prefix must be a string');
+    if (typeof prefix !== 'string') throw invalidType('prefix must be a string');
     this.#client = client;
     this.#prefix = prefix;
     this.#ttlMs = checkTtl('ttlMs', opts.ttlMs ?? DEFAULT_TTL_MS);

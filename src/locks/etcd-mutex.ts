@@ -23,7 +23,7 @@ import type { Compare, ResponseHeader, TxnRequest, TxnResponse } from '../etcdrp
 import type { CallOptions } from '../etcdrpc/transport.js';
 import { lockChannels } from '../diagnostics.js';
 import { keepAlive, noop, raceAbort } from '../abort.js';
-import { LockLostError, LockReleasedError, LockTimeoutError } from '../errors.js';
+import { LockLostError, LockReleasedError, LockTimeoutError, invalidType, invalidValue, outOfRange } from '../errors.js';
 import { Session } from './etcd-session.js';
 import { deleteOwnKey, enqueue, lost, ownsKey, removeOwnKey, waitTurn, type Place, type QueueEntry } from './etcd-queue.js';
 import { waitFor, type Wait } from './waiting.js';
@@ -61,8 +61,8 @@ export class Mutex {
   readonly #onSessionEnded = (reason: Error): void => this.#end(lost(this.name, 'session-expired', reason));
 
   constructor(session: Session, name: string) {
-    if (!(session instanceof Session)) throw new TypeError('Mutex needs a Session');
-    if (typeof name !== 'string' || name.length === 0) throw new TypeError('mutex name must be a non-empty string');
+    if (!(session instanceof Session)) throw invalidType('Mutex needs a Session');
+    if (typeof name !== 'string' || name.length === 0) throw invalidValue('mutex name must be a non-empty string');
     this.session = session;
     this.#client = session.client;
     this.name = name;
@@ -242,12 +242,12 @@ export class Mutex {
 }
 
 function checkLockOptions(opts: MutexLockOptions): { signal: AbortSignal | undefined; waitTimeoutMs: number } {
-  if (opts === null || typeof opts !== 'object') throw new TypeError('lock options must be an object');
+  if (opts === null || typeof opts !== 'object') throw invalidType('lock options must be an object');
   const { signal } = opts;
-  if (signal !== undefined && !(signal instanceof AbortSignal)) throw new TypeError('signal must be an AbortSignal');
+  if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalidType('signal must be an AbortSignal');
   const waitTimeoutMs = opts.waitTimeoutMs ?? Infinity;
   if (typeof waitTimeoutMs !== 'number' || Number.isNaN(waitTimeoutMs) || waitTimeoutMs < 0) {
-    throw new RangeError(`waitTimeoutMs must be a number >= 0 (or Infinity), got ${String(waitTimeoutMs)}`);
+    throw outOfRange(`waitTimeoutMs must be a number >= 0 (or Infinity), got ${String(waitTimeoutMs)}`);
   }
   if (signal?.aborted) throw signal.reason;
   return { signal, waitTimeoutMs };

@@ -13,7 +13,7 @@
 import type { EtcdClient } from '../etcdrpc/client.js';
 import { Status } from '../etcdrpc/status.js';
 import { etcdChannels } from '../diagnostics.js';
-import { ClosedError, EtcdError, SessionExpiredError } from '../errors.js';
+import { ClosedError, EtcdError, SessionExpiredError, invalidType, outOfRange } from '../errors.js';
 import { driftMs } from './options.js';
 import { MAX_TIMER_MS, backoffMs, sharedController } from '../abort.js';
 
@@ -31,7 +31,7 @@ export interface SessionOptions {
 /** TTL in whole seconds: up from ms, and never below etcd's 2 s minimum. */
 export function ttlSeconds(ttlMs: number): number {
   if (typeof ttlMs !== 'number' || !Number.isFinite(ttlMs) || ttlMs <= 0) {
-    throw new RangeError(`ttlMs must be a finite number > 0, got ${String(ttlMs)}`);
+    throw outOfRange(`ttlMs must be a finite number > 0, got ${String(ttlMs)}`);
   }
   return Math.max(2, Math.ceil(ttlMs / 1000));
 }
@@ -71,10 +71,10 @@ export class Session {
   static async create(client: EtcdClient, opts: SessionOptions = {}): Promise<Session> {
     const ttl = ttlSeconds(opts.ttlMs ?? 60_000);
     const keepAlive = opts.keepAlive ?? true;
-    if (typeof keepAlive !== 'boolean') throw new TypeError('keepAlive must be a boolean');
+    if (typeof keepAlive !== 'boolean') throw invalidType('keepAlive must be a boolean');
     const sentAt = performance.now();
     if (opts.leaseId !== undefined) {
-      if (typeof opts.leaseId !== 'bigint' || opts.leaseId <= 0n) throw new TypeError('leaseId must be a positive bigint');
+      if (typeof opts.leaseId !== 'bigint' || opts.leaseId <= 0n) throw invalidType('leaseId must be a positive bigint');
       const res = await client.leaseKeepAlive(opts.leaseId, { signal: opts.signal });
       if (res.TTL <= 0n) throw new SessionExpiredError(opts.leaseId, 'the lease does not exist');
       return new Session(client, opts.leaseId, Number(res.TTL), validity(sentAt, Number(res.TTL)), keepAlive);

@@ -15,7 +15,7 @@
  * `signal` is made on first read: most holders never look at it, and an AbortController plus its
  * abort event were a measurable share of an uncontended acquire+release (docs/bench.md).
  */
-import { LockLostError, LockReleasedError, type LockLostReason } from '../errors.js';
+import { LockLostError, LockReleasedError, outOfRange, type LockLostReason } from '../errors.js';
 import { lockChannels } from '../diagnostics.js';
 import type { Lock } from './types.js';
 import { MAX_TIMER_MS, holdAlive, letGoAlive, noop } from '../abort.js';
@@ -129,7 +129,7 @@ export class HeldLock implements Lock {
 
   extend(ttlMs?: number): Promise<void> {
     if (ttlMs !== undefined && (typeof ttlMs !== 'number' || !Number.isFinite(ttlMs) || ttlMs <= 0)) {
-      return Promise.reject(new RangeError(`ttlMs must be a finite number > 0, got ${String(ttlMs)}`));
+      return Promise.reject(outOfRange(`ttlMs must be a finite number > 0, got ${String(ttlMs)}`));
     }
     if (ttlMs !== undefined) this.#ttlMs = ttlMs;
     return this.#extend();

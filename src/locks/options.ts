@@ -3,6 +3,7 @@
  */
 import type { AcquireOptions } from './types.js';
 import { MAX_TIMER_MS } from '../abort.js';
+import { invalidType, invalidValue, outOfRange } from '../errors.js';
 
 export const DEFAULT_TTL_MS = 10_000;
 
@@ -14,20 +15,20 @@ export interface ResolvedAcquire {
 }
 
 export function checkKey(key: unknown): asserts key is string {
-  if (typeof key !== 'string') throw new TypeError(`lock key must be a string, got ${typeof key}`);
-  if (key.length === 0) throw new TypeError('lock key must not be empty');
+  if (typeof key !== 'string') throw invalidType(`lock key must be a string, got ${typeof key}`);
+  if (key.length === 0) throw invalidValue('lock key must not be empty');
 }
 
 /** A Redis key prefix: any string without braces (the lock's name is each key's {hash tag}). */
 export function checkPrefix(prefix: unknown): string {
-  if (typeof prefix !== 'string') throw new TypeError('prefix must be a string');
-  if (/[{}]/.test(prefix)) throw new TypeError('prefix must not contain { or } (the key name is the hash tag)');
+  if (typeof prefix !== 'string') throw invalidType('prefix must be a string');
+  if (/[{}]/.test(prefix)) throw invalidValue('prefix must not contain { or } (the key name is the hash tag)');
   return prefix;
 }
 
 export function checkTtl(name: string, ttlMs: unknown): number {
   if (typeof ttlMs !== 'number' || !Number.isFinite(ttlMs) || ttlMs <= 0) {
-    throw new RangeError(`${name} must be a finite number > 0, got ${String(ttlMs)}`);
+    throw outOfRange(`${name} must be a finite number > 0, got ${String(ttlMs)}`);
   }
   return ttlMs;
 }
@@ -35,19 +36,19 @@ export function checkTtl(name: string, ttlMs: unknown): number {
 export function resolveAcquire(key: unknown, opts: AcquireOptions | undefined, defaultTtlMs: number): ResolvedAcquire {
   checkKey(key);
   if (opts !== undefined && (typeof opts !== 'object' || opts === null)) {
-    throw new TypeError('acquire options must be an object');
+    throw invalidType('acquire options must be an object');
   }
   const ttlMs = checkTtl('ttlMs', opts?.ttlMs ?? defaultTtlMs);
   let waitTimeoutMs = opts?.waitTimeoutMs ?? Infinity;
   if (typeof waitTimeoutMs !== 'number' || Number.isNaN(waitTimeoutMs) || waitTimeoutMs < 0) {
-    throw new RangeError(`waitTimeoutMs must be a number >= 0 (or Infinity), got ${String(waitTimeoutMs)}`);
+    throw outOfRange(`waitTimeoutMs must be a number >= 0 (or Infinity), got ${String(waitTimeoutMs)}`);
   }
   // Beyond setTimeout's range (about 24.8 days) a deadline timer would fire after 1 ms: treat it as no deadline.
   if (waitTimeoutMs > MAX_TIMER_MS) waitTimeoutMs = Infinity;
   const signal = opts?.signal;
-  if (signal !== undefined && !(signal instanceof AbortSignal)) throw new TypeError('signal must be an AbortSignal');
+  if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalidType('signal must be an AbortSignal');
   const autoExtend = opts?.autoExtend ?? true;
-  if (typeof autoExtend !== 'boolean') throw new TypeError('autoExtend must be a boolean');
+  if (typeof autoExtend !== 'boolean') throw invalidType('autoExtend must be a boolean');
   return { ttlMs, waitTimeoutMs, signal, autoExtend };
 }
 

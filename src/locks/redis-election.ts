@@ -26,7 +26,7 @@ import { RedisClient } from '../resp/client.js';
 import type { RespValue } from '../resp/connection.js';
 import { isTransientRedisError } from '../resp/transient.js';
 import { MAX_TIMER_MS, backoffMs, jitter, noop, sharedController, sleep } from '../abort.js';
-import { ClosedError, LockTimeoutError, ProtocolError } from '../errors.js';
+import { ClosedError, LockTimeoutError, ProtocolError, invalidType } from '../errors.js';
 import type { HeldLock } from './held-lock.js';
 import { DEFAULT_TTL_MS, checkPrefix, checkTtl } from './options.js';
 import { RedisLocker, lockRecord, type RedisLockerInternalOptions } from './redis-locker.js';
@@ -62,8 +62,8 @@ export class RedisElection implements Election {
   readonly #feeds = new Set<LeaderFeed>();
 
   constructor(client: RedisClient, name: string, opts: RedisElectionOptions = {}) {
-    if (!(client instanceof RedisClient)) throw new TypeError('RedisElection needs a RedisClient');
-    if (opts === null || typeof opts !== 'object') throw new TypeError('election options must be an object');
+    if (!(client instanceof RedisClient)) throw invalidType('RedisElection needs a RedisClient');
+    if (opts === null || typeof opts !== 'object') throw invalidType('election options must be an object');
     this.name = checkElectionName(name);
     const prefix = checkPrefix(opts.prefix ?? 'wirelock:');
     this.#client = client;

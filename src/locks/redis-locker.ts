@@ -16,7 +16,7 @@
  */
 import { RedisClient } from '../resp/client.js';
 import { isTransientRedisError } from '../resp/transient.js';
-import { LockLostError, LockTimeoutError, RespError } from '../errors.js';
+import { LockLostError, LockTimeoutError, RespError, invalidType } from '../errors.js';
 import { lockChannels } from '../diagnostics.js';
 import { MAX_TIMER_MS, jitter, remaining } from '../abort.js';
 import { BaseLocker } from './base-locker.js';
@@ -60,8 +60,8 @@ export class RedisLocker extends BaseLocker {
 
   constructor(client: RedisClient, opts: LockerOptions = {}) {
     super();
-    if (!(client instanceof RedisClient)) throw new TypeError('RedisLocker needs a RedisClient');
-    if (opts === null || typeof opts !== 'object') throw new TypeError('locker options must be an object');
+    if (!(client instanceof RedisClient)) throw invalidType('RedisLocker needs a RedisClient');
+    if (opts === null || typeof opts !== 'object') throw invalidType('locker options must be an object');
     this.#client = client;
     this.#record = (opts as RedisLockerInternalOptions)[lockRecord];
     this.#prefix = checkPrefix(opts.prefix ?? 'wirelock:');

@@ -7,7 +7,7 @@ import { RedisClient } from '../resp/client.js';
 import type { Script } from '../resp/script.js';
 import { isTransientRedisError } from '../resp/transient.js';
 import { driftMs } from './options.js';
-import { ClosedError, ConnectionError, QuorumError, TimeoutError, type QuorumNodeFailure, type RedlockNodeOutcome } from '../errors.js';
+import { ClosedError, ConnectionError, QuorumError, TimeoutError, invalidType, invalidValue, type QuorumNodeFailure, type RedlockNodeOutcome } from '../errors.js';
 
 export type Failure = 'timeout' | 'connection' | 'error';
 
@@ -27,12 +27,12 @@ export class RedlockNodes {
   readonly quorum: number;
 
   constructor(clients: unknown) {
-    if (!Array.isArray(clients) || clients.length === 0) throw new TypeError('Redlock needs a non-empty array of RedisClients');
+    if (!Array.isArray(clients) || clients.length === 0) throw invalidValue('Redlock needs a non-empty array of RedisClients');
     const seen = new Set<string>();
     for (const client of clients) {
-      if (!(client instanceof RedisClient)) throw new TypeError('Redlock needs RedisClients (one per independent master)');
+      if (!(client instanceof RedisClient)) throw invalidType('Redlock needs RedisClients (one per independent master)');
       // Two clients of one server would let one machine cast two votes: the quorum would mean nothing.
-      if (seen.has(client.address)) throw new TypeError(`Redlock got the same server twice (${client.address})`);
+      if (seen.has(client.address)) throw invalidValue(`Redlock got the same server twice (${client.address})`);
       seen.add(client.address);
     }
     this.clients = [...(clients as RedisClient[])];

@@ -17,7 +17,7 @@
  */
 import type { RedisClient } from '../resp/client.js';
 import { isTransientRedisError } from '../resp/transient.js';
-import { LockLostError, LockTimeoutError, type QuorumError } from '../errors.js';
+import { LockLostError, LockTimeoutError, outOfRange, type QuorumError } from '../errors.js';
 import { lockChannels } from '../diagnostics.js';
 import { jitter, noop } from '../abort.js';
 import { BaseLocker } from './base-locker.js';
@@ -74,7 +74,7 @@ export class Redlock extends BaseLocker {
     this.#prefix = checkPrefix(opts.prefix ?? 'wirelock:');
     this.#ttlMs = checkTtl('ttlMs', opts.ttlMs ?? DEFAULT_TTL_MS);
     const df = opts.driftFactor ?? 0.01;
-    if (typeof df !== 'number' || !(df >= 0 && df < 1)) throw new RangeError(`driftFactor must be in [0, 1), got ${String(df)}`);
+    if (typeof df !== 'number' || !(df >= 0 && df < 1)) throw outOfRange(`driftFactor must be in [0, 1), got ${String(df)}`);
     this.#driftFactor = df;
     this.#nodeTimeoutMs = opts.nodeTimeoutMs === undefined ? undefined : checkTtl('nodeTimeoutMs', opts.nodeTimeoutMs);
   }
@@ -86,7 +86,7 @@ export class Redlock extends BaseLocker {
   #resolve(key: string, opts: AcquireOptions | undefined): ResolvedAcquire {
     const o = resolveAcquire(key, opts, this.#ttlMs);
     const drift = driftMs(o.ttlMs, this.#driftFactor);
-    if (o.ttlMs <= drift) throw new RangeError(`ttlMs must be longer than Redlock's drift allowance (${drift} ms), got ${o.ttlMs}`);
+    if (o.ttlMs <= drift) throw outOfRange(`ttlMs must be longer than Redlock's drift allowance (${drift} ms), got ${o.ttlMs}`);
     return o;
   }
 

@@ -9,7 +9,7 @@ import { resolveRedisOptions, type RedisOptions, type ResolvedRedisOptions } fro
 import { ReconnectingConnection } from './reconnecting.js';
 import { Script } from './script.js';
 import { Subscriber, type MessageListener } from './subscriber.js';
-import { ClosedError, RespError } from '../errors.js';
+import { ClosedError, RespError, invalidValue, outOfRange } from '../errors.js';
 
 export class RedisClient {
   readonly #opts: ResolvedRedisOptions;
@@ -59,7 +59,7 @@ export class RedisClient {
     const timeoutMs = opts?.timeoutMs;
     // NaN or a negative number would otherwise arm no timer at all (or a 1 ms one): every wait needs a deadline.
     if (timeoutMs !== undefined && (typeof timeoutMs !== 'number' || !(timeoutMs > 0))) {
-      return Promise.reject(new RangeError(`timeoutMs must be a number > 0 (or Infinity), got ${String(timeoutMs)}`));
+      return Promise.reject(outOfRange(`timeoutMs must be a number > 0 (or Infinity), got ${String(timeoutMs)}`));
     }
     return this.#link.send(args, opts);
   }
@@ -67,7 +67,7 @@ export class RedisClient {
   /** EVALSHA, and EVAL once if the server answers NOSCRIPT (which also caches the script there). */
   async evalScript(script: Script, keys: RespArg[], args: RespArg[], opts?: CommandOptions): Promise<RespValue> {
     if (keys.length !== script.numKeys) {
-      throw new TypeError(`script takes ${script.numKeys} keys, got ${keys.length}`);
+      throw invalidValue(`script takes ${script.numKeys} keys, got ${keys.length}`);
     }
     const start = performance.now();
     try {

@@ -6,12 +6,13 @@
  * Buffers pass through untouched (binary-safe), numbers become decimal strings, strings are UTF-8.
  * Anything else is a TypeError naming the argument's index, so a stray `undefined` never reaches the wire.
  */
+import { invalidType, invalidValue } from '../errors.js';
 
 export type RespArg = string | Buffer | number;
 
 export function encodeCommand(args: ReadonlyArray<RespArg>): Buffer {
   if (!Array.isArray(args) || args.length === 0) {
-    throw new TypeError('a command needs at least one argument (its name)');
+    throw invalidValue('a command needs at least one argument (its name)');
   }
   // Fast path: all-string commands (the common case) become one string and one Buffer.from().
   let head = `*${args.length}\r\n`;
@@ -21,7 +22,7 @@ export function encodeCommand(args: ReadonlyArray<RespArg>): Buffer {
     if (typeof arg === 'string') {
       head += `$${Buffer.byteLength(arg)}\r\n${arg}\r\n`;
     } else if (typeof arg === 'number') {
-      if (!Number.isFinite(arg)) throw new TypeError(`command argument ${i} is not a finite number: ${arg}`);
+      if (!Number.isFinite(arg)) throw invalidValue(`command argument ${i} is not a finite number: ${arg}`);
       const s = String(arg);
       head += `$${s.length}\r\n${s}\r\n`;
     } else if (Buffer.isBuffer(arg)) {
@@ -29,7 +30,7 @@ export function encodeCommand(args: ReadonlyArray<RespArg>): Buffer {
       parts.push(Buffer.from(`${head}$${arg.length}\r\n`), arg);
       head = '\r\n';
     } else {
-      throw new TypeError(`command argument ${i} must be a string, Buffer or number, got ${describe(arg)}`);
+      throw invalidType(`command argument ${i} must be a string, Buffer or number, got ${describe(arg)}`);
     }
   }
   if (!parts) return Buffer.from(head);

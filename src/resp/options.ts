@@ -7,6 +7,7 @@
  */
 import type tls from 'node:tls';
 import { backoffMs } from '../abort.js';
+import { invalidType, invalidValue, outOfRange } from '../errors.js';
 
 /** Decides whether (and when) to reconnect after a connection is lost: a delay in ms, or false to give up. */
 export type ReconnectStrategy = (attempt: number, cause: Error | undefined) => number | false;
@@ -63,10 +64,10 @@ export function parseRedisUrl(url: string): RedisOptions {
     u = new URL(url);
   } catch {
     // The URL may hold a password: never echo it back.
-    throw new TypeError('invalid Redis URL (expected redis://[user[:password]@]host[:port][/db])');
+    throw invalidValue('invalid Redis URL (expected redis://[user[:password]@]host[:port][/db])');
   }
   if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') {
-    throw new TypeError(`unsupported Redis URL scheme "${u.protocol}" (expected redis: or rediss:)`);
+    throw invalidValue(`unsupported Redis URL scheme "${u.protocol}" (expected redis: or rediss:)`);
   }
   const opts: RedisOptions = { host: u.hostname.replace(/^\[(.*)\]$/, '$1') || '127.0.0.1' };
   if (u.port) opts.port = Number(u.port);
@@ -74,7 +75,7 @@ export function parseRedisUrl(url: string): RedisOptions {
   if (u.password) opts.password = decodeURIComponent(u.password);
   const path = u.pathname.replace(/^\//, '');
   if (path) {
-    if (!/^\d+$/.test(path)) throw new TypeError(`invalid database "${path}" in Redis URL (expected a number)`);
+    if (!/^\d+$/.test(path)) throw invalidValue(`invalid database "${path}" in Redis URL (expected a number)`);
     opts.db = Number(path);
   }
   if (u.protocol === 'rediss:') opts.tls = true;
@@ -83,16 +84,16 @@ export function parseRedisUrl(url: string): RedisOptions {
 
 export function resolveRedisOptions(input: string | RedisOptions, overrides?: RedisOptions): ResolvedRedisOptions {
   if (typeof input !== 'string' && (typeof input !== 'object' || input === null)) {
-    throw new TypeError('RedisClient.connect expects a redis:// URL or an options object');
+    throw invalidType('RedisClient.connect expects a redis:// URL or an options object');
   }
   if (overrides !== undefined && (typeof overrides !== 'object' || overrides === null)) {
-    throw new TypeError('RedisClient.connect options must be an object');
+    throw invalidType('RedisClient.connect options must be an object');
   }
   const o = { ...(typeof input === 'string' ? parseRedisUrl(input) : input), ...overrides };
   const port = o.port ?? 6379;
-  if (!Number.isInteger(port) || port <= 0 || port > 65535) throw new RangeError(`invalid port: ${String(port)}`);
+  if (!Number.isInteger(port) || port <= 0 || port > 65535) throw outOfRange(`invalid port: ${String(port)}`);
   const db = o.db ?? 0;
-  if (!Number.isInteger(db) || db < 0) throw new RangeError(`invalid db: ${String(db)}`);
+  if (!Number.isInteger(db) || db < 0) throw outOfRange(`invalid db: ${String(db)}`);
   return {
     host: o.host ?? '127.0.0.1',
     port,
@@ -110,6 +111,6 @@ export function resolveRedisOptions(input: string | RedisOptions, overrides?: Re
 
 function positive(name: string, value: number | undefined, fallback: number): number {
   if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !(value > 0)) throw new RangeError(`${name} must be a positive number, got ${String(value)}`);
+  if (typeof value !== 'number' || !(value > 0)) throw outOfRange(`${name} must be a positive number, got ${String(value)}`);
   return value;
 }

@@ -13,6 +13,7 @@ import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { findBinary, freePort, launch, removeDir, tempDir, terminate, type Launched } from './process.js';
+import { outOfRange } from '../errors.js';
 
 const run = promisify(execFile);
 
@@ -91,7 +92,7 @@ export async function startEtcd(opts: EtcdServerOptions = {}): Promise<EtcdServe
 }
 
 export async function startEtcdCluster(size: number, opts: EtcdServerOptions = {}): Promise<EtcdCluster> {
-  if (!Number.isInteger(size) || size < 1) throw new RangeError('cluster size must be an integer >= 1');
+  if (!Number.isInteger(size) || size < 1) throw outOfRange('cluster size must be an integer >= 1');
   findBinary('etcd', 'etcd-server'); // fail loudly, naming the package, before making anything
   let lastError: unknown;
   // A port picked as free may be taken before etcd binds it: start over with new ports a few times.
