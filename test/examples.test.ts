@@ -3,7 +3,10 @@
  * the servers it starts itself), and its output is checked.
  */
 import { expect } from 'chai';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import path from 'node:path';
+import parse from 'parse-prometheus-text-format';
 import { fileURLToPath } from 'node:url';
 import { RedisClient, RedisLocker } from '../src/index.js';
 import { startRedis, type RedisServer } from '../src/testing/servers.js';
@@ -51,6 +54,48 @@ describe('examples', function () {
     expect(BigInt(fenceB![1]!) > BigInt(fenceA![1]!)).to.equal(true);
     expect(r.stdout).to.include('A wakes up and writes: REFUSED: A no longer holds the lock');
     expect(r.stdout).to.include('app/config = "written by B"');
+  });
+
+  it('metrics-server.ts: /metrics serves the Prometheus text of a lock taken in a loop, and SIGTERM stops it cleanly', async () => {
+    const password = 'pw-example-M3trics';
+    const redis = await startRedis({ password });
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'examples/metrics-server.ts'), redis.url], { cwd: root });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d));
+    child.stderr.on('data', (d: Buffer) => (stderr += d));
+    const exited = once(child, 'exit') as Promise<[number | null, string | null]>;
+    try {
+      const started = performance.now();
+      while (!/metrics on (\S+)\n/.test(stdout)) {
+        expect(child.exitCode, `exited early\n${stderr}`).to.equal(null);
+        expect(performance.now() - started, `no address printed\n${stderr}`).to.be.below(15_000);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      const url = /metrics on (\S+)\n/.exec(stdout)![1]!;
+      const scrape = async (): Promise<{ text: string; acquisitions: number; releases: number }> => {
+        const res = await fetch(url);
+        expect(res.status).to.equal(200);
+        expect(res.headers.get('content-type')).to.equal('text/plain; version=0.0.4; charset=utf-8');
+        const text = await res.text();
+        const value = (name: string): number => Number(parse(text).find((f) => f.name === name)?.metrics[0]?.value ?? 0);
+        return { text, acquisitions: value('wirelock_lock_acquisitions_total'), releases: value('wirelock_lock_releases_total') };
+      };
+      const first = await scrape();
+      await new Promise((r) => setTimeout(r, 400));
+      const second = await scrape();
+      expect(second.acquisitions, second.text).to.be.above(first.acquisitions);
+      expect(second.releases).to.be.within(second.acquisitions - 1, second.acquisitions);
+      expect(second.text).to.match(/^wirelock_redis_commands_total\{server="127\.0\.0\.1:\d+",command="EVALSHA"\} \d+$/m);
+      expect(second.text).to.not.include(password);
+      expect((await fetch(url.replace('/metrics', '/other'))).status).to.equal(404);
+      child.kill('SIGTERM');
+      const [code] = await exited;
+      expect(code, stderr).to.equal(0);
+    } finally {
+      child.kill('SIGKILL');
+      await redis.stop();
+    }
   });
 
   describe('cron-job.sh (wirelock run --wait 0 around a job)', () => {
