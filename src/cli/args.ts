@@ -58,6 +58,7 @@ usage:
   wirelock trace  (--redis URL[,URL…] | --etcd URL[,URL…]) --key NAME
   wirelock elect  (--redis URL | --etcd URL[,URL…]) --name NAME --value V [options] [--] [CMD [ARGS…]]
   wirelock elect  (--redis URL | --etcd URL[,URL…]) --name NAME --observe
+  wirelock --version
 
 One Redis URL is a single-server lock, several are Redlock over independent masters; etcd URLs are
 one cluster. 'wirelock COMMAND --help' tells more.`,

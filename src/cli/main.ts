@@ -3,6 +3,7 @@
  * The `wirelock` command. Every error is one line with its code; bad usage prints the usage and
  * exits 2. Nothing here prints a password: errors from the library never contain one.
  */
+import { readFileSync } from 'node:fs';
 import { ConnectionError, EtcdError, RespError, TimeoutError, WirelockError } from '../errors.js';
 import { commonFlags, electFlags, parseDuration, parseFlags, runFlags, USAGE, UsageError } from './args.js';
 import { elect } from './elect.js';
@@ -20,6 +21,7 @@ async function main(argv: string[]): Promise<number> {
     out(USAGE.main!);
     return command === undefined ? EXIT.usage : 0;
   }
+  if (command === '--version' || command === '-v') return out(version()), 0;
   switch (command) {
     case 'run': {
       const flags = runFlags(rest);
@@ -47,6 +49,14 @@ async function main(argv: string[]): Promise<number> {
     default:
       throw new UsageError(`unknown command ${JSON.stringify(command)}`);
   }
+}
+
+/**
+ * The version in the package's own package.json, read when asked: two levels up from this file is
+ * the package root both from src/cli (tsx) and from dist/cli (built, or installed under node_modules).
+ */
+function version(): string {
+  return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 }
 
 function exitCodeFor(e: unknown): number {
