@@ -89,6 +89,18 @@ export interface LockExtendPayload { backend: string; key: string; token: string
 export interface LockReleasePayload { backend: string; key: string; token: string; fence: bigint; wasHeld: boolean }
 export interface LockLostPayload { backend: string; key: string; token: string; fence: bigint; reason: LockLostReason; error: LockLostError }
 
+/**
+ * An acquire (or campaign) ended without the lock: `reason` 'timeout' (its deadline, or one attempt
+ * with waitTimeoutMs 0 that found it held), 'aborted' (the caller's signal), 'closed' (its locker
+ * closed) or 'error' (a failure it does not wait out: permission, bad argument, a lost candidacy).
+ */
+export interface LockGiveUpPayload { backend: LockBackend; key: string; reason: 'timeout' | 'aborted' | 'closed' | 'error'; waitedMs: number; error: unknown }
+/**
+ * A wait began (`delta` 1) or ended, granted or not (`delta` -1); `id` names the wait (unique in the
+ * process), so a subscriber that starts late can ignore the ends of waits it never saw begin.
+ */
+export interface LockWaiterPayload { backend: LockBackend; key: string; id: number; delta: 1 | -1 }
+
 export const lockChannels = {
   /** A lock was acquired. */
   acquire: channel<LockAcquirePayload>('wirelock:lock:acquire'),
@@ -100,6 +112,10 @@ export const lockChannels = {
   release: channel<LockReleasePayload>('wirelock:lock:release'),
   /** A lock was lost (its signal aborted with LockLostError). */
   lost: channel<LockLostPayload>('wirelock:lock:lost'),
+  /** An acquire ended without the lock. */
+  giveUp: channel<LockGiveUpPayload>('wirelock:lock:giveup'),
+  /** A wait began or ended. */
+  waiter: channel<LockWaiterPayload>('wirelock:lock:waiter'),
 } as const;
 
 export const REDACTED = '[redacted]';

@@ -17,7 +17,7 @@ import dc from 'node:diagnostics_channel';
 import {
   etcdChannels, lockChannels, respChannels,
   type EtcdCallPayload, type EtcdErrorPayload, type EtcdResponsePayload, type LockAcquirePayload, type LockExtendPayload,
-  type LockLostPayload, type LockReleasePayload, type LockWaitPayload, type RespCommandPayload, type RespErrorPayload,
+  type LockGiveUpPayload, type LockLostPayload, type LockReleasePayload, type LockWaitPayload, type LockWaiterPayload, type RespCommandPayload, type RespErrorPayload,
   type RespReplyPayload,
 } from './diagnostics.js';
 import { ClosedError, ConnectionError, EtcdError, ProtocolError, RespError, TimeoutError } from './errors.js';
@@ -44,9 +44,11 @@ export type MetricName =
   | 'wirelock_lock_losses_total'
   | 'wirelock_lock_extensions_total'
   | 'wirelock_lock_waits_total'
+  | 'wirelock_lock_failures_total'
   | 'wirelock_lock_wait_seconds'
   | 'wirelock_lock_hold_seconds'
   | 'wirelock_locks_held'
+  | 'wirelock_lock_waiters'
   | 'wirelock_redis_commands_total'
   | 'wirelock_redis_command_duration_seconds'
   | 'wirelock_redis_command_errors_total'
@@ -135,9 +137,11 @@ export function metrics(opts: MetricsOptions = {}): Metrics {
     wirelock_lock_losses_total: new Scalar('counter', 'Locks lost before release, by reason.', [...lockLabels, 'reason']),
     wirelock_lock_extensions_total: new Scalar('counter', 'Lease extensions of held locks.', lockLabels),
     wirelock_lock_waits_total: new Scalar('counter', 'Times an acquire found the lock held and went to sleep (lock:wait).', lockLabels),
+    wirelock_lock_failures_total: new Scalar('counter', 'Acquires and campaigns that ended without the lock, by reason (timeout, aborted, closed, error).', [...lockLabels, 'reason']),
     wirelock_lock_wait_seconds: new Histogram('Time from acquire() to the grant, for granted locks.', lockLabels, bounds),
     wirelock_lock_hold_seconds: new Histogram('Time from the grant to release or loss.', lockLabels, bounds),
     wirelock_locks_held: new Scalar('gauge', 'Locks granted since metrics() began and not yet released or lost.', lockLabels),
+    wirelock_lock_waiters: new Scalar('gauge', 'Acquires waiting now (in the waiting engine: queued, or backing off), begun since metrics() began.', lockLabels),
     wirelock_redis_commands_total: new Scalar('counter', 'Redis commands written to a socket.', ['server', 'command']),
     wirelock_redis_command_duration_seconds: new Histogram('Redis commands from write to reply or failure.', ['server', 'command'], bounds),
     wirelock_redis_command_errors_total: new Scalar('counter', 'Redis commands that failed, by kind.', ['server', 'command', 'kind']),
@@ -150,6 +154,8 @@ export function metrics(opts: MetricsOptions = {}): Metrics {
   /** Held locks by backend and token (a token names one grant): when granted, and their label values. */
   const held = new Map<string, { since: number; values: string[] }>();
   const heldId = (p: { backend: string; token: string }): string => `${p.backend}\u0000${p.token}`;
+  /** Waits in progress, by their id: their label values. */
+  const waiting = new Map<number, string[]>();
 
   /** The grant's end (release or loss), matched by token; a lock granted before metrics() began is not known. */
   const ended = (p: { backend: string; token: string }): void => {
@@ -182,6 +188,19 @@ export function metrics(opts: MetricsOptions = {}): Metrics {
     }],
     [lockChannels.extend.name as string, (p: LockExtendPayload) => f.wirelock_lock_extensions_total.add(lockValues(p))],
     [lockChannels.wait.name as string, (p: LockWaitPayload) => f.wirelock_lock_waits_total.add(lockValues(p))],
+    [lockChannels.giveUp.name as string, (p: LockGiveUpPayload) => f.wirelock_lock_failures_total.add([...lockValues(p), p.reason])],
+    [lockChannels.waiter.name as string, (p: LockWaiterPayload) => {
+      if (p.delta === 1) {
+        const values = lockValues(p);
+        waiting.set(p.id, values);
+        f.wirelock_lock_waiters.add(values);
+        return;
+      }
+      const values = waiting.get(p.id);
+      if (!values) return; // began before this collector did
+      waiting.delete(p.id);
+      f.wirelock_lock_waiters.add(values, -1);
+    }],
     [respChannels.command.name as string, (p: RespCommandPayload) => {
       f.wirelock_redis_commands_total.add([p.address, redisCommandLabel(p.args[0])]);
     }],

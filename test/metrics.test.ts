@@ -334,4 +334,48 @@ describe('metrics', function () {
       for (const key of keys) expect(text).to.not.include(key);
     });
   });
+
+  describe('failed acquires and waiters now (lock:giveup, lock:waiter)', function () {
+    this.timeout(30_000);
+    let redis: RedisServer;
+    let etcd: EtcdServer;
+    before(async () => {
+      [redis, etcd] = await Promise.all([startRedis(), startEtcd()]);
+    });
+    after(async () => Promise.all([redis?.stop(), etcd?.stop()]));
+
+    for (const backend of ['redis', 'etcd'] as const) {
+      it(`${backend}: counts each way an acquire gives up, and the waiters gauge goes up while one waits and back to 0`, async () => {
+        const client = backend === 'redis' ? await RedisClient.connect(redis.url) : await EtcdClient.connect({ endpoints: etcd.endpoints });
+        const make = (): RedisLocker | EtcdLocker => (client instanceof RedisClient ? new RedisLocker(client) : new EtcdLocker(client));
+        const [holder, waiter, closing] = [make(), make(), make()];
+        const m = metrics();
+        const where = { backend, primitive: 'lock' };
+        try {
+          const held = await holder.acquire('mx-busy', { ttlMs: 5000 });
+          expect(await rejection(waiter.acquire('mx-busy', { waitTimeoutMs: 200 }))).to.be.instanceOf(LockTimeoutError);
+          expect(await rejection(waiter.acquire('mx-busy', { waitTimeoutMs: 0 }))).to.be.instanceOf(LockTimeoutError);
+          const ac = new AbortController();
+          setTimeout(() => ac.abort(new Error('enough')), 150);
+          expect((await rejection(waiter.acquire('mx-busy', { signal: ac.signal }))).message).to.equal('enough');
+          const pending = rejection(closing.acquire('mx-busy'));
+          await waitFor(() => total(parse(m.prometheus()), 'wirelock_lock_waiters', where) === 1, 3000, 'one waiter');
+          await closing.close();
+          await pending;
+          expect(await waiter.tryAcquire('mx-busy')).to.equal(null); // a try that finds it held is not a failure
+          await held.release();
+          const f = parse(m.prometheus());
+          expect(total(f, 'wirelock_lock_failures_total', { ...where, reason: 'timeout' })).to.equal(2);
+          expect(total(f, 'wirelock_lock_failures_total', { ...where, reason: 'aborted' })).to.equal(1);
+          expect(total(f, 'wirelock_lock_failures_total', { ...where, reason: 'closed' })).to.equal(1);
+          expect(total(f, 'wirelock_lock_failures_total')).to.equal(4);
+          expect(total(f, 'wirelock_lock_waiters', where)).to.equal(0);
+        } finally {
+          m.close();
+          await Promise.all([holder.close(), waiter.close()]);
+          await client.close();
+        }
+      });
+    }
+  });
 });

@@ -3,6 +3,7 @@
  * running waits through the one waiting engine, and refusing locks once the locker is closed.
  */
 import { ClosedError, LockLostError, invalidType } from '../errors.js';
+import type { LockBackend } from '../diagnostics.js';
 import type { AcquireOptions, Lock, Locker } from './types.js';
 import { HeldLock } from './held-lock.js';
 import { noop, sharedController } from '../abort.js';
@@ -10,10 +11,16 @@ import type { ResolvedAcquire } from './options.js';
 import { waitFor, type Wait } from './waiting.js';
 
 export abstract class BaseLocker implements Locker {
+  /** Which backend, for the lock channels (waits and give-ups are published by the waiting engine). */
+  protected readonly backend: LockBackend;
   /** Locks this locker holds now. */
   protected readonly held = new Set<HeldLock>();
   /** Aborted by close(): every pending wait listens to it. */
   protected readonly closing = sharedController();
+
+  constructor(backend: LockBackend) {
+    this.backend = backend;
+  }
 
   abstract acquire(key: string, opts?: AcquireOptions): Promise<Lock>;
   abstract tryAcquire(key: string, opts?: AcquireOptions): Promise<Lock | null>;
@@ -78,7 +85,7 @@ export abstract class BaseLocker implements Locker {
     loop: (wait: Wait) => Promise<L>,
     timeoutError?: (wait: Wait) => Error,
   ): Promise<L> {
-    const init = { key, start, waitTimeoutMs: o.waitTimeoutMs, signal: o.signal, closing: this.closing.signal, timeoutError };
+    const init = { key, start, waitTimeoutMs: o.waitTimeoutMs, signal: o.signal, closing: this.closing.signal, timeoutError, backend: this.backend };
     return waitFor(init, loop, (lock) => lock.release());
   }
 }

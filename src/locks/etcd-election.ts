@@ -40,7 +40,7 @@ import {
   type CampaignOptions, type Election, type Leader, type Leadership, type ObserveOptions, type ResolvedCampaign,
 } from './election.js';
 import { DEFAULT_TTL_MS, checkTtl } from './options.js';
-import { waitFor, type Wait } from './waiting.js';
+import { giveUpReason, publishGiveUp, waitFor, type Wait } from './waiting.js';
 
 export interface EtcdElectionOptions {
   /** Default lease length of a campaign, in ms (rounded up to whole seconds, min 2 s). Default 10000. */
@@ -78,10 +78,13 @@ export class EtcdElection implements Election {
     } catch (err) {
       return Promise.reject(err);
     }
-    const init = { key: this.name, start: performance.now(), waitTimeoutMs: o.waitTimeoutMs, signal: o.signal, closing: this.#closing.signal };
+    const init = { key: this.name, start: performance.now(), waitTimeoutMs: o.waitTimeoutMs, signal: o.signal, closing: this.#closing.signal, backend: 'etcd' as const };
     if (o.waitTimeoutMs === 0) {
       // One attempt: a 0 ms deadline would otherwise end it before it reached etcd (as for the lockers).
-      return this.#track(this.#campaign(undefined, init, o));
+      return this.#track(this.#campaign(undefined, init, o)).catch((err: unknown) => {
+        publishGiveUp('etcd', this.name, init.start, giveUpReason(err, o.signal), err);
+        throw err;
+      });
     }
     return waitFor(init, (wait) => this.#track(this.#campaign(wait, init, o)), (l) => l.resign());
   }

@@ -31,7 +31,7 @@ import { Session, ttlSeconds } from './etcd-session.js';
 import { deleteOwnKey, enqueue, ownsKey, removeOwnKey, waitTurn, type QueueEntry } from './etcd-queue.js';
 import { DEFAULT_TTL_MS, checkTtl, resolveAcquire, type ResolvedAcquire } from './options.js';
 import type { AcquireOptions, Lock, LockerOptions } from './types.js';
-import type { Wait } from './waiting.js';
+import { giveUpReason, publishGiveUp, type Wait } from './waiting.js';
 
 /** The compare that makes a Txn apply only while `lock` (from an EtcdLocker) is still held. */
 export function ownerCompare(lock: Lock): Compare {
@@ -116,7 +116,7 @@ export class EtcdLocker extends BaseLocker {
   readonly #users = new Map<Session, number>();
 
   constructor(client: EtcdClient, opts: LockerOptions = {}) {
-    super();
+    super('etcd');
     if (!(client instanceof EtcdClient)) throw invalidType('EtcdLocker needs an EtcdClient');
     if (opts === null || typeof opts !== 'object') throw invalidType('locker options must be an object');
     const prefix = opts.prefix ?? 'wirelock/';
@@ -137,9 +137,14 @@ export class EtcdLocker extends BaseLocker {
     const start = performance.now();
     if (o.waitTimeoutMs === 0) {
       // One attempt (a 0 ms deadline would otherwise cancel it while on the wire), as for Redis.
-      const lock = await this.tryAcquire(key, opts);
-      if (!lock) throw new LockTimeoutError(key, performance.now() - start);
-      return lock;
+      const lock = await this.tryAcquire(key, opts).catch((err: unknown) => {
+        publishGiveUp('etcd', key, start, giveUpReason(err, o.signal), err);
+        throw err;
+      });
+      if (lock) return lock;
+      const err = new LockTimeoutError(key, performance.now() - start);
+      publishGiveUp('etcd', key, start, 'timeout', err);
+      throw err;
     }
     return this.waitFor(key, start, o, (wait) => this.#waitLock(wait, key, o));
   }

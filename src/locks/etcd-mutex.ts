@@ -26,7 +26,7 @@ import { keepAlive, noop, raceAbort } from '../abort.js';
 import { LockLostError, LockReleasedError, LockTimeoutError, invalidType, invalidValue, outOfRange } from '../errors.js';
 import { Session } from './etcd-session.js';
 import { deleteOwnKey, enqueue, lost, ownsKey, removeOwnKey, waitTurn, type Place, type QueueEntry } from './etcd-queue.js';
-import { waitFor, type Wait } from './waiting.js';
+import { giveUpReason, publishGiveUp, waitFor, type Wait } from './waiting.js';
 
 export interface MutexLockOptions {
   /** Aborts the wait (the key is deleted); lock() rejects with `signal.reason`. */
@@ -115,10 +115,16 @@ export class Mutex {
     const start = performance.now();
     if (waitTimeoutMs === 0) {
       // One attempt: a 0 ms deadline would otherwise cancel it while on the wire.
-      if (!(await this.tryLock({ signal }))) throw new LockTimeoutError(this.name, performance.now() - start);
-      return;
+      const locked = await this.tryLock({ signal }).catch((err: unknown) => {
+        publishGiveUp('etcd', this.name, start, giveUpReason(err, signal), err);
+        throw err;
+      });
+      if (locked) return;
+      const err = new LockTimeoutError(this.name, performance.now() - start);
+      publishGiveUp('etcd', this.name, start, 'timeout', err);
+      throw err;
     }
-    await this.#attempt({ key: this.name, start, waitTimeoutMs, signal }, (wait, place) =>
+    await this.#attempt({ key: this.name, start, waitTimeoutMs, signal, backend: 'etcd' }, (wait, place) =>
       place.first ? Promise.resolve(place.header) : waitTurn(this.#entry, place, wait),
     );
     if (lockChannels.acquire.hasSubscribers) {
@@ -153,7 +159,7 @@ export class Mutex {
    * leaves behind is cleaned up before #settled resolves.
    */
   async #attempt(
-    init: { key: string; start: number; waitTimeoutMs: number; signal: AbortSignal | undefined },
+    init: { key: string; start: number; waitTimeoutMs: number; signal: AbortSignal | undefined; backend?: 'etcd' },
     turn: (wait: Wait, place: Place) => Promise<ResponseHeader | null>,
   ): Promise<ResponseHeader | null> {
     if (this.#state !== 'idle') throw new Error(`mutex "${this.name}" is already ${this.#state === 'held' ? 'held' : 'being locked'}`);

@@ -29,7 +29,7 @@ import {
 } from './redlock-nodes.js';
 import { randomToken } from './token.js';
 import type { AcquireOptions, Lock, LockerOptions } from './types.js';
-import { retryInBackground, waitFor, type Wait } from './waiting.js';
+import { giveUpReason, publishGiveUp, retryInBackground, waitFor, type Wait } from './waiting.js';
 
 export interface RedlockOptions extends LockerOptions {
   /** Share of the TTL not counted on, for clocks running at different rates; 2 ms are added. Default 0.01. */
@@ -68,7 +68,7 @@ export class Redlock extends BaseLocker {
   };
 
   constructor(clients: RedisClient[], opts: RedlockOptions = {}) {
-    super();
+    super('redlock');
     this.#nodes = new RedlockNodes(clients);
     this.#quorum = this.#nodes.quorum;
     this.#prefix = checkPrefix(opts.prefix ?? 'wirelock:');
@@ -116,9 +116,18 @@ export class Redlock extends BaseLocker {
     // other deadline bounds the first round too, inside the wait.
     let first: Outcome | undefined;
     if (o.waitTimeoutMs === 0 || (o.waitTimeoutMs === Infinity && !o.signal)) {
-      first = await this.#oneRound(key, keys, o, start);
+      try {
+        first = await this.#oneRound(key, keys, o, start);
+      } catch (err) {
+        publishGiveUp('redlock', key, start, giveUpReason(err, o.signal), err);
+        throw err;
+      }
       if (first.lock) return this.#acquired(first.lock, start, 1);
-      if (o.waitTimeoutMs === 0) throw this.#deadlineError(key, start, first, 1);
+      if (o.waitTimeoutMs === 0) {
+        const err = this.#deadlineError(key, start, first, 1);
+        publishGiveUp('redlock', key, start, 'timeout', err);
+        throw err;
+      }
     }
     const state = { last: first };
     const timeoutError = (wait: Wait): Error => this.#deadlineError(key, start, state.last, wait.attempts);

@@ -19,7 +19,8 @@
  * reconnect timer is unref'd.
  */
 import { MAX_TIMER_MS, backoffMs, keepAlive, noop, onAbort, sleep } from '../abort.js';
-import { LockTimeoutError } from '../errors.js';
+import { ClosedError, LockTimeoutError } from '../errors.js';
+import { lockChannels, type LockBackend, type LockGiveUpPayload } from '../diagnostics.js';
 
 export interface WaitInit {
   /** The lock key, for the timeout error. */
@@ -32,6 +33,8 @@ export interface WaitInit {
   signal: AbortSignal | undefined;
   /** The locker's close (a raw etcd Mutex has none). */
   closing?: AbortSignal;
+  /** Set: the wait is published on lock:waiter, and a wait that ends without the lock on lock:giveup. */
+  backend?: LockBackend;
   /**
    * The error the deadline rejects with. Default: LockTimeoutError, caused by the last transient
    * failure if there was one (so "timed out" says why when the server was the reason).
@@ -165,13 +168,22 @@ export function waitFor<T>(init: WaitInit, loop: (wait: Wait) => Promise<T>, giv
   if (wait.signal.aborted) {
     // Over before it began (a signal already aborted, a closed locker): no attempt is made at all.
     wait.dispose();
+    gaveUp(init, endedBy(init, wait.signal.reason), wait.signal.reason);
     return Promise.reject(wait.signal.reason);
   }
+  const { backend } = init;
+  const id = ++waits;
+  if (backend && lockChannels.waiter.hasSubscribers) lockChannels.waiter.publish({ backend, key: init.key, id, delta: 1 });
+  const ended = (): void => {
+    wait.dispose();
+    if (backend && lockChannels.waiter.hasSubscribers) lockChannels.waiter.publish({ backend, key: init.key, id, delta: -1 });
+  };
   return new Promise<T>((resolve, reject) => {
     let settled = false;
     const off = onAbort(wait.signal, (reason) => {
       settled = true;
-      wait.dispose();
+      ended();
+      gaveUp(init, endedBy(init, reason), reason);
       reject(reason);
     });
     loop(wait).then(
@@ -179,18 +191,46 @@ export function waitFor<T>(init: WaitInit, loop: (wait: Wait) => Promise<T>, giv
         if (settled) return void giveBack(value).catch(noop);
         settled = true;
         off();
-        wait.dispose();
+        ended();
         resolve(value);
       },
       (err: unknown) => {
         if (settled) return;
         settled = true;
         off();
-        wait.dispose();
+        ended();
+        gaveUp(init, err instanceof LockTimeoutError ? 'timeout' : 'error', err);
         reject(err);
       },
     );
   });
+}
+
+/** Waits begun in this process: the id of the last one (lock:waiter). */
+let waits = 0;
+
+/** Why the wait's signal aborted: the caller's signal, the locker's close, or else the deadline. */
+function endedBy(init: WaitInit, reason: unknown): LockGiveUpPayload['reason'] {
+  if (init.signal?.aborted && reason === init.signal.reason) return 'aborted';
+  if (init.closing?.aborted && reason === init.closing.reason) return 'closed';
+  return 'timeout';
+}
+
+function gaveUp(init: WaitInit, reason: LockGiveUpPayload['reason'], error: unknown): void {
+  if (init.backend) publishGiveUp(init.backend, init.key, init.start, reason, error);
+}
+
+/** Why an acquire that ran outside waitFor (one attempt) ended without the lock. */
+export function giveUpReason(err: unknown, signal: AbortSignal | undefined): LockGiveUpPayload['reason'] {
+  if (err instanceof LockTimeoutError) return 'timeout';
+  if (signal?.aborted && err === signal.reason) return 'aborted';
+  if (err instanceof ClosedError) return 'closed';
+  return 'error';
+}
+
+/** Publishes on lock:giveup: for the acquires that end without the lock outside waitFor (one attempt, waitTimeoutMs 0). */
+export function publishGiveUp(backend: LockBackend, key: string, start: number, reason: LockGiveUpPayload['reason'], error: unknown): void {
+  if (lockChannels.giveUp.hasSubscribers) lockChannels.giveUp.publish({ backend, key, reason, waitedMs: performance.now() - start, error });
 }
 
 /**
