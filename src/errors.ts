@@ -5,9 +5,23 @@
  * Messages never contain secrets: passwords and tokens are not passed into any of these.
  */
 
+/** Every `code` a WirelockError can carry (docs/api.md, "Errors", says when each comes). */
+export type WirelockErrorCode =
+  | 'WL_LOCK_TIMEOUT'
+  | 'WL_LOCK_LOST'
+  | 'WL_LOCK_RELEASED'
+  | 'WL_CLOSED'
+  | 'WL_QUORUM'
+  | 'WL_RESP'
+  | 'WL_PROTOCOL'
+  | 'WL_CONNECTION'
+  | 'WL_TIMEOUT'
+  | 'WL_ETCD'
+  | 'WL_SESSION_EXPIRED';
+
 export class WirelockError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
+  readonly code: WirelockErrorCode;
+  constructor(code: WirelockErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.code = code;
   }

@@ -13,7 +13,7 @@ export {
   WatchCompactedError,
   SessionExpiredError,
 } from './errors.js';
-export type { LockLostReason, QuorumNodeFailure, RedlockNodeFailure, RedlockNodeOutcome } from './errors.js';
+export type { ArgumentErrorCode, LockLostReason, QuorumNodeFailure, RedlockNodeFailure, RedlockNodeOutcome, WirelockErrorCode } from './errors.js';
 
 export { RedisClient } from './resp/client.js';
 export type { RedisOptions, ReconnectStrategy } from './resp/options.js';

@@ -10,6 +10,12 @@ const read = (file: string): string => readFileSync(new URL(`../${file}`, import
 const codes = [...read('src/errors.ts').matchAll(/super\('(WL_[A-Z_]+)'/g)].map((m) => m[1]!);
 
 describe('docs against the code: error codes, extend() after release()', () => {
+  it('WirelockErrorCode lists every code a WirelockError is made with, and no other', () => {
+    const union = read('src/errors.ts').match(/export type WirelockErrorCode =([^;]*);/)![1]!;
+    const listed = [...union.matchAll(/'(WL_[A-Z_]+)'/g)].map((m) => m[1]!);
+    expect([...listed].sort()).to.deep.equal([...new Set(codes)].sort());
+  });
+
   it('the README and docs/api.md name every error code, and no other', () => {
     expect(codes.length).to.be.above(8);
     for (const file of ['README.md', 'docs/api.md']) {
