@@ -118,6 +118,14 @@ describe('the npm package, packed and installed into a fresh project', function 
     expect(files.filter((f) => !/^(dist\/|protos\/|LICENSE$|README\.md$|package\.json$)/.test(f))).to.deep.equal([]);
   });
 
+  it('publishes no internals in its types: Session.lose and markUncertain, BaseLocker\'s protected API', () => {
+    const types = (file: string): string => readFileSync(path.join(app, 'node_modules/wirelock/dist', file), 'utf8');
+    expect(types('locks/etcd-session.d.ts')).to.not.match(/\b(lose|markUncertain)\(/);
+    expect(types('locks/etcd-session.d.ts')).to.match(/\bkeepAliveOnce\(/); // the rest is there
+    expect(types('locks/base-locker.d.ts')).to.not.include('protected');
+    expect(types('locks/base-locker.d.ts')).to.match(/\busing<T>\(/);
+  });
+
   it('points every export at a file in the tarball, and exports wirelock/metrics exactly when it exists', () => {
     const targets = Object.values(pkg.exports).flatMap((t) => (typeof t === 'string' ? [t] : Object.values(t)));
     for (const t of targets) expect(files, t).to.include(t.replace(/^\.\//, ''));

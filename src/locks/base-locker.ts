@@ -11,13 +11,14 @@ import type { ResolvedAcquire } from './options.js';
 import { waitFor, type Wait } from './waiting.js';
 
 export abstract class BaseLocker implements Locker {
-  /** Which backend, for the lock channels (waits and give-ups are published by the waiting engine). */
+  /** @internal Which backend, for the lock channels (waits and give-ups are published by the waiting engine). */
   protected readonly backend: LockBackend;
-  /** Locks this locker holds now. */
+  /** @internal Locks this locker holds now. */
   protected readonly held = new Set<HeldLock>();
-  /** Aborted by close(): every pending wait listens to it. */
+  /** @internal Aborted by close(): every pending wait listens to it. */
   protected readonly closing = sharedController();
 
+  /** @internal */
   constructor(backend: LockBackend) {
     this.backend = backend;
   }
@@ -52,12 +53,13 @@ export abstract class BaseLocker implements Locker {
     this.held.clear();
   }
 
-  /** Throws ClosedError if close() was called. */
+  /** @internal Throws ClosedError if close() was called. */
   protected checkOpen(): void {
     if (this.closed) throw this.closing.signal.reason;
   }
 
   /**
+   * @internal
    * The one place a lock is handed out: tracked (so close() releases it), or, if close() ran while
    * it was being acquired, released again at once and refused with the ClosedError.
    */
@@ -70,11 +72,13 @@ export abstract class BaseLocker implements Locker {
     return lock;
   }
 
+  /** @internal */
   protected readonly forget = (lock: HeldLock): void => {
     this.held.delete(lock);
   };
 
   /**
+   * @internal
    * Runs an acquire's waiting loop (see waiting.ts) under the caller's signal, this locker's close and
    * the acquire's deadline. A lock the loop still gets after the wait has ended is released at once.
    */

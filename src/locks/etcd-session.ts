@@ -105,7 +105,7 @@ export class Session {
     return this.#uncertain;
   }
 
-  /** Marks the session uncertain (see `uncertain`). */
+  /** @internal Marks the session uncertain (see `uncertain`): for the lock recipes in this package. */
   markUncertain(): void {
     this.#uncertain = true;
   }
@@ -166,7 +166,7 @@ export class Session {
     }
   }
 
-  /** Marks the session lost (for callers that learned it elsewhere, e.g. its key vanished). */
+  /** @internal Marks the session lost (for the recipes in this package that learned it elsewhere, e.g. its key vanished). */
   lose(detail: string, cause?: unknown): void {
     if (this.#controller.signal.aborted) return;
     const error = new SessionExpiredError(this.lease, detail, cause === undefined ? undefined : { cause });
