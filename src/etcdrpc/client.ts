@@ -44,11 +44,18 @@ export interface EtcdOptions {
   tls?: import('node:tls').SecureContextOptions;
   /** Deadline of each call, retries included. Default 5000. */
   callTimeoutMs?: number;
+  /**
+   * How long connect() waits for a first answer from the cluster (without username; with one, the
+   * authentication is a call and has callTimeoutMs). Default 3000, or callTimeoutMs if that is shorter. A refused or unreachable cluster
+   * fails then with ConnectionError (or TimeoutError, if the endpoints accepted and said nothing).
+   */
+  connectTimeoutMs?: number;
 }
 
 export type { CallOptions, TxnOptions };
 
 const DEFAULT_CALL_TIMEOUT_MS = 5000;
+const DEFAULT_CONNECT_TIMEOUT_MS = 3000;
 
 export class EtcdClient {
   readonly kv: KVClient;
@@ -73,10 +80,11 @@ export class EtcdClient {
    */
   static async connect(opts: EtcdOptions): Promise<EtcdClient> {
     const transport = new Transport(checkOptions(opts));
+    const connectTimeoutMs = checkTimeout('connectTimeoutMs', opts.connectTimeoutMs ?? Math.min(DEFAULT_CONNECT_TIMEOUT_MS, transport.callTimeoutMs));
     const client = new EtcdClient(transport);
     try {
       if (opts.username !== undefined) await transport.reauthenticate(undefined);
-      else await client.status();
+      else await client.status({ timeoutMs: connectTimeoutMs });
     } catch (err) {
       await client.close();
       throw err;

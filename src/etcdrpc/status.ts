@@ -36,9 +36,20 @@ export function toError(failure: GrpcFailure, method: string, endpoint: string, 
   }
   const etcd = new EtcdError(code, details, { method });
   if (code === Status.UNAVAILABLE && !fromEtcd(details)) {
-    return new ConnectionError(endpoint, `${method}: ${details}`, { cause: etcd });
+    return new ConnectionError(endpoint, `${method}: ${withoutBoilerplate(details)}`, { cause: etcd });
   }
   return etcd;
+}
+
+/**
+ * grpc-js's text for a channel that could not connect, without its boilerplate:
+ * "No connection established. Last error: Error: connect ECONNREFUSED 127.0.0.1:1. Resolution note: "
+ * becomes "no connection established (connect ECONNREFUSED 127.0.0.1:1)".
+ */
+export function withoutBoilerplate(details: string): string {
+  const m = /^No connection established\. Last error: (?:Error: )?(.*?)\.?(?: Resolution note:.*)?$/s.exec(details);
+  if (m) return `no connection established (${m[1]})`;
+  return details.replace(/\s*Resolution note:\s*$/, '');
 }
 
 /** The cluster (or this endpoint) cannot serve now but may soon: try the next endpoint. */
