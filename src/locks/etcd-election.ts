@@ -28,7 +28,7 @@ import { EtcdClient } from '../etcdrpc/client.js';
 import { isTransientEtcdError } from '../etcdrpc/status.js';
 import { EventType, SortOrder, SortTarget, WatchFilter } from '../etcdrpc/types.js';
 import type { Event, KeyValue, RangeResponse, ResponseHeader } from '../etcdrpc/types.js';
-import { backoffMs, noop, sharedController, sleep } from '../abort.js';
+import { noop, sharedController } from '../abort.js';
 import { lockChannels } from '../diagnostics.js';
 import { ClosedError, EtcdError, LockLostError, LockTimeoutError, SessionExpiredError, WatchCompactedError, invalidType } from '../errors.js';
 import { Status } from '../etcdrpc/status.js';
@@ -40,7 +40,7 @@ import {
   type CampaignOptions, type Election, type Leader, type Leadership, type ObserveOptions, type ResolvedCampaign,
 } from './election.js';
 import { DEFAULT_TTL_MS, checkTtl } from './options.js';
-import { giveUpReason, publishGiveUp, waitFor, type Wait } from './waiting.js';
+import { gaveUp, untilAnswered, waitFor, type Wait } from './waiting.js';
 
 export interface EtcdElectionOptions {
   /** Default lease length of a campaign, in ms (rounded up to whole seconds, min 2 s). Default 10000. */
@@ -82,8 +82,7 @@ export class EtcdElection implements Election {
     if (o.waitTimeoutMs === 0) {
       // One attempt: a 0 ms deadline would otherwise end it before it reached etcd (as for the lockers).
       return this.#track(this.#campaign(undefined, init, o)).catch((err: unknown) => {
-        publishGiveUp('etcd', this.name, init.start, giveUpReason(err, o.signal), err);
-        throw err;
+        throw gaveUp('etcd', this.name, init.start, o.signal, err);
       });
     }
     return waitFor(init, (wait) => this.#track(this.#campaign(wait, init, o)), (l) => l.resign());
@@ -372,15 +371,8 @@ class Observer {
   }
 
   /** A leader read, retried while etcd is unreachable (an observer outlives outages). */
-  async #read(revision: bigint): Promise<RangeResponse> {
+  #read(revision: bigint): Promise<RangeResponse> {
     const signal = AbortSignal.any([this.#stop.signal, this.#ctx.closing]);
-    for (let failures = 0; ; failures++) {
-      try {
-        return await this.#ctx.read(revision, signal);
-      } catch (err) {
-        if (signal.aborted || !isTransientEtcdError(err)) throw err;
-        await sleep(backoffMs(failures, { baseMs: 100, capMs: 2000 }), signal);
-      }
-    }
+    return untilAnswered(() => this.#ctx.read(revision, signal), isTransientEtcdError, signal);
   }
 }

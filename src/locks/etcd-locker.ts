@@ -31,7 +31,7 @@ import { Session, ttlSeconds } from './etcd-session.js';
 import { deleteOwnKey, enqueue, ownsKey, removeOwnKey, waitTurn, type QueueEntry } from './etcd-queue.js';
 import { DEFAULT_TTL_MS, checkTtl, resolveAcquire, type ResolvedAcquire } from './options.js';
 import type { AcquireOptions, Lock, LockerOptions } from './types.js';
-import { giveUpReason, publishGiveUp, type Wait } from './waiting.js';
+import { gaveUp, type Wait } from './waiting.js';
 
 /** The compare that makes a Txn apply only while `lock` (from an EtcdLocker) is still held. */
 export function ownerCompare(lock: Lock): Compare {
@@ -138,13 +138,10 @@ export class EtcdLocker extends BaseLocker {
     if (o.waitTimeoutMs === 0) {
       // One attempt (a 0 ms deadline would otherwise cancel it while on the wire), as for Redis.
       const lock = await this.tryAcquire(key, opts).catch((err: unknown) => {
-        publishGiveUp('etcd', key, start, giveUpReason(err, o.signal), err);
-        throw err;
+        throw gaveUp(this.backend, key, start, o.signal, err);
       });
       if (lock) return lock;
-      const err = new LockTimeoutError(key, performance.now() - start);
-      publishGiveUp('etcd', key, start, 'timeout', err);
-      throw err;
+      throw gaveUp(this.backend, key, start, o.signal, new LockTimeoutError(key, performance.now() - start));
     }
     return this.waitFor(key, start, o, (wait) => this.#waitLock(wait, key, o));
   }

@@ -26,7 +26,7 @@ import { keepAlive, noop, raceAbort } from '../abort.js';
 import { LockLostError, LockReleasedError, LockTimeoutError, invalidType, invalidValue, outOfRange } from '../errors.js';
 import { Session } from './etcd-session.js';
 import { deleteOwnKey, enqueue, lost, ownsKey, removeOwnKey, waitTurn, type Place, type QueueEntry } from './etcd-queue.js';
-import { giveUpReason, publishGiveUp, waitFor, type Wait } from './waiting.js';
+import { gaveUp, waitFor, type Wait } from './waiting.js';
 
 export interface MutexLockOptions {
   /** Aborts the wait (the key is deleted); lock() rejects with `signal.reason`. */
@@ -116,13 +116,10 @@ export class Mutex {
     if (waitTimeoutMs === 0) {
       // One attempt: a 0 ms deadline would otherwise cancel it while on the wire.
       const locked = await this.tryLock({ signal }).catch((err: unknown) => {
-        publishGiveUp('etcd', this.name, start, giveUpReason(err, signal), err);
-        throw err;
+        throw gaveUp('etcd', this.name, start, signal, err);
       });
       if (locked) return;
-      const err = new LockTimeoutError(this.name, performance.now() - start);
-      publishGiveUp('etcd', this.name, start, 'timeout', err);
-      throw err;
+      throw gaveUp('etcd', this.name, start, signal, new LockTimeoutError(this.name, performance.now() - start));
     }
     await this.#attempt({ key: this.name, start, waitTimeoutMs, signal, backend: 'etcd' }, (wait, place) =>
       place.first ? Promise.resolve(place.header) : waitTurn(this.#entry, place, wait),

@@ -31,6 +31,7 @@ import type { HeldLock } from './held-lock.js';
 import { DEFAULT_TTL_MS, checkPrefix, checkTtl } from './options.js';
 import { RedisLocker, lockRecord, type RedisLockerInternalOptions } from './redis-locker.js';
 import { PROCLAIM, READ_LEADER, electionKeys, type ElectionKeys } from './redis-scripts.js';
+import { untilAnswered } from './waiting.js';
 import {
   LeaderFeed, LeadershipHandle, checkElectionName, checkObserveOptions, resolveCampaign,
   type CampaignOptions, type Election, type Leader, type Leadership, type ObserveOptions, type ResolvedCampaign,
@@ -239,17 +240,10 @@ class RedisObserver {
   async #subscribe(): Promise<void> {
     const onMessage = (): void => this.#wake();
     for (const channel of [this.#keys.elected, this.#keys.channel]) {
-      for (let failures = 0; ; failures++) {
-        try {
-          const off = await this.#client.subscribe(channel, onMessage, this.#stopSignal);
-          if (this.feed.done) off();
-          else this.#unsubscribe.push(off);
-          break;
-        } catch (err) {
-          if (this.#stopSignal.aborted || !isTransientRedisError(err)) throw err;
-          await sleep(backoffMs(failures, { baseMs: 100, capMs: 2000 }), this.#stopSignal);
-        }
-      }
+      const subscribe = (): Promise<() => void> => this.#client.subscribe(channel, onMessage, this.#stopSignal);
+      const off = await untilAnswered(subscribe, isTransientRedisError, this.#stopSignal);
+      if (this.feed.done) off();
+      else this.#unsubscribe.push(off);
     }
   }
 
@@ -275,16 +269,7 @@ class RedisObserver {
   }
 
   async #readOnce(): Promise<void> {
-    let r: Reading;
-    for (let failures = 0; ; failures++) {
-      try {
-        r = await this.#read(this.#seen, this.#stopSignal);
-        break;
-      } catch (err) {
-        if (this.#stopSignal.aborted || !isTransientRedisError(err)) throw err;
-        await sleep(backoffMs(failures, { baseMs: 100, capMs: 2000 }), this.#stopSignal);
-      }
-    }
+    const r = await untilAnswered(() => this.#read(this.#seen, this.#stopSignal), isTransientRedisError, this.#stopSignal);
     if (this.feed.done) return;
     if (this.#seen < 0n) this.#seen = r.newest; // the terms before our first read are history, not news
     for (const term of r.missed) this.#deliver(term);

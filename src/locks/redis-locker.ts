@@ -25,7 +25,7 @@ import { DEFAULT_TTL_MS, checkPrefix, checkTtl, driftMs, resolveAcquire, type Re
 import { EXTEND, EXTEND_WITH_RECORD, QUEUE_ACQUIRE, QUEUE_RELEASE, redisKeys, type RedisKeys } from './redis-scripts.js';
 import { randomToken } from './token.js';
 import type { AcquireOptions, Lock, LockerOptions } from './types.js';
-import { giveUpReason, publishGiveUp, retryInBackground, type Wait } from './waiting.js';
+import { gaveUp, retryInBackground, type Wait } from './waiting.js';
 
 /** Not granted: the holder's PTTL (-2: free, but another waiter's turn) and ms until the head's place lapses. */
 type Attempt = { lock: HeldLock; pttl?: undefined; headLeft?: undefined } | { lock?: undefined; pttl: number; headLeft: number };
@@ -91,17 +91,10 @@ export class RedisLocker extends BaseLocker {
         first = await this.#attempt(claim, o, o.waitTimeoutMs !== 0, o.signal);
         if (first.lock) return this.#granted(this.handOut(first.lock), start, 1);
       } catch (err) {
-        if (!isTransientRedisError(err) || o.waitTimeoutMs === 0) {
-          publishGiveUp('redis', key, start, giveUpReason(err, o.signal), err);
-          throw err;
-        }
+        if (!isTransientRedisError(err) || o.waitTimeoutMs === 0) throw gaveUp(this.backend, key, start, o.signal, err);
         claim = this.#claim(key); // the failed attempt is being cleaned up under the old token
       }
-      if (o.waitTimeoutMs === 0) {
-        const err = new LockTimeoutError(key, performance.now() - start);
-        publishGiveUp('redis', key, start, 'timeout', err);
-        throw err;
-      }
+      if (o.waitTimeoutMs === 0) throw gaveUp(this.backend, key, start, o.signal, new LockTimeoutError(key, performance.now() - start));
       if (first && this.closed) {
         // Closed while the first attempt queued us: the wait will not start, so leave the queue here.
         this.#cleanup(claim, o.ttlMs);

@@ -29,7 +29,7 @@ import {
 } from './redlock-nodes.js';
 import { randomToken } from './token.js';
 import type { AcquireOptions, Lock, LockerOptions } from './types.js';
-import { giveUpReason, publishGiveUp, retryInBackground, waitFor, type Wait } from './waiting.js';
+import { gaveUp, retryInBackground, waitFor, type Wait } from './waiting.js';
 
 export interface RedlockOptions extends LockerOptions {
   /** Share of the TTL not counted on, for clocks running at different rates; 2 ms are added. Default 0.01. */
@@ -119,15 +119,10 @@ export class Redlock extends BaseLocker {
       try {
         first = await this.#oneRound(key, keys, o, start);
       } catch (err) {
-        publishGiveUp('redlock', key, start, giveUpReason(err, o.signal), err);
-        throw err;
+        throw gaveUp(this.backend, key, start, o.signal, err);
       }
       if (first.lock) return this.#acquired(first.lock, start, 1);
-      if (o.waitTimeoutMs === 0) {
-        const err = this.#deadlineError(key, start, first, 1);
-        publishGiveUp('redlock', key, start, 'timeout', err);
-        throw err;
-      }
+      if (o.waitTimeoutMs === 0) throw gaveUp(this.backend, key, start, o.signal, this.#deadlineError(key, start, first, 1), 'timeout');
     }
     const state = { last: first };
     const timeoutError = (wait: Wait): Error => this.#deadlineError(key, start, state.last, wait.attempts);

@@ -168,7 +168,7 @@ export function waitFor<T>(init: WaitInit, loop: (wait: Wait) => Promise<T>, giv
   if (wait.signal.aborted) {
     // Over before it began (a signal already aborted, a closed locker): no attempt is made at all.
     wait.dispose();
-    gaveUp(init, endedBy(init, wait.signal.reason), wait.signal.reason);
+    waitGaveUp(init, endedBy(init, wait.signal.reason), wait.signal.reason);
     return Promise.reject(wait.signal.reason);
   }
   const { backend } = init;
@@ -183,7 +183,7 @@ export function waitFor<T>(init: WaitInit, loop: (wait: Wait) => Promise<T>, giv
     const off = onAbort(wait.signal, (reason) => {
       settled = true;
       ended();
-      gaveUp(init, endedBy(init, reason), reason);
+      waitGaveUp(init, endedBy(init, reason), reason);
       reject(reason);
     });
     loop(wait).then(
@@ -199,7 +199,7 @@ export function waitFor<T>(init: WaitInit, loop: (wait: Wait) => Promise<T>, giv
         settled = true;
         off();
         ended();
-        gaveUp(init, err instanceof LockTimeoutError ? 'timeout' : 'error', err);
+        waitGaveUp(init, err instanceof LockTimeoutError ? 'timeout' : 'error', err);
         reject(err);
       },
     );
@@ -216,21 +216,53 @@ function endedBy(init: WaitInit, reason: unknown): LockGiveUpPayload['reason'] {
   return 'timeout';
 }
 
-function gaveUp(init: WaitInit, reason: LockGiveUpPayload['reason'], error: unknown): void {
+function waitGaveUp(init: WaitInit, reason: LockGiveUpPayload['reason'], error: unknown): void {
   if (init.backend) publishGiveUp(init.backend, init.key, init.start, reason, error);
 }
 
 /** Why an acquire that ran outside waitFor (one attempt) ended without the lock. */
-export function giveUpReason(err: unknown, signal: AbortSignal | undefined): LockGiveUpPayload['reason'] {
+function giveUpReason(err: unknown, signal: AbortSignal | undefined): LockGiveUpPayload['reason'] {
   if (err instanceof LockTimeoutError) return 'timeout';
   if (signal?.aborted && err === signal.reason) return 'aborted';
   if (err instanceof ClosedError) return 'closed';
   return 'error';
 }
 
-/** Publishes on lock:giveup: for the acquires that end without the lock outside waitFor (one attempt, waitTimeoutMs 0). */
-export function publishGiveUp(backend: LockBackend, key: string, start: number, reason: LockGiveUpPayload['reason'], error: unknown): void {
+function publishGiveUp(backend: LockBackend, key: string, start: number, reason: LockGiveUpPayload['reason'], error: unknown): void {
   if (lockChannels.giveUp.hasSubscribers) lockChannels.giveUp.publish({ backend, key, reason, waitedMs: performance.now() - start, error });
+}
+
+/**
+ * For the acquires that end without the lock outside waitFor (one attempt, waitTimeoutMs 0; a fast
+ * path's failure): publishes `err` on lock:giveup and returns it, to be thrown. `reason` defaults to
+ * what `err` is (a LockTimeoutError: 'timeout'; the caller's abort: 'aborted'; ClosedError: 'closed').
+ */
+export function gaveUp(
+  backend: LockBackend,
+  key: string,
+  start: number,
+  signal: AbortSignal | undefined,
+  err: unknown,
+  reason: LockGiveUpPayload['reason'] = giveUpReason(err, signal),
+): unknown {
+  publishGiveUp(backend, key, start, reason, err);
+  return err;
+}
+
+/**
+ * Calls `call` until it answers: a `transient` failure is tried again after a backoff (from 100 ms,
+ * capped at 2 s), any other failure and `signal`'s abort reject. For the reads an observer makes,
+ * which must outlive a server's outage.
+ */
+export async function untilAnswered<T>(call: () => Promise<T>, transient: (err: unknown) => boolean, signal: AbortSignal): Promise<T> {
+  for (let failures = 0; ; failures++) {
+    try {
+      return await call();
+    } catch (err) {
+      if (signal.aborted || !transient(err)) throw err;
+      await sleep(backoffMs(failures, { baseMs: 100, capMs: 2000 }), signal);
+    }
+  }
 }
 
 /**
