@@ -127,11 +127,16 @@ describe('wirelock CLI', function () {
     const wrongEnv = await cli(['run', '--redis', bare, '--key', 'pw', '--', 'true'], { env: { WIRELOCK_REDIS_PASSWORD: `${PASSWORD}-wrong` } });
     expect(wrongEnv.code).to.equal(69);
     expect(wrongEnv.stderr).to.include('WRONGPASS');
+    // No password at all, to a server that needs one: said at connect, before any lock command.
+    const none = await cli(['run', '--redis', bare, '--key', 'pw', '--', 'true']);
+    expect(none.code).to.equal(69);
+    expect(none.stderr).to.include('NOAUTH server requires a password');
+    expect(none.stderr).to.not.include('Protocol error');
     const wrongUrl = await cli(['status', '--redis', `redis://:${PASSWORD}-x@${url.host}`, '--key', 'pw']);
     expect(wrongUrl.code).to.equal(69);
     const ok = await cli(['status', '--redis', secured.url, '--key', 'pw']);
     expect(ok.code).to.equal(0);
-    for (const r of [viaEnv, wrongEnv, wrongUrl, ok]) expect(r.stdout + r.stderr).to.not.include(PASSWORD);
+    for (const r of [viaEnv, wrongEnv, none, wrongUrl, ok]) expect(r.stdout + r.stderr).to.not.include(PASSWORD);
   });
 
   it('status shows the holder, time left, fence and the waiters in order', async () => {

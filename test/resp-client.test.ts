@@ -124,7 +124,7 @@ describe('RedisClient failure rules (fake server)', () => {
 
     expect(await client.send(['PING'])).to.equal('PONG');
     expect(fake.connections.length).to.equal(2);
-    expect(fake.connections[1]!.commands).to.deep.equal([['PING']]);
+    expect(fake.connections[1]!.commands).to.deep.equal([['PING']]); // ours: only a first connect asks a PING of its own
   });
 
   it('garbage bytes: WL_PROTOCOL, the connection is closed, later commands use a new connection', async () => {
@@ -164,7 +164,29 @@ describe('RedisClient failure rules (fake server)', () => {
     // An already-aborted signal rejects at once, with its reason.
     expect(await rejection(client.send(['SET', 'never', 'either'], { signal: ac.signal }))).to.equal(reason);
     expect(await client.send(['PING'])).to.equal('OK');
+    expect(fake.commands).to.deep.equal([['PING'], ['PING']]); // the handshake's, then ours
+  });
+
+  it('a server that accepts and never answers: connect() rejects with WL_TIMEOUT within connectTimeoutMs', async () => {
+    const fake = await FakeServer.start({ silentPing: true });
+    fakes.push(fake);
+    const start = performance.now();
+    const err = await rejection(RedisClient.connect({ host: fake.host, port: fake.port, connectTimeoutMs: 300 }));
+    expect(err).to.be.instanceOf(TimeoutError);
+    expect(performance.now() - start).to.be.within(250, 2000);
     expect(fake.commands).to.deep.equal([['PING']]);
+    await waitFor(() => fake.connections[0]!.closed, 2000, 'the connection to close');
+  });
+
+  it('a server that answers the handshake PING with an error other than NOAUTH is connected to (LOADING, BUSY, …)', async () => {
+    const fake = await FakeServer.start({
+      silentPing: true,
+      onCommand: (args) => (args[0] === 'PING' ? '-LOADING Redis is loading the dataset in memory\r\n' : '+OK\r\n'),
+    });
+    fakes.push(fake);
+    const client = await RedisClient.connect({ host: fake.host, port: fake.port });
+    clients.push(client);
+    expect(await client.send(['SET', 'k', 'v'])).to.equal('OK');
   });
 
   it('connection refused: connect() rejects with WL_CONNECTION', async () => {
@@ -185,7 +207,7 @@ describe('RedisClient failure rules (fake server)', () => {
       clearTimeout(timer);
       expect(outcome, String(timeoutMs)).to.be.instanceOf(RangeError);
     }
-    expect(fake.commands).to.deep.equal([]);
+    expect(fake.commands).to.deep.equal([['PING']]); // the connect handshake's, and nothing of ours
   });
 
   it('rejects bad connect options', async () => {

@@ -68,6 +68,19 @@ describe('RESP security: AUTH and ACL', () => {
     expect(everything(events)).to.not.contain(wrong);
   });
 
+
+  it('no password for a server that needs one: connect() rejects with NOAUTH and says so, and a locker never starts', async () => {
+    const started = performance.now();
+    for (const db of [0, 3]) {
+      // db 0: the handshake's PING asks; db 3: SELECT gets the NOAUTH.
+      const err = await rejection(RedisClient.connect({ host: server.host, port: server.port, db }));
+      expect(err, `db ${db}`).to.be.instanceOf(RespError);
+      expect((err as RespError).prefix).to.equal('NOAUTH');
+      expect(err.code).to.equal('WL_RESP');
+      expect(err.message).to.contain('server requires a password');
+    }
+    expect(performance.now() - started).to.be.below(2000);
+  });
   it('a malformed URL is rejected without echoing its password', async () => {
     const secret = 'url-secret-4242';
     for (const url of [`redis://:${secret}@127.0.0.1:99999`, `redis://u:${secret}@[::1`, `redis://:${secret}@127.0.0.1/x`]) {

@@ -6,7 +6,7 @@
 import { RespConnection, type CommandOptions, type RespValue } from './connection.js';
 import type { ResolvedRedisOptions } from './options.js';
 import type { RespArg } from './encoder.js';
-import { ClosedError, ConnectionError, TimeoutError, WirelockError } from '../errors.js';
+import { ClosedError, ConnectionError, RespError, TimeoutError, WirelockError } from '../errors.js';
 import { respChannels } from '../diagnostics.js';
 import { MAX_TIMER_MS, onAbort } from '../abort.js';
 
@@ -20,6 +20,31 @@ export interface ReconnectingHooks {
   onPush?: (channel: string, message: string | Buffer) => void;
   /** Runs on each new connection after the handshake, before commands flow (e.g. re-SUBSCRIBE). */
   onConnect?: (conn: RespConnection, reconnected: boolean) => Promise<void>;
+}
+
+/**
+ * Without a password nothing in the handshake would touch the server, and one that requires a password
+ * would let the connect succeed, then refuse the first real command (Redis 7 even answers a long one
+ * with `Protocol error: unauthenticated multibulk length`). So one PING asks. Only NOAUTH counts: any
+ * other error reply (LOADING, BUSY, MASTERDOWN, …) says the server is there and the commands that
+ * follow deal with it as they do today. A server that does not answer at all fails the connect, within
+ * connectTimeoutMs. Only the first connect asks: that is where a missing password is a mistake to
+ * report, and a reconnect that waited on a PING would hold commands back from a server that is merely
+ * slow (a command's own timeout says more than "not connected"). A NOAUTH after a reconnect comes
+ * back as the reply to the next command.
+ */
+async function checkNoAuth(conn: RespConnection, timeoutMs: number): Promise<void> {
+  try {
+    await conn.send(['PING'], { timeoutMs });
+  } catch (err) {
+    if (!(err instanceof RespError) || err.prefix === 'NOAUTH') throw err;
+  }
+}
+
+/** NOAUTH, from the PING or a SELECT, becomes an error that says what to do about it. */
+function needsPassword(err: unknown): unknown {
+  if (!(err instanceof RespError) || err.prefix !== 'NOAUTH') return err;
+  return new RespError('NOAUTH server requires a password: give one in the URL (redis://:password@host) or as `password`', err.command);
 }
 
 export class ReconnectingConnection {
@@ -118,10 +143,11 @@ export class ReconnectingConnection {
         await conn.send(o.username !== undefined ? ['AUTH', o.username, o.password] : ['AUTH', o.password]);
       }
       if (o.db !== 0) await conn.send(['SELECT', o.db]);
+      else if (o.password === undefined && !reconnected) await checkNoAuth(conn, o.connectTimeoutMs);
       await this.#hooks.onConnect?.(conn, reconnected);
     } catch (err) {
       conn.destroy();
-      throw err;
+      throw needsPassword(err);
     }
     if (respChannels.connect.hasSubscribers) {
       respChannels.connect.publish({

@@ -22,8 +22,14 @@ export interface FakeConnection {
 export type FakeReply = string | Buffer | undefined | void;
 
 export interface FakeServerOptions {
-  /** What to answer to one command: bytes to write, or undefined to stay silent. Default: silent. */
+  /**
+   * What to answer to one command: bytes to write, or undefined to stay silent. Default: silent.
+   * A connection's first command, when it is the PING of the client's connect handshake, is answered
+   * +PONG without asking (it is still recorded), unless `silentPing` is set.
+   */
   onCommand?: (args: string[], conn: FakeConnection) => FakeReply;
+  /** Leave the handshake PING to onCommand too (a server that accepts and then says nothing at all). */
+  silentPing?: boolean;
   /** Write each reply one byte at a time, yielding to the event loop between writes. */
   byteByByte?: boolean;
   /** Port to listen on (to come back on the same port after close()). Default: a free one. */
@@ -84,7 +90,8 @@ export class FakeServer {
       returnReply: (reply: unknown) => {
         const args = (reply as unknown[]).map(String);
         conn.commands.push(args);
-        const answer = this.#opts.onCommand?.(args, conn);
+        const handshake = conn.commands.length === 1 && args[0] === 'PING' && !this.#opts.silentPing;
+        const answer = handshake ? '+PONG\r\n' : this.#opts.onCommand?.(args, conn);
         if (answer === undefined || conn.closed) return;
         const bytes = Buffer.isBuffer(answer) ? answer : Buffer.from(answer);
         // Replies are chained so byte-by-byte answers to pipelined commands never interleave.
