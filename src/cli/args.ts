@@ -27,6 +27,13 @@ export interface CommonFlags extends ConnectionFlags {
   key: string;
 }
 
+export interface StatusFlags extends CommonFlags {
+  /** Redraw until a signal ends it. */
+  watch: boolean;
+  /** How often the watched view is read again, besides the wake-ups on a change. */
+  intervalMs: number;
+}
+
 export interface RunFlags extends CommonFlags {
   ttlMs: number;
   /** Infinity = wait forever; 0 = try once. */
@@ -54,7 +61,7 @@ export const USAGE: Record<string, string> = {
 
 usage:
   wirelock run    (--redis URL[,URL…] | --etcd URL[,URL…]) --key NAME [options] -- CMD [ARGS…]
-  wirelock status (--redis URL[,URL…] | --etcd URL[,URL…]) --key NAME
+  wirelock status (--redis URL[,URL…] | --etcd URL[,URL…]) --key NAME [--watch]
   wirelock trace  (--redis URL[,URL…] | --etcd URL[,URL…]) --key NAME
   wirelock elect  (--redis URL | --etcd URL[,URL…]) --name NAME --value V [options] [--] [CMD [ARGS…]]
   wirelock elect  (--redis URL | --etcd URL[,URL…]) --name NAME --observe
@@ -83,9 +90,13 @@ Exit status: CMD's own (128+N if a signal N ended it); 75 the lock is held elsew
 the wait timed out; 76 the lock was lost while CMD ran (CMD was stopped); 69 the servers could
 not be reached or refused the credentials; 2 bad usage.`,
   status: `usage: wirelock status (--redis URL[,URL…] | --etcd URL[,URL…]) --key NAME [--prefix P]
+                       [--watch [--interval 1s]]
 
 Shows who holds the lock NAME (token or lease), how long it has left, the last fence, and the
-waiters in the order they will be served.`,
+waiters in the order they will be served, with how long each has waited. Nothing is written.
+
+--watch keeps the view on screen, redrawn in place every --interval (default 1s) and at once when
+the lock is released (Redis) or any of its keys changes (etcd), until Ctrl-C.`,
   trace: `usage: wirelock trace (--redis URL[,URL…] | --etcd URL[,URL…]) --key NAME [--prefix P] [--ttl D]
 
 Acquires and releases NAME once and prints every command, reply, gRPC call and stream message on
@@ -130,9 +141,9 @@ export function parseDuration(text: string, flag: string): number {
   return n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit]!;
 }
 
-const VALUE_FLAGS = new Set(['--redis', '--etcd', '--key', '--name', '--value', '--prefix', '--user', '--tls-ca', '--tls-cert', '--tls-key', '--ttl', '--wait', '--grace']);
+const VALUE_FLAGS = new Set(['--redis', '--etcd', '--key', '--name', '--value', '--prefix', '--user', '--tls-ca', '--tls-cert', '--tls-key', '--ttl', '--wait', '--grace', '--interval']);
 /** Flags that take no value. */
-const SWITCHES = new Set(['--observe']);
+const SWITCHES = new Set(['--observe', '--watch']);
 const CONNECTION_FLAGS = ['--redis', '--etcd', '--prefix', '--user', '--tls-ca', '--tls-cert', '--tls-key'];
 
 export interface ParseOptions {
@@ -204,6 +215,19 @@ export function connectionFlags(command: string, values: Map<string, string>, he
 export function commonFlags(command: string, values: Map<string, string>, help: boolean): CommonFlags {
   const flags: CommonFlags = { ...connectionFlags(command, values, help), key: values.get('--key') ?? '' };
   if (!help && !flags.key) throw new UsageError('--key NAME is required', command);
+  return flags;
+}
+
+export function statusFlags(argv: string[]): StatusFlags {
+  const { values, switches, help } = parseFlags('status', argv, [...CONNECTION_FLAGS, '--key', '--watch', '--interval']);
+  const flags: StatusFlags = {
+    ...commonFlags('status', values, help),
+    watch: switches.has('--watch'),
+    intervalMs: parseDuration(values.get('--interval') ?? '1s', '--interval'),
+  };
+  if (help) return flags;
+  if (values.has('--interval') && !flags.watch) throw new UsageError('--interval goes with --watch', 'status');
+  if (!(flags.intervalMs >= 100)) throw new UsageError('--interval must be at least 100ms', 'status');
   return flags;
 }
 

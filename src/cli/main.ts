@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { ConnectionError, EtcdError, RespError, TimeoutError, WirelockError } from '../errors.js';
-import { commonFlags, electFlags, parseDuration, parseFlags, runFlags, USAGE, UsageError } from './args.js';
+import { commonFlags, electFlags, parseDuration, parseFlags, runFlags, statusFlags, USAGE, UsageError } from './args.js';
 import { elect } from './elect.js';
 import { CliExit, EXIT, describe } from './exit.js';
 import { run } from './run.js';
@@ -29,9 +29,9 @@ async function main(argv: string[]): Promise<number> {
       return await run(flags, err);
     }
     case 'status': {
-      const { values, help } = parseFlags('status', rest, ['--redis', '--etcd', '--key', '--prefix', '--user', '--tls-ca', '--tls-cert', '--tls-key']);
-      if (help) return out(USAGE.status!), 0;
-      await status(commonFlags('status', values, help), out);
+      const flags = statusFlags(rest);
+      if (flags.help) return out(USAGE.status!), 0;
+      await status(flags, out, process.stdout);
       return 0;
     }
     case 'trace': {

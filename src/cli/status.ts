@@ -1,81 +1,270 @@
 /**
  * `wirelock status`: who holds a lock, for how long, the last fence, and who waits, read straight
- * from the servers (nothing is written).
+ * from the servers (nothing is written). With `--watch`, the same view redrawn in place: at every
+ * interval, and at once when the lock changes hands (Redis: the lock's release channel; etcd: a watch
+ * on the lock's prefix).
  */
 import { prefixEnd } from '../etcdrpc/codec.js';
 import { SortOrder, SortTarget } from '../etcdrpc/types.js';
+import type { Watcher } from '../etcdrpc/watch.js';
 import { redisKeys } from '../locks/redis-scripts.js';
 import type { RedisClient } from '../resp/client.js';
-import type { CommonFlags } from './args.js';
+import type { StatusFlags } from './args.js';
 import { openBackend, type Backend } from './connect.js';
-import { formatMs } from './exit.js';
+import { describe as describeError, formatMs } from './exit.js';
 
-export async function status(flags: CommonFlags, print: (line: string) => void): Promise<void> {
+/** Where the watched view is drawn: process.stdout, in practice. */
+export interface Screen {
+  write(text: string): void;
+  readonly isTTY?: boolean;
+  readonly columns?: number;
+}
+
+export async function status(flags: StatusFlags, print: (line: string) => void, screen: Screen): Promise<void> {
   const backend = await openBackend(flags);
   try {
-    if (backend.kind === 'etcd') await etcdStatus(backend, flags.key, print);
-    else await redisStatus(backend, flags.key, print);
+    if (flags.watch) await watchStatus(backend, flags, screen);
+    else for (const line of (await readView(backend, flags.key)).lines) print(line);
   } finally {
     await backend.close();
   }
 }
 
-async function redisStatus(backend: Backend, key: string, print: (line: string) => void): Promise<void> {
+/**
+ * How long something has been in view. Redis records when each waiter joined (the server's clock),
+ * but neither server records when a holder got the lock or when an etcd waiter's key was made in
+ * wall time, so the watch times those from when it first saw them: `≥` marks what was already there
+ * when the watch started, whose age is only known to be at least that.
+ */
+class FirstSeen {
+  readonly #since = new Map<string, { at: number; before: boolean }>();
+  #first = true;
+
+  age(id: string, now: number): string {
+    let entry = this.#since.get(id);
+    if (!entry) this.#since.set(id, (entry = { at: now, before: this.#first }));
+    return `${entry.before ? '≥' : ''}${formatMs(now - entry.at)}`;
+  }
+
+  /** Ends a frame: forgets what the frame did not show, so a key that comes back is timed anew. */
+  endFrame(shown: Set<string>): void {
+    this.#first = false;
+    for (const id of this.#since.keys()) if (!shown.has(id)) this.#since.delete(id);
+  }
+}
+
+interface Tracking {
+  seen: FirstSeen;
+  now: number;
+  shown: Set<string>;
+}
+
+/** A frame's text, and whether it caught a handoff half-way (free, with waiters: one is about to take it). */
+interface View {
+  lines: string[];
+  settling: boolean;
+}
+
+function readView(backend: Backend, key: string, tracking?: Tracking): Promise<View> {
+  return backend.kind === 'etcd' ? etcdView(backend, key, tracking) : redisView(backend, key, tracking);
+}
+
+async function redisView(backend: Backend, key: string, tracking?: Tracking): Promise<View> {
   const keys = redisKeys(backend.prefix, key);
-  print(`lock "${key}" (${backend.kind === 'redis' ? 'Redis' : `Redlock over ${backend.redis.length} nodes`}; key ${keys.lock})`);
+  const lines = [`lock "${key}" (${backend.kind === 'redis' ? 'Redis' : `Redlock over ${backend.redis.length} nodes`}; key ${keys.lock})`];
   const holders = new Map<string, number>();
-  for (const client of backend.redis) {
-    const node = await readNode(client, keys);
+  let settling = false;
+  const nodes = await Promise.all(backend.redis.map((client) => readNode(client, keys)));
+  for (const [i, node] of nodes.entries()) {
+    const client = backend.redis[i]!;
     if (node.token) holders.set(node.token, (holders.get(node.token) ?? 0) + 1);
-    const who = node.token ? `held by token ${node.token}, ${node.pttl >= 0 ? `${formatMs(node.pttl)} left` : 'no expiry'}` : 'free';
-    print(`  ${backend.redis.length > 1 ? `${client.address}: ` : ''}${who}; last fence ${node.fence ?? 'none yet'}`);
+    let who = 'free';
+    if (node.token) {
+      who = `held by token ${node.token}, ${node.pttl >= 0 ? `${formatMs(node.pttl)} left` : 'no expiry'}`;
+      if (tracking) {
+        const id = `${client.address} ${node.token}`;
+        tracking.shown.add(id);
+        who += `, held ${tracking.seen.age(id, tracking.now)}`;
+      }
+    }
+    lines.push(`  ${backend.redis.length > 1 ? `${client.address}: ` : ''}${who}; last fence ${node.fence ?? 'none yet'}`);
+    if (!node.token && node.waiters.some((w) => w.lapsesInMs > 0)) settling = true;
     if (node.waiters.length > 0) {
-      print(`  ${node.waiters.length} waiting, in order:`);
-      node.waiters.forEach((w, i) => print(`    ${i + 1}. ${w.token} (place lapses in ${formatMs(Math.max(0, w.lapsesInMs))})`));
+      lines.push(`  ${node.waiters.length} waiting, in order:`);
+      node.waiters.forEach((w, i) => {
+        const lapse = w.lapsesInMs > 0 ? `place lapses in ${formatMs(w.lapsesInMs)}` : 'place lapsed, dropped at the next attempt';
+        lines.push(`    ${i + 1}. ${w.token} (waiting ${formatMs(Math.max(0, w.waitingMs))}; ${lapse})`);
+      });
     }
   }
   if (backend.kind === 'redlock') {
     const quorum = Math.floor(backend.redis.length / 2) + 1;
     const winner = [...holders.entries()].find(([, n]) => n >= quorum);
-    print(winner ? `  held: token ${winner[0]} is on ${winner[1]} of ${backend.redis.length} nodes (quorum ${quorum})` : `  not held by any quorum (${quorum} of ${backend.redis.length} needed)`);
+    lines.push(
+      winner
+        ? `  held: token ${winner[0]} is on ${winner[1]} of ${backend.redis.length} nodes (quorum ${quorum})`
+        : `  not held by any quorum (${quorum} of ${backend.redis.length} needed)`,
+    );
   }
+  return { lines, settling };
 }
 
+/**
+ * One node's view, read in one MULTI/EXEC (one write, one round trip): a transaction, so a handoff
+ * cannot fall between the reads and show a waiter that has already left the queue. The queue's
+ * scores are the server's µs when each waiter joined; the expiry set's, the server's ms when its
+ * place lapses; both are read against the server's TIME, taken in the same transaction.
+ */
 async function readNode(client: RedisClient, keys: ReturnType<typeof redisKeys>) {
-  const [token, pttl, fence, queue, time] = await Promise.all([
-    client.send(['GET', keys.lock]),
-    client.send(['PTTL', keys.lock]),
-    client.send(['GET', keys.fence]),
-    client.send(['ZRANGE', keys.queue, 0, -1]),
-    client.send(['TIME']),
-  ]);
-  const [sec, usec] = time as [string, string];
-  const now = Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
-  const waiters = await Promise.all(
-    (queue as string[]).map(async (t) => ({ token: t, lapsesInMs: Number(await client.send(['ZSCORE', keys.queueExpiry, t])) - now })),
-  );
-  return { token: token as string | null, pttl: pttl as number, fence: fence as string | null, waiters };
+  const reads = [
+    ['GET', keys.lock],
+    ['PTTL', keys.lock],
+    ['GET', keys.fence],
+    ['ZRANGE', keys.queue, 0, -1, 'WITHSCORES'],
+    ['ZRANGE', keys.queueExpiry, 0, -1, 'WITHSCORES'],
+    ['TIME'],
+  ];
+  const sent = [client.send(['MULTI']), ...reads.map((r) => client.send(r)), client.send(['EXEC'])];
+  const replies = await Promise.all(sent);
+  const [token, pttl, fence, queue, expiries, time] = replies[replies.length - 1] as [string | null, number, string | null, string[], string[], [string, string]];
+  const nowUs = Number(time[0]) * 1e6 + Number(time[1]);
+  const lapseAt = new Map<string, number>();
+  for (let i = 0; i < expiries.length; i += 2) lapseAt.set(expiries[i]!, Number(expiries[i + 1]));
+  const waiters: Array<{ token: string; waitingMs: number; lapsesInMs: number }> = [];
+  for (let i = 0; i < queue.length; i += 2) {
+    const t = queue[i]!;
+    waiters.push({ token: t, waitingMs: (nowUs - Number(queue[i + 1])) / 1000, lapsesInMs: (lapseAt.get(t) ?? 0) - nowUs / 1000 });
+  }
+  return { token, pttl, fence, waiters };
 }
 
-async function etcdStatus(backend: Backend, key: string, print: (line: string) => void): Promise<void> {
+async function etcdView(backend: Backend, key: string, tracking?: Tracking): Promise<View> {
   const etcd = backend.etcd!;
   const name = `${backend.prefix}${key}`;
   const from = Buffer.from(`${name}/`);
   const res = await etcd.range({ key: from, range_end: prefixEnd(from), sort_order: SortOrder.ASCEND, sort_target: SortTarget.CREATE });
-  print(`lock "${key}" (etcd mutex; keys ${name}/<lease>, the same as \`etcdctl lock ${name}\`)`);
-  if (res.kvs.length === 0) {
-    print('  free');
+  const lines = [`lock "${key}" (etcd mutex; keys ${name}/<lease>, the same as \`etcdctl lock ${name}\`)`];
+  // The watch sees every change under the prefix, so an etcd view never needs an early re-read.
+  if (res.kvs.length === 0) return { lines: [...lines, '  free'], settling: false };
+  const leases = await Promise.all(res.kvs.map((kv) => (kv.lease ? etcd.leaseTimeToLive({ ID: kv.lease }) : undefined)));
+  const describeKv = (i: number, held: boolean): string => {
+    const kv = res.kvs[i]!;
+    const lease = leases[i];
+    let left = 'no lease';
+    if (lease) left = lease.TTL > 0n ? `lease ${kv.lease.toString(16)} has ${lease.TTL} s of ${lease.grantedTTL} s left` : `lease ${kv.lease.toString(16)} expiring`;
+    const k = Buffer.from(kv.key).toString();
+    let text = `${k} (create revision ${kv.create_revision}; ${left}`;
+    if (tracking) {
+      // A waiter that becomes the holder starts a new age: the time it has held, not waited.
+      const id = `${held ? 'held' : 'waiting'} ${k} ${kv.create_revision}`;
+      tracking.shown.add(id);
+      text += `; ${held ? 'held' : 'waiting'} ${tracking.seen.age(id, tracking.now)}`;
+    }
+    return `${text})`;
+  };
+  lines.push(`  held by ${describeKv(0, true)}; fence ${res.kvs[0]!.create_revision}`);
+  if (res.kvs.length > 1) {
+    lines.push(`  ${res.kvs.length - 1} waiting, in order:`);
+    for (let i = 1; i < res.kvs.length; i++) lines.push(`    ${i}. ${describeKv(i, false)}`);
+  }
+  return { lines, settling: false };
+}
+
+/**
+ * The live view. On a terminal each frame is drawn from the top-left corner over the last one (every
+ * line cut to the terminal's width and cleared to its end, then the rest of the screen cleared), so
+ * nothing scrolls; elsewhere (a pipe, a file) each frame is printed after the last with a blank line
+ * between. A read that fails (a server down) is shown in the frame and tried again at the next one.
+ * It ends on SIGINT or SIGTERM, leaving the last frame on screen.
+ */
+/** How soon a frame that caught a handoff half-way is read again. */
+const SETTLE_MS = 100;
+
+async function watchStatus(backend: Backend, flags: StatusFlags, screen: Screen): Promise<void> {
+  const seen = new FirstSeen();
+  let wake: (() => void) | undefined;
+  let changed = false;
+  const poke = (): void => {
+    changed = true;
+    wake?.();
+  };
+  let stopped = false;
+  const stop = (): void => {
+    stopped = true;
+    wake?.();
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  const unsubscribe: Array<() => void> = [];
+  let etcdWatch: Watcher | undefined;
+  const follow = async (): Promise<void> => {
+    if (backend.kind === 'etcd') {
+      if (etcdWatch) return;
+      const from = Buffer.from(`${backend.prefix}${flags.key}/`);
+      etcdWatch = backend.etcd!.watch(from, { range_end: prefixEnd(from) }, {
+        onEvents: poke,
+        onError: () => {
+          etcdWatch = undefined; // set up again at the next frame
+          poke();
+        },
+      });
+    } else if (unsubscribe.length === 0) {
+      const channel = redisKeys(backend.prefix, flags.key).channel;
+      for (const client of backend.redis) unsubscribe.push(await client.subscribe(channel, poke));
+    }
+  };
+  // What wakes the view between intervals: Redis announces releases only (an uncontended grant shows
+  // at the next interval); etcd's watch sees every key put or deleted under the lock.
+  const wakesOn = backend.kind === 'etcd' ? 'on each change' : 'on each release';
+  const tty = screen.isTTY === true;
+  if (tty) screen.write('\x1b[?25l\x1b[2J'); // hide the cursor, clear the screen
+  try {
+    let first = true;
+    while (!stopped) {
+      changed = false;
+      const frameStart = performance.now();
+      const shown = new Set<string>();
+      let body: string[];
+      let settling = false;
+      try {
+        await follow();
+        ({ lines: body, settling } = await readView(backend, flags.key, { seen, now: frameStart, shown }));
+        seen.endFrame(shown);
+      } catch (err) {
+        body = [`lock "${flags.key}": cannot read it now: ${describeError(err)}; trying again`];
+      }
+      if (stopped) break;
+      const clock = new Date().toISOString().slice(11, 19);
+      const header = `wirelock status --watch · ${clock} · every ${formatMs(flags.intervalMs)} and ${wakesOn} · Ctrl-C to stop`;
+      draw(screen, [header, '', ...body], tty, first);
+      first = false;
+      if (changed) continue;
+      await new Promise<void>((resolve) => {
+        // A Redis grant to a waiter is announced by nothing: after a release we saw half-done, look
+        // again shortly rather than show a free lock for a whole interval.
+        const timer = setTimeout(resolve, settling ? Math.min(SETTLE_MS, flags.intervalMs) : flags.intervalMs);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      wake = undefined;
+    }
+  } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+    for (const off of unsubscribe) off();
+    etcdWatch?.cancel();
+    if (tty) screen.write('\x1b[?25h'); // the cursor back
+  }
+}
+
+function draw(screen: Screen, lines: string[], tty: boolean, first: boolean): void {
+  if (!tty) {
+    screen.write(`${first ? '' : '\n'}${lines.join('\n')}\n`);
     return;
   }
-  const describeKv = async (kv: (typeof res.kvs)[number]): Promise<string> => {
-    const ttl = kv.lease ? (await etcd.leaseTimeToLive({ ID: kv.lease })).TTL : -1n;
-    const left = ttl > 0n ? `lease ${kv.lease.toString(16)} has ${ttl} s left` : kv.lease ? 'lease expiring' : 'no lease';
-    return `${Buffer.from(kv.key).toString()} (create revision ${kv.create_revision}; ${left})`;
-  };
-  const [holder, ...waiters] = res.kvs;
-  print(`  held by ${await describeKv(holder!)}; fence ${holder!.create_revision}`);
-  if (waiters.length > 0) {
-    print(`  ${waiters.length} waiting, in order:`);
-    for (const [i, kv] of waiters.entries()) print(`    ${i + 1}. ${await describeKv(kv)}`);
-  }
+  const width = screen.columns && screen.columns > 1 ? screen.columns : Infinity;
+  const cut = (line: string): string => ([...line].length > width ? `${[...line].slice(0, width - 1).join('')}…` : line);
+  screen.write(`\x1b[H${lines.map((l) => `${cut(l)}\x1b[K`).join('\n')}\n\x1b[J`);
 }
