@@ -7,31 +7,52 @@
 
 /** Every `code` a WirelockError can carry (docs/api.md, "Errors", says when each comes). */
 export type WirelockErrorCode =
+  /** {@link LockTimeoutError}: `waitTimeoutMs` passed before the lock was acquired. */
   | 'WL_LOCK_TIMEOUT'
+  /** {@link LockLostError}: a held lock is no longer held (expired, stolen, quorum lost or session expired). */
   | 'WL_LOCK_LOST'
+  /** {@link LockReleasedError}: the holder released the lock; the reason `lock.signal` aborts with. */
   | 'WL_LOCK_RELEASED'
+  /** {@link ClosedError}: the client, locker, session or election was closed before or during the operation. */
   | 'WL_CLOSED'
+  /** {@link QuorumError}: Redlock could not get a majority of its nodes to agree. */
   | 'WL_QUORUM'
+  /** {@link RespError}: a Redis server answered with an error reply. */
   | 'WL_RESP'
+  /** {@link ProtocolError}: a server sent bytes that could not be decoded; the connection was closed. */
   | 'WL_PROTOCOL'
+  /** {@link ConnectionError}: a connection could not be made, or it closed. */
   | 'WL_CONNECTION'
+  /** {@link TimeoutError}: a command, call or connection attempt passed its timeout. */
   | 'WL_TIMEOUT'
+  /** {@link EtcdError} (and {@link WatchCompactedError}): an etcd gRPC call failed. */
   | 'WL_ETCD'
+  /** {@link SessionExpiredError}: an etcd session's lease expired, was revoked or could not be renewed in time. */
   | 'WL_SESSION_EXPIRED';
 
+/**
+ * The base class of every error wirelock throws. It is never thrown itself, only its subclasses;
+ * `instanceof WirelockError` tells wirelock's errors from others.
+ */
 export class WirelockError extends Error {
+  /** Which kind of error this is; stable across versions, and the thing to match on. */
   readonly code: WirelockErrorCode;
   constructor(code: WirelockErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.code = code;
   }
+  /** The name of the error's class, e.g. `'LockTimeoutError'`. */
   override get name(): string {
     return this.constructor.name;
   }
 }
 
-/** `waitTimeoutMs` passed before the lock could be acquired. */
+/**
+ * `waitTimeoutMs` passed before the lock could be acquired. `cause` is the last transient error
+ * met while waiting, if there was one.
+ */
 export class LockTimeoutError extends WirelockError {
+  /** The key of the lock that was waited for. */
   readonly key: string;
   constructor(key: string, waitedMs: number, options?: { cause?: unknown }) {
     super('WL_LOCK_TIMEOUT', `timed out after ${Math.round(waitedMs)} ms waiting for lock "${key}"`, options);
@@ -39,7 +60,16 @@ export class LockTimeoutError extends WirelockError {
   }
 }
 
-export type LockLostReason = 'expired' | 'stolen' | 'quorum-lost' | 'session-expired';
+/** Why a lock was lost ({@link LockLostError.reason}). */
+export type LockLostReason =
+  /** Its lease ran out, or its key is gone, before it could be extended. */
+  | 'expired'
+  /** Another holder owns the key now. */
+  | 'stolen'
+  /** Redlock: fewer than a quorum of nodes still hold it. */
+  | 'quorum-lost'
+  /** etcd: the session (lease) the lock was held under expired. */
+  | 'session-expired';
 
 const lostText: Record<LockLostReason, string> = {
   expired: 'its lease ran out, or its key is gone, before it could be extended',
@@ -50,7 +80,9 @@ const lostText: Record<LockLostReason, string> = {
 
 /** The lock is no longer held: `lock.signal` aborts with this, and `extend()` rejects with it. */
 export class LockLostError extends WirelockError {
+  /** The key of the lock that was lost. */
   readonly key: string;
+  /** How it was lost. */
   readonly reason: LockLostReason;
   constructor(key: string, reason: LockLostReason, options?: { cause?: unknown }) {
     super('WL_LOCK_LOST', `lock "${key}" lost: ${lostText[reason]}`, options);
@@ -61,6 +93,7 @@ export class LockLostError extends WirelockError {
 
 /** `lock.signal` aborts with this when the holder itself releases the lock (not a loss). */
 export class LockReleasedError extends WirelockError {
+  /** The key of the lock that was released. */
   readonly key: string;
   constructor(key: string) {
     super('WL_LOCK_RELEASED', `lock "${key}" was released`);
@@ -100,8 +133,11 @@ export type RedlockNodeFailure = QuorumNodeFailure;
 
 /** Redlock could not reach a quorum. `nodes[]` holds each failing node's cause. */
 export class QuorumError extends WirelockError {
+  /** The key of the lock the round was for. */
   readonly key: string;
+  /** One entry for each node that did not say yes, with how it failed. */
   readonly nodes: QuorumNodeFailure[];
+  /** How many rounds were tried: for an acquire, every round up to this one; for extend and release, 1. */
   readonly attempts: number;
   constructor(key: string, message: string, nodes: QuorumNodeFailure[], attempts: number) {
     super('WL_QUORUM', message);
@@ -113,6 +149,7 @@ export class QuorumError extends WirelockError {
 
 /** The server answered with an error reply (`-ERR …`). `prefix` is its first word. */
 export class RespError extends WirelockError {
+  /** The error reply's first word, e.g. `ERR`, `WRONGPASS`, `NOSCRIPT`, `NOPERM`. */
   readonly prefix: string;
   /** The command's name (first argument) that got the error; never its other arguments. */
   readonly command: string | undefined;
@@ -133,6 +170,7 @@ export class ProtocolError extends WirelockError {
 
 /** A connection could not be made or was closed. `cause` is the socket's error, if any. */
 export class ConnectionError extends WirelockError {
+  /** The server it was for: host:port for Redis, the endpoint URL for etcd. Never credentials. */
   readonly address: string;
   constructor(address: string, message: string, options?: { cause?: unknown }) {
     super('WL_CONNECTION', `${address}: ${message}`, options);
@@ -142,6 +180,7 @@ export class ConnectionError extends WirelockError {
 
 /** A command, call or connection attempt took longer than its timeout. */
 export class TimeoutError extends WirelockError {
+  /** The timeout that ran out, in milliseconds. */
   readonly timeoutMs: number;
   constructor(message: string, timeoutMs: number) {
     super('WL_TIMEOUT', message);
@@ -151,7 +190,9 @@ export class TimeoutError extends WirelockError {
 
 /** A gRPC call to etcd failed. `grpcCode` is the gRPC status code; the message is etcd's. */
 export class EtcdError extends WirelockError {
+  /** The gRPC status code (e.g. 11 OUT_OF_RANGE, 14 UNAVAILABLE). */
   readonly grpcCode: number;
+  /** etcd's own error message (the gRPC status details), without the method name. */
   readonly details: string;
   constructor(grpcCode: number, details: string, options?: { cause?: unknown; method?: string }) {
     super('WL_ETCD', options?.method ? `${options.method}: ${details}` : details, options);
@@ -175,6 +216,7 @@ export class WatchCompactedError extends EtcdError {
 
 /** An etcd session's lease is gone (expired, revoked) or could not be renewed before it ran out. */
 export class SessionExpiredError extends WirelockError {
+  /** The ID of the session's lease. */
   readonly leaseId: bigint;
   constructor(leaseId: bigint, detail: string, options?: { cause?: unknown }) {
     super('WL_SESSION_EXPIRED', `etcd session (lease ${leaseId.toString(16)}) expired: ${detail}`, options);
@@ -190,14 +232,17 @@ export class SessionExpiredError extends WirelockError {
  */
 export type ArgumentErrorCode = 'ERR_INVALID_ARG_TYPE' | 'ERR_INVALID_ARG_VALUE' | 'ERR_OUT_OF_RANGE';
 
+/** A TypeError with code `ERR_INVALID_ARG_TYPE`: an argument is the wrong kind of value. */
 export function invalidType(message: string): TypeError & { code: 'ERR_INVALID_ARG_TYPE' } {
   return Object.assign(new TypeError(message), { code: 'ERR_INVALID_ARG_TYPE' as const });
 }
 
+/** A TypeError with code `ERR_INVALID_ARG_VALUE`: an argument is the right kind but unusable. */
 export function invalidValue(message: string): TypeError & { code: 'ERR_INVALID_ARG_VALUE' } {
   return Object.assign(new TypeError(message), { code: 'ERR_INVALID_ARG_VALUE' as const });
 }
 
+/** A RangeError with code `ERR_OUT_OF_RANGE`: a number is outside its range. */
 export function outOfRange(message: string): RangeError & { code: 'ERR_OUT_OF_RANGE' } {
   return Object.assign(new RangeError(message), { code: 'ERR_OUT_OF_RANGE' as const });
 }

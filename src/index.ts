@@ -1,3 +1,11 @@
+/**
+ * wirelock: distributed locks, leader election and their clients, written from the wire up: RESP to
+ * Redis over node:net/node:tls, and etcd's v3 gRPC API from the project's own .proto files. Start with
+ * {@link RedisClient.connect} or {@link EtcdClient.connect}, then a locker ({@link RedisLocker},
+ * {@link Redlock}, {@link EtcdLocker}) or an election ({@link RedisElection}, {@link EtcdElection}).
+ *
+ * @module wirelock
+ */
 export {
   WirelockError,
   LockTimeoutError,
@@ -16,6 +24,7 @@ export {
 export type { ArgumentErrorCode, LockLostReason, QuorumNodeFailure, RedlockNodeFailure, RedlockNodeOutcome, WirelockErrorCode } from './errors.js';
 
 export { RedisClient } from './resp/client.js';
+export type { MessageListener } from './resp/subscriber.js';
 export type { RedisOptions, ReconnectStrategy } from './resp/options.js';
 export type { RespValue, CommandOptions } from './resp/connection.js';
 export { encodeCommand } from './resp/encoder.js';
@@ -35,6 +44,7 @@ export type { KVClient, LeaseClient, ClusterClient, MaintenanceClient } from './
 export type { WatchOptions, WatchHandlers } from './etcdrpc/watch.js';
 export { prefixEnd } from './etcdrpc/codec.js';
 export { SortOrder, SortTarget, CompareResult, CompareTarget, EventType, WatchFilter } from './etcdrpc/types.js';
+export type { ValueOf } from './etcdrpc/types.js';
 export type {
   Bytes, Int64, ResponseHeader, KeyValue, Event as EtcdEvent, RangeRequest, RangeResponse, PutRequest, PutResponse,
   DeleteRangeRequest, DeleteRangeResponse, RequestOp, ResponseOp, Compare, TxnRequest, TxnResponse,

@@ -12,6 +12,8 @@
  *   key                              only with { keyLabels: true }
  * Tokens, passwords and arguments are in the payloads; they are read for matching (tokens) or not at
  * all, and never copied into a label.
+ *
+ * @module wirelock/metrics
  */
 import dc from 'node:diagnostics_channel';
 import {
@@ -25,43 +27,67 @@ import { Histogram, Scalar, checkBuckets, exposition, type FamilySnapshot } from
 
 export type { FamilySnapshot, HistogramSampleSnapshot, Labels, SampleSnapshot } from './metrics/exposition.js';
 
+/** Options for {@link metrics}. */
 export interface MetricsOptions {
   /**
-   * Add a `key` label (the lock key, or the election name) to the lock metrics. Default false: key
+   * Add a `key` label (the lock key, or the election name) to the lock metrics. Off by default: key
    * names are the caller's data, and one series per key is unbounded cardinality.
+   * @defaultValue `false`
    */
   keyLabels?: boolean;
-  /** Upper bounds, in seconds, of every histogram's buckets (+Inf is added). Default DEFAULT_BUCKETS. */
+  /**
+   * Upper bounds, in seconds, of every histogram's buckets (+Inf is added): finite, > 0 and strictly increasing.
+   * @defaultValue {@link DEFAULT_BUCKETS}
+   */
   buckets?: number[];
 }
 
 /** From half a millisecond (a Redis round trip on loopback) to a minute (a long hold); longer is +Inf. */
 export const DEFAULT_BUCKETS: readonly number[] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60];
 
+/** The name of every metric family a collector keeps (docs/metrics.md describes each). */
 export type MetricName =
+  /** Counter: locks granted (every acquire and tryAcquire that got the lock). */
   | 'wirelock_lock_acquisitions_total'
+  /** Counter: locks released by their holder while still held. */
   | 'wirelock_lock_releases_total'
+  /** Counter: locks lost before release, by `reason`. */
   | 'wirelock_lock_losses_total'
+  /** Counter: lease extensions of held locks. */
   | 'wirelock_lock_extensions_total'
+  /** Counter: times an acquire found the lock held and went to sleep. */
   | 'wirelock_lock_waits_total'
+  /** Counter: acquires and campaigns that ended without the lock, by `reason` (timeout, aborted, closed, error). */
   | 'wirelock_lock_failures_total'
+  /** Histogram: seconds from acquire() to the grant, for granted locks. */
   | 'wirelock_lock_wait_seconds'
+  /** Histogram: seconds from the grant to release or loss. */
   | 'wirelock_lock_hold_seconds'
+  /** Gauge: locks granted since metrics() began and not yet released or lost. */
   | 'wirelock_locks_held'
+  /** Gauge: acquires waiting now (queued, or backing off) that began since metrics() began. */
   | 'wirelock_lock_waiters'
+  /** Counter: Redis commands written to a socket, by `server` and `command`. */
   | 'wirelock_redis_commands_total'
+  /** Histogram: seconds from a Redis command's write to its reply or failure. */
   | 'wirelock_redis_command_duration_seconds'
+  /** Counter: Redis commands that failed, by `kind`. */
   | 'wirelock_redis_command_errors_total'
+  /** Counter: etcd unary RPCs sent (each attempt), by `server` and `method`. */
   | 'wirelock_etcd_calls_total'
+  /** Histogram: seconds from an etcd unary RPC's send to its answer, for answered calls. */
   | 'wirelock_etcd_call_duration_seconds'
+  /** Counter: etcd unary RPC attempts that failed, by `kind`. */
   | 'wirelock_etcd_call_errors_total';
 
 /** Every metric family by name, in exposition order: the same figures `prometheus()` prints. */
 export type MetricsSnapshot = Record<MetricName, FamilySnapshot>;
 
+/** A running collector, as {@link metrics} returns it. */
 export interface Metrics {
   /** The Prometheus text exposition format 0.0.4 (serve it as `text/plain; version=0.0.4; charset=utf-8`). */
   prometheus(): string;
+  /** Every family's figures now, as data (a copy: later events do not change it). */
   snapshot(): MetricsSnapshot;
   /** Stops collecting (unsubscribes). The figures so far stay readable. Idempotent. */
   close(): void;
@@ -125,6 +151,11 @@ function etcdServer(endpoint: string): string {
   }
 }
 
+/**
+ * Starts a collector: it subscribes to wirelock's diagnostics channels and counts what every client,
+ * locker and election in the process does from now on, until its close(). Several may run at once.
+ * Throws TypeError or RangeError for bad options.
+ */
 export function metrics(opts: MetricsOptions = {}): Metrics {
   if (opts === null || typeof opts !== 'object') throw new TypeError('metrics options must be an object');
   const bounds = opts.buckets === undefined ? DEFAULT_BUCKETS : checkBuckets(opts.buckets);

@@ -35,19 +35,32 @@ import type {
 } from './types.js';
 import { invalidType, invalidValue, outOfRange } from '../errors.js';
 
+/** Options of {@link EtcdClient.connect}. */
 export interface EtcdOptions {
   /** 'http://host:port' or 'https://host:port' (all the same scheme); several = one cluster. */
   endpoints: string[];
+  /**
+   * etcd user to authenticate as: connect() gets a token, and a new one is fetched when it expires.
+   * @defaultValue none: no authentication
+   */
   username?: string;
+  /**
+   * The user's password; only allowed together with `username`.
+   * @defaultValue `''`
+   */
   password?: string;
   /** For https endpoints: `ca` to trust, `cert` and `key` for a client certificate. */
   tls?: import('node:tls').SecureContextOptions;
-  /** Deadline of each call, retries included. Default 5000. */
+  /**
+   * Deadline of each call, retries included, in milliseconds.
+   * @defaultValue `5000`
+   */
   callTimeoutMs?: number;
   /**
-   * How long connect() waits for a first answer from the cluster (without username; with one, the
-   * authentication is a call and has callTimeoutMs). Default 3000, or callTimeoutMs if that is shorter. A refused or unreachable cluster
+   * How long connect() waits for a first answer from the cluster, in milliseconds (without username;
+   * with one, the authentication is a call and has callTimeoutMs). A refused or unreachable cluster
    * fails then with ConnectionError (or TimeoutError, if the endpoints accepted and said nothing).
+   * @defaultValue `3000`, or `callTimeoutMs` if that is shorter
    */
   connectTimeoutMs?: number;
 }
@@ -57,11 +70,21 @@ export type { CallOptions, TxnOptions };
 const DEFAULT_CALL_TIMEOUT_MS = 5000;
 const DEFAULT_CONNECT_TIMEOUT_MS = 3000;
 
+/**
+ * A client of one etcd cluster over its v3 gRPC API; create one with {@link EtcdClient.connect}.
+ * Calls go to one endpoint and move to the next when it is unavailable; all watches share one Watch
+ * stream and all lease renewals one LeaseKeepAlive stream.
+ */
 export class EtcdClient {
+  /** The KV service: range, put, deleteRange, txn. */
   readonly kv: KVClient;
+  /** The Lease service: grant, revoke, keepAlive, timeToLive. */
   readonly lease: LeaseClient;
+  /** The client's shared Watch stream. */
   readonly watches: WatchStream;
+  /** The Cluster service: memberList. */
   readonly cluster: ClusterClient;
+  /** The Maintenance service: status. */
   readonly maintenance: MaintenanceClient;
   readonly #transport: Transport;
 
@@ -107,30 +130,37 @@ export class EtcdClient {
     return this.#transport.closeSignal;
   }
 
+  /** True once close() has been called. */
   get closed(): boolean {
     return this.#transport.closed;
   }
 
+  /** Reads a key or a range of keys (KV.Range); see {@link KVClient.range}. */
   range(req: RangeRequest, opts?: CallOptions): Promise<RangeResponse> {
     return this.kv.range(req, opts);
   }
 
+  /** Writes a key (KV.Put); see {@link KVClient.put}. */
   put(req: PutRequest, opts?: CallOptions): Promise<PutResponse> {
     return this.kv.put(req, opts);
   }
 
+  /** Deletes a key or a range of keys (KV.DeleteRange); see {@link KVClient.deleteRange}. */
   deleteRange(req: DeleteRangeRequest, opts?: CallOptions): Promise<DeleteRangeResponse> {
     return this.kv.deleteRange(req, opts);
   }
 
+  /** Runs a transaction (KV.Txn); see {@link KVClient.txn}. */
   txn(req: TxnRequest, opts?: TxnOptions): Promise<TxnResponse> {
     return this.kv.txn(req, opts);
   }
 
+  /** Creates a lease (Lease.LeaseGrant); `TTL` in seconds. See {@link LeaseClient.grant}. */
   leaseGrant(req: LeaseGrantRequest, opts?: CallOptions): Promise<LeaseGrantResponse> {
     return this.lease.grant(req, opts);
   }
 
+  /** Ends a lease and deletes its keys (Lease.LeaseRevoke); see {@link LeaseClient.revoke}. */
   leaseRevoke(req: LeaseRevokeRequest, opts?: CallOptions): Promise<LeaseRevokeResponse> {
     return this.lease.revoke(req, opts);
   }
@@ -140,6 +170,7 @@ export class EtcdClient {
     return this.lease.keepAlive(id, opts);
   }
 
+  /** Reads a lease's remaining TTL, and optionally its keys (Lease.LeaseTimeToLive). */
   leaseTimeToLive(req: LeaseTimeToLiveRequest, opts?: CallOptions): Promise<LeaseTimeToLiveResponse> {
     return this.lease.timeToLive(req, opts);
   }
@@ -153,10 +184,12 @@ export class EtcdClient {
     return this.watches.watch(key, opts, handlers);
   }
 
+  /** Lists the cluster's members (Cluster.MemberList). */
   memberList(opts?: CallOptions): Promise<MemberListResponse> {
     return this.cluster.memberList(opts);
   }
 
+  /** The answering member's status (Maintenance.Status): version, leader, raft term, database size. */
   status(opts?: CallOptions): Promise<StatusResponse> {
     return this.maintenance.status(opts);
   }

@@ -172,9 +172,13 @@ function fromWire(msg: Record<string, unknown>, plan: Plan): void {
   }
 }
 
+/** Encoder and decoder of one message type. */
 export interface Codec<Req, Res> {
+  /** The message type's full name, e.g. "etcdserverpb.RangeRequest". */
   readonly name: string;
+  /** The message's protobuf bytes; throws TypeError for a field of the wrong type, RangeError for an integer that does not fit in 64 bits. */
   encode(message: Req): Buffer;
+  /** The message in `bytes`, with 64-bit integers as bigint and bytes as Buffers. */
   decode(bytes: Uint8Array): Res;
 }
 
@@ -207,12 +211,15 @@ export function codec<Req, Res = Req>(typeName: string): Codec<Req, Res> {
   return c as Codec<Req, Res>;
 }
 
+/** What a call needs to know about one RPC method: its path, its name and its codecs. */
 export interface MethodInfo<Req, Res> {
   /** The HTTP/2 path, e.g. "/etcdserverpb.KV/Range". */
   path: string;
   /** "KV.Range": for diagnostics and error messages. */
   name: string;
+  /** Codec of the request message. */
   request: Codec<Req, Req>;
+  /** Codec of the response message. */
   response: Codec<Res, Res>;
 }
 

@@ -22,6 +22,7 @@ interface Waiter {
   reject(err: unknown): void;
 }
 
+/** The client's one LeaseKeepAlive stream, shared by the renewals of all its leases; a renewal opens it when none is open. */
 export class KeepAliveStream {
   readonly #transport: Transport;
   readonly #method = method<LeaseKeepAliveRequest, LeaseKeepAliveResponse>('Lease', 'LeaseKeepAlive');
@@ -91,6 +92,7 @@ export class KeepAliveStream {
     });
   }
 
+  /** Ends the stream; renewals waiting for an answer reject (with ClosedError when the client closes). */
   close(): void {
     const call = this.#call;
     if (!call) return;

@@ -30,10 +30,12 @@ import type {
 } from './types.js';
 import { invalidType, outOfRange } from '../errors.js';
 
+/** Options of a transaction call: the per-call options, and whether the transaction may be sent twice. */
 export interface TxnOptions extends CallOptions {
   /**
    * The transaction may safely be applied twice (for example a put guarded by "the key does not
    * exist yet"): it is then sent again after an Unavailable answer, like a read.
+   * @defaultValue `false`: sent again only if it certainly never reached a server
    */
   idempotent?: boolean;
 }
@@ -64,18 +66,25 @@ export class KVClient {
     this.#t = transport;
   }
 
+  /** Reads a key or a range of keys (KV.Range). Sent again on the next endpoint after an Unavailable answer. */
   range(req: RangeRequest, opts?: CallOptions): Promise<RangeResponse> {
     return call(this.#t, this.#range, req, 'read', opts);
   }
 
+  /** Writes a key (KV.Put). Sent again only if it certainly never reached a server. */
   put(req: PutRequest, opts?: CallOptions): Promise<PutResponse> {
     return call(this.#t, this.#put, req, 'write', opts);
   }
 
+  /** Deletes a key or a range of keys (KV.DeleteRange). Sent again only if it certainly never reached a server. */
   deleteRange(req: DeleteRangeRequest, opts?: CallOptions): Promise<DeleteRangeResponse> {
     return call(this.#t, this.#deleteRange, req, 'write', opts);
   }
 
+  /**
+   * Runs a transaction (KV.Txn). Sent again only if it certainly never reached a server, or, with
+   * `idempotent`, after any Unavailable answer.
+   */
   txn(req: TxnRequest, opts?: TxnOptions): Promise<TxnResponse> {
     return call(this.#t, this.#txn, req, opts?.idempotent ? 'idempotent-write' : 'write', opts);
   }
@@ -112,6 +121,7 @@ export class LeaseClient {
     return this.#keepAlive.keepAlive(id, opts.timeoutMs ?? this.#t.callTimeoutMs, opts.signal);
   }
 
+  /** Reads a lease's remaining TTL in seconds (-1 when the lease does not exist), and its keys if asked. */
   timeToLive(req: LeaseTimeToLiveRequest, opts?: CallOptions): Promise<LeaseTimeToLiveResponse> {
     return call(this.#t, this.#timeToLive, req, 'read', opts);
   }
@@ -122,17 +132,20 @@ export class LeaseClient {
   }
 }
 
+/** Cluster: membership. Calls are retried like a read. */
 export class ClusterClient {
   readonly #t: Transport;
   readonly #memberList = method<MemberListRequest, MemberListResponse>('Cluster', 'MemberList');
   constructor(transport: Transport) {
     this.#t = transport;
   }
+  /** Lists the cluster's members, learners included. */
   memberList(opts?: CallOptions): Promise<MemberListResponse> {
     return call(this.#t, this.#memberList, {}, 'read', opts);
   }
 }
 
+/** Maintenance: member status. Calls are retried like a read. */
 export class MaintenanceClient {
   readonly #t: Transport;
   readonly #status = method<StatusRequest, StatusResponse>('Maintenance', 'Status');

@@ -9,11 +9,14 @@ import { status as Status } from '@grpc/grpc-js';
 import { ClosedError, ConnectionError, EtcdError, TimeoutError } from '../errors.js';
 import { etcdChannels } from '../diagnostics.js';
 
+/** grpc-js's table of gRPC status codes. */
 export { Status };
 
 /** What a failed grpc-js call or stream hands us. */
 export interface GrpcFailure {
+  /** The gRPC status code. */
   code: number;
+  /** The status message. */
   details: string;
 }
 
@@ -65,6 +68,7 @@ export function wasNotSent(err: unknown): boolean {
   return err instanceof ConnectionError && /No connection established|failed to connect|Name resolution failed/i.test(err.message);
 }
 
+/** etcd refused the call's token as expired or invalid (UNAUTHENTICATED, "invalid auth token"). */
 export function isInvalidToken(err: unknown): boolean {
   return err instanceof EtcdError && err.grpcCode === Status.UNAUTHENTICATED && err.details === INVALID_AUTH_TOKEN;
 }

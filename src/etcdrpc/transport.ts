@@ -19,10 +19,14 @@ import { method, type MethodInfo } from './codec.js';
 import { isInvalidToken, isUnavailable, toError, wasNotSent } from './status.js';
 import type { AuthenticateRequest, AuthenticateResponse } from './types.js';
 
+/** Options of one etcd call. */
 export interface CallOptions {
   /** Aborts the call; it rejects with `signal.reason`. */
   signal?: AbortSignal;
-  /** Deadline for the call, all retries included. Default: the client's `callTimeoutMs`. */
+  /**
+   * Deadline for the call, all retries included, in milliseconds.
+   * @defaultValue the client's `callTimeoutMs`
+   */
   timeoutMs?: number;
 }
 
@@ -34,11 +38,17 @@ interface UnaryOptions extends CallOptions {
 /** 'read': safe to send again. 'write': only if it never left. 'idempotent-write': the caller vouches. */
 export type RetryPolicy = 'read' | 'write' | 'idempotent-write';
 
+/** The checked options of a Transport (EtcdClient.connect() builds them from EtcdOptions). */
 export interface TransportOptions {
+  /** Endpoint URLs, all http:// or all https://. */
   endpoints: string[];
+  /** User to authenticate as; none: no authentication. */
   username?: string;
+  /** The user's password (an empty one is sent when absent). */
   password?: string;
+  /** CA and client certificate for https:// endpoints. */
   tls?: SecureContextOptions;
+  /** Deadline of each call, retries included, in milliseconds. */
   callTimeoutMs: number;
 }
 
@@ -58,6 +68,7 @@ const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   'grpc.enable_retries': 0,
 };
 
+/** One member's address and its gRPC channel. */
 export class Endpoint {
   /** As given, e.g. "http://127.0.0.1:2379": the name errors and diagnostics use. */
   readonly url: string;
@@ -77,14 +88,18 @@ export class Endpoint {
     return this.#client;
   }
 
+  /** Closes the channel; the next use of `client` creates a new one. */
   close(): void {
     this.#client?.close();
     this.#client = undefined;
   }
 }
 
+/** The channels of one client, the endpoint calls go to, the auth token, and unary calls with their retries. */
 export class Transport {
+  /** One per endpoint URL, in the order given. */
   readonly endpoints: readonly Endpoint[];
+  /** Default deadline of each call, retries included, in milliseconds. */
   readonly callTimeoutMs: number;
   readonly #username: string | undefined;
   readonly #password: string | undefined;
@@ -102,6 +117,7 @@ export class Transport {
     this.#password = opts.password;
   }
 
+  /** True once close() has been called. */
   get closed(): boolean {
     return this.#closing.signal.aborted;
   }
@@ -272,6 +288,7 @@ export class Transport {
     return this.#closing.signal;
   }
 
+  /** Aborts `closeSignal` with ClosedError, cancels the unary calls in flight and closes every channel. */
   close(): void {
     if (this.closed) return;
     this.#closing.abort(new ClosedError('EtcdClient'));

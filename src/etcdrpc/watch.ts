@@ -27,20 +27,39 @@ import { Status, isInvalidToken, isUnavailable, streamBroke } from './status.js'
 import type { Endpoint, Transport } from './transport.js';
 import type { Bytes, Event, Int64, ResponseHeader, WatchCreateRequest, WatchFilter, WatchRequest, WatchResponse } from './types.js';
 
+/** Options of {@link EtcdClient.watch}: which keys, from which revision, and what each event carries. */
 export interface WatchOptions {
-  /** Watch [key, range_end) instead of the key alone. */
+  /**
+   * Watch [key, range_end) instead of the key alone.
+   * @defaultValue none: only `key` itself
+   */
   range_end?: Bytes;
   /**
-   * First revision to report. Default: the one after the revision current when the watch is
-   * created. Starting at or below the current revision makes etcd deliver from a 100 ms loop:
-   * to wait for a change after a read at revision R, start at R + 1.
+   * First revision to report. Starting at or below the current revision makes etcd deliver from a
+   * 100 ms loop: to wait for a change after a read at revision R, start at R + 1.
+   * @defaultValue `0`: the revision after the one current when the watch is created
    */
   start_revision?: Int64;
+  /**
+   * Give each event its `prev_kv`: the key as it was before the change.
+   * @defaultValue `false`
+   */
   prev_kv?: boolean;
+  /**
+   * Kinds of event etcd is to leave out, values of {@link WatchFilter}.
+   * @defaultValue `[]`: every event is delivered
+   */
   filters?: Array<(typeof WatchFilter)[keyof typeof WatchFilter]>;
+  /**
+   * Ask etcd for periodic event-less answers while the watch is idle (at an interval set on the
+   * server). No handler is called for them; they move forward the revision a re-created watch
+   * starts from.
+   * @defaultValue `false`
+   */
   progress_notify?: boolean;
 }
 
+/** The callbacks of a watch. A handler that throws does not stop the watch: its error is rethrown as uncaught. */
 export interface WatchHandlers {
   /** Events in revision order. `header.revision` is the store's revision when they were sent. */
   onEvents(events: Event[], header: ResponseHeader): void;
@@ -67,13 +86,16 @@ interface WatchState {
 export class Watcher {
   readonly #stream: WatchStream;
   readonly #state: WatchState;
+  /** @internal Made by {@link WatchStream.watch} (and EtcdClient.watch), never by hand. */
   constructor(stream: WatchStream, state: WatchState) {
     this.#stream = stream;
     this.#state = state;
   }
+  /** The watch's ID on the Watch stream (its `watch_id`), unique within the client. */
   get id(): number {
     return this.#state.id;
   }
+  /** Stops the watch: no handler is called once this returns. Calling it again does nothing. */
   cancel(): void {
     this.#stream.cancel(this.#state);
   }
@@ -105,6 +127,11 @@ function canceled(reason: string): EtcdError {
   return new EtcdError(code, details, { method: 'Watch.Watch' });
 }
 
+/**
+ * The client's one Watch stream, shared by all its watches ({@link EtcdClient.watches}). It is opened
+ * when the first watch starts; after a break it is opened again on the next endpoint and every
+ * watch is created again from where it left off.
+ */
 export class WatchStream {
   readonly #transport: Transport;
   readonly #method = method<WatchRequest, WatchResponse>('Watch', 'Watch');
@@ -149,6 +176,7 @@ export class WatchStream {
     return new Watcher(this, state);
   }
 
+  /** @internal Ends the watch with this state; {@link Watcher.cancel} calls it. */
   cancel(state: WatchState): void {
     if (state.canceled) return;
     state.canceled = true;
@@ -157,6 +185,7 @@ export class WatchStream {
     if (this.#call && state.created) this.#write({ cancel_request: { watch_id: state.id } });
   }
 
+  /** Ends the stream; every open watch gets onError (with ClosedError when the client closes). {@link EtcdClient.close} calls it. */
   close(): void {
     clearTimeout(this.#reopenTimer);
     this.#stopProbe();

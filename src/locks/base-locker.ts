@@ -10,6 +10,7 @@ import { noop, sharedController } from '../abort.js';
 import type { ResolvedAcquire } from './options.js';
 import { waitFor, type Wait } from './waiting.js';
 
+/** The part every Locker shares: using(), close() and the bookkeeping of held locks. Not exported from the package. */
 export abstract class BaseLocker implements Locker {
   /** @internal Which backend, for the lock channels (waits and give-ups are published by the waiting engine). */
   protected readonly backend: LockBackend;
@@ -23,9 +24,12 @@ export abstract class BaseLocker implements Locker {
     this.backend = backend;
   }
 
+  /** Waits until the lock is held (or waitTimeoutMs / signal ends the wait). */
   abstract acquire(key: string, opts?: AcquireOptions): Promise<Lock>;
+  /** One attempt: the lock, or null if someone else holds it. */
   abstract tryAcquire(key: string, opts?: AcquireOptions): Promise<Lock | null>;
 
+  /** True once close() has been called; acquires then reject with ClosedError. */
   get closed(): boolean {
     return this.closing.signal.aborted;
   }

@@ -13,20 +13,29 @@ import { keepAlive } from '../abort.js';
 import type { HeldLock } from './held-lock.js';
 import { checkKey, checkTtl } from './options.js';
 
+/** Options for one {@link Election.campaign}. */
 export interface CampaignOptions {
-  /** The leader's lease in ms. Default: the election's `ttlMs`. etcd rounds up to whole seconds (min 2 s). */
+  /**
+   * The leader's lease in ms. etcd rounds up to whole seconds (min 2 s).
+   * @defaultValue the election's `ttlMs`
+   */
   ttlMs?: number;
-  /** Give up after this many ms with LockTimeoutError. Default Infinity. */
+  /**
+   * Give up after this many ms with LockTimeoutError; 0 means one attempt.
+   * @defaultValue `Infinity`
+   */
   waitTimeoutMs?: number;
   /** Aborts the campaign; campaign() rejects with `signal.reason`. */
   signal?: AbortSignal;
 }
 
+/** Options for {@link Election.observe}. */
 export interface ObserveOptions {
   /** Ends the observation: the iterator's pending and later next() reject with `signal.reason`. */
   signal?: AbortSignal;
 }
 
+/** A leader as observers see it: who leads, in which term, with which value. */
 export interface Leader {
   /** The election's name. */
   readonly name: string;
@@ -38,7 +47,12 @@ export interface Leader {
   readonly fence: bigint;
 }
 
+/**
+ * This candidate's term as leader, as campaign() hands it out: a held lock with a value.
+ * `await using` resigns it at the end of the block.
+ */
 export interface Leadership extends AsyncDisposable {
+  /** The election's name. */
   readonly name: string;
   /** Our key: etcd `<name>/<lease hex>`; Redis the election's lock key. */
   readonly key: string;
@@ -54,6 +68,7 @@ export interface Leadership extends AsyncDisposable {
   resign(): Promise<void>;
 }
 
+/** Leader election, implemented by EtcdElection and RedisElection. */
 export interface Election {
   /** Waits until this candidate leads. value: what observers see (host:port, an id...). */
   campaign(value: string | Buffer, opts?: CampaignOptions): Promise<Leadership>;

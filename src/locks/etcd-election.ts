@@ -42,11 +42,20 @@ import {
 import { DEFAULT_TTL_MS, checkTtl } from './options.js';
 import { gaveUp, untilAnswered, waitFor, type Wait } from './waiting.js';
 
+/** Options of an EtcdElection, given to its constructor. */
 export interface EtcdElectionOptions {
-  /** Default lease length of a campaign, in ms (rounded up to whole seconds, min 2 s). Default 10000. */
+  /**
+   * Default lease length of a campaign, in ms (rounded up to whole seconds, min 2 s).
+   * @defaultValue `10000`
+   */
   ttlMs?: number;
 }
 
+/**
+ * Leader election on etcd, key for key Go's `concurrency.Election` and `etcdctl elect <name>`, so
+ * wirelock, Go programs and etcdctl elect one leader among them. Each campaign has a lease of its own;
+ * the oldest candidate's key leads, and its create revision is the term (the fence).
+ */
 export class EtcdElection implements Election {
   /** The election's name: candidates' keys are `<name>/<lease hex>`, as `etcdctl elect <name>` writes them. */
   readonly name: string;
@@ -66,6 +75,7 @@ export class EtcdElection implements Election {
     this.#ttlMs = checkTtl('ttlMs', opts.ttlMs ?? DEFAULT_TTL_MS);
   }
 
+  /** True once close() has been called; campaigns, leader() and observe() then fail with ClosedError. */
   get closed(): boolean {
     return this.#closing.signal.aborted;
   }

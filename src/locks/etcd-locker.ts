@@ -104,6 +104,11 @@ async function endAttempt(a: Attempt): Promise<void> {
   if (a.ownSession) await a.session.close().catch(noop);
 }
 
+/**
+ * The Locker interface over etcd's lock recipe: lock `key` is the etcd lock `<prefix><key>`, so it
+ * excludes `etcdctl lock` and Go's `concurrency.Mutex` on the same name. Locks of one TTL share one
+ * session (lease), created on first use; `lock.fence` is the lock key's create revision.
+ */
 export class EtcdLocker extends BaseLocker {
   readonly #client: EtcdClient;
   readonly #prefix: string;
@@ -131,6 +136,12 @@ export class EtcdLocker extends BaseLocker {
     return this.#prefix + key;
   }
 
+  /**
+   * Joins the key's queue and waits until every older contender is gone. Rejects with LockTimeoutError
+   * after `waitTimeoutMs`, with `signal.reason` on abort, with ClosedError if the locker closes; an
+   * unreachable or slow cluster is retried (with backoff) until then, errors etcd gives on purpose
+   * (permission, bad argument) are not.
+   */
   async acquire(key: string, opts?: AcquireOptions): Promise<Lock> {
     const o = resolveAcquire(key, opts, this.#ttlMs);
     this.checkOpen();
@@ -146,6 +157,10 @@ export class EtcdLocker extends BaseLocker {
     return this.waitFor(key, start, o, (wait) => this.#waitLock(wait, key, o));
   }
 
+  /**
+   * One attempt: the lock, or null if another contender holds it (its own key is deleted again) or
+   * this locker already holds the key, is acquiring it or is still cleaning up after it.
+   */
   async tryAcquire(key: string, opts?: AcquireOptions): Promise<Lock | null> {
     const o = resolveAcquire(key, opts, this.#ttlMs);
     this.checkOpen();

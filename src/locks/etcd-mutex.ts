@@ -28,10 +28,14 @@ import { Session } from './etcd-session.js';
 import { deleteOwnKey, enqueue, lost, ownsKey, removeOwnKey, waitTurn, type Place, type QueueEntry } from './etcd-queue.js';
 import { gaveUp, waitFor, type Wait } from './waiting.js';
 
+/** Options for {@link Mutex.lock}. */
 export interface MutexLockOptions {
   /** Aborts the wait (the key is deleted); lock() rejects with `signal.reason`. */
   signal?: AbortSignal;
-  /** Give up after this many ms with LockTimeoutError. Default Infinity; 0 means one attempt. */
+  /**
+   * Give up after this many ms with LockTimeoutError; 0 means one attempt.
+   * @defaultValue `Infinity`
+   */
   waitTimeoutMs?: number;
 }
 
@@ -40,7 +44,13 @@ type State = 'idle' | 'locking' | 'held';
 /** The signal of a mutex that was never locked: already aborted. */
 const NEVER_LOCKED = AbortSignal.abort(new Error('this mutex has not been locked yet'));
 
+/**
+ * etcd's lock recipe on one Session, key for key compatible with Go's `concurrency.Mutex` and
+ * `etcdctl lock <name>`: the contender whose key `<name>/<lease hex>` has the lowest create revision
+ * holds it. One Mutex holds at most one lock at a time; for many keys and locks, see EtcdLocker.
+ */
 export class Mutex {
+  /** The session whose lease the mutex's key is written under; the session's end ends the hold. */
   readonly session: Session;
   /** The lock's name: keys are `<name>/<lease hex>`, as `etcdctl lock <name>` writes them. */
   readonly name: string;
@@ -84,6 +94,7 @@ export class Mutex {
     return this.#header;
   }
 
+  /** True from a successful lock() or tryLock() until unlock() or the hold is lost. */
   get held(): boolean {
     return this.#state === 'held';
   }

@@ -17,12 +17,22 @@ import { ClosedError, EtcdError, SessionExpiredError, invalidType, outOfRange } 
 import { driftMs } from './options.js';
 import { MAX_TIMER_MS, backoffMs, sharedController } from '../abort.js';
 
+/** Options for {@link Session.create}. */
 export interface SessionOptions {
-  /** Lease length in ms, rounded up to whole seconds (etcd's minimum is 2 s). Default 60000, as in Go. */
+  /**
+   * Lease length in ms, rounded up to whole seconds (etcd's minimum is 2 s).
+   * @defaultValue `60000`, as in Go
+   */
   ttlMs?: number;
-  /** Adopt this existing lease instead of granting a new one. */
+  /**
+   * Adopt this existing lease instead of granting a new one.
+   * @defaultValue none: a new lease is granted
+   */
   leaseId?: bigint;
-  /** Default true: renew every TTL/3 until close() or loss. False: only `keepAliveOnce()` renews. */
+  /**
+   * True: renew every TTL/3 until close() or loss. False: only `keepAliveOnce()` renews.
+   * @defaultValue `true`
+   */
   keepAlive?: boolean;
   /** Aborts the lease grant. */
   signal?: AbortSignal;
@@ -36,7 +46,13 @@ export function ttlSeconds(ttlMs: number): number {
   return Math.max(2, Math.ceil(ttlMs / 1000));
 }
 
+/**
+ * An etcd lease kept alive, like Go's `concurrency.Session`: renewed every TTL/3 (unless `keepAlive`
+ * is false) over the client's shared keep-alive stream. Its `signal` aborts when the lease is lost, at `validUntil` at the latest,
+ * or when the session is closed. Create one with {@link Session.create}.
+ */
 export class Session {
+  /** The client the lease was granted through, and renewed and revoked through. */
   readonly client: EtcdClient;
   /** The lease ID. Lock keys written under this session end in its lowercase hex. */
   readonly lease: bigint;
@@ -116,6 +132,7 @@ export class Session {
     return () => this.offRenewed(fn);
   }
 
+  /** Stops calling `fn` after renewals (the same as calling the disposer onRenewed returned). */
   offRenewed(fn: (validUntil: number) => void): void {
     this.#renewListeners.delete(fn);
   }
@@ -130,6 +147,7 @@ export class Session {
     else this.#endListeners.add(fn);
   }
 
+  /** Removes a listener added with onEnded, so it is not called when the session ends. */
   offEnded(fn: (reason: Error) => void): void {
     this.#endListeners.delete(fn);
   }

@@ -37,10 +37,17 @@ import {
   type CampaignOptions, type Election, type Leader, type Leadership, type ObserveOptions, type ResolvedCampaign,
 } from './election.js';
 
+/** Options of a RedisElection, given to its constructor. */
 export interface RedisElectionOptions {
-  /** Default lease length of a campaign, in ms. Default 10000. */
+  /**
+   * Default lease length of a campaign, in ms.
+   * @defaultValue `10000`
+   */
   ttlMs?: number;
-  /** Prefix of every key and channel. Default 'wirelock:' (the election's lock is RedisLocker's lock of the same name). */
+  /**
+   * Prefix of every key and channel (the election's lock is RedisLocker's lock of the same name).
+   * @defaultValue `'wirelock:'`
+   */
   prefix?: string;
 }
 
@@ -52,7 +59,13 @@ interface Reading {
   newest: bigint;
 }
 
+/**
+ * Leader election on one Redis server, built on RedisLocker's fair, fenced lock: the leader is the
+ * lock's holder, the term is the lock's fence, and the value is a record beside the lock that
+ * expires with it. Observers are woken by pub/sub, not by polling.
+ */
 export class RedisElection implements Election {
+  /** The election's name: the key of its lock, under the prefix. */
   readonly name: string;
   readonly #client: RedisClient;
   readonly #keys: ElectionKeys;
@@ -74,6 +87,7 @@ export class RedisElection implements Election {
     this.#locker = new RedisLocker(client, lockerOpts);
   }
 
+  /** True once close() has been called; campaigns, leader() and observe() then fail with ClosedError. */
   get closed(): boolean {
     return this.#closing.signal.aborted;
   }

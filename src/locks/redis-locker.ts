@@ -36,6 +36,7 @@ type Attempt = { lock: HeldLock; pttl?: undefined; headLeft?: undefined } | { lo
  */
 export const lockRecord: unique symbol = Symbol('wirelock.lockRecord');
 
+/** LockerOptions plus the internal {@link lockRecord} hook. */
 export interface RedisLockerInternalOptions extends LockerOptions {
   [lockRecord]?: (keys: RedisKeys) => string;
 }
@@ -47,6 +48,11 @@ interface Claim {
   token: string;
 }
 
+/**
+ * A lock on one Redis server, with a fair (first come, first served) queue of waiters who are woken
+ * by pub/sub when the lock is released, not by polling. The fence comes from a per-key counter.
+ * Closing the locker does not close the RedisClient.
+ */
 export class RedisLocker extends BaseLocker {
   readonly #client: RedisClient;
   readonly #prefix: string;
@@ -77,6 +83,11 @@ export class RedisLocker extends BaseLocker {
     return result.lock ? this.#granted(this.handOut(result.lock), start, 1) : null;
   }
 
+  /**
+   * Waits in the key's queue until the lock is held. Rejects with LockTimeoutError after
+   * `waitTimeoutMs`, with `signal.reason` on abort, with ClosedError if the locker closes; a server
+   * that is down or slow is retried (with backoff) until then.
+   */
   async acquire(key: string, opts?: AcquireOptions): Promise<Lock> {
     const o = resolveAcquire(key, opts, this.#ttlMs);
     this.checkOpen();

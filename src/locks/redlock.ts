@@ -31,10 +31,17 @@ import { randomToken } from './token.js';
 import type { AcquireOptions, Lock, LockerOptions } from './types.js';
 import { gaveUp, retryInBackground, waitFor, type Wait } from './waiting.js';
 
+/** Redlock's options: those of every locker, plus its clock drift allowance and per-node timeout. */
 export interface RedlockOptions extends LockerOptions {
-  /** Share of the TTL not counted on, for clocks running at different rates; 2 ms are added. Default 0.01. */
+  /**
+   * Share of the TTL not counted on, for clocks running at different rates; 2 ms are added. Must be in [0, 1).
+   * @defaultValue `0.01`
+   */
   driftFactor?: number;
-  /** Per-node bound on each command of an attempt. Default 1% of the lock's TTL, at least min(50 ms, TTL/10). */
+  /**
+   * Per-node bound, in ms, on each command of an attempt.
+   * @defaultValue 1% of the lock's TTL, at least min(50 ms, TTL/10)
+   */
   nodeTimeoutMs?: number;
 }
 
@@ -54,6 +61,11 @@ interface Outcome {
   timeoutMs: number;
 }
 
+/**
+ * One lock over N independent Redis masters (one RedisClient each), held while a majority,
+ * floor(N/2) + 1, agrees. Each acquire, extend and release goes to every node at once; a stopped node
+ * costs at most `nodeTimeoutMs`. docs/redlock.md describes what the fence does and does not guarantee.
+ */
 export class Redlock extends BaseLocker {
   readonly #nodes: RedlockNodes;
   readonly #quorum: number;
@@ -90,11 +102,15 @@ export class Redlock extends BaseLocker {
     return o;
   }
 
-  /** floor(N/2) + 1. */
+  /** How many nodes must agree: floor(N/2) + 1. */
   get quorum(): number {
     return this.#quorum;
   }
 
+  /**
+   * One round on every node: the lock, or null if other holders have it. Rejects with QuorumError when
+   * no quorum could be reached (nodes down, error replies) or the quorum came too late to leave any validity.
+   */
   async tryAcquire(key: string, opts?: AcquireOptions): Promise<Lock | null> {
     const o = this.#resolve(key, opts);
     this.checkOpen();
@@ -106,6 +122,13 @@ export class Redlock extends BaseLocker {
     return null;
   }
 
+  /**
+   * Tries rounds until a quorum grants the lock with validity left, sleeping until the holders release
+   * (or their keys expire) and backing off while nodes are unreachable. At `waitTimeoutMs` it rejects
+   * with LockTimeoutError (cause: the last round's QuorumError) if the last round found the lock held
+   * elsewhere or no round had finished, else with QuorumError; at once with QuorumError if more than N - quorum nodes give error replies that waiting
+   * will not change. Rejects with `signal.reason` on abort and ClosedError if the locker closes.
+   */
   async acquire(key: string, opts?: AcquireOptions): Promise<Lock> {
     const o = this.#resolve(key, opts);
     this.checkOpen();

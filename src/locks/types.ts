@@ -2,18 +2,33 @@
  * The one interface every backend implements (RedisLocker, Redlock, EtcdLocker).
  */
 
+/** Options for one {@link Locker.acquire}, {@link Locker.tryAcquire} or {@link Locker.using} call. */
 export interface AcquireOptions {
-  /** Lease length in ms. Default: the locker's `ttlMs`, else 10000. etcd rounds up to whole seconds (min 2 s). */
+  /**
+   * Lease length in ms. etcd rounds up to whole seconds (min 2 s).
+   * @defaultValue the locker's `ttlMs`, else 10000
+   */
   ttlMs?: number;
-  /** Give up waiting after this many ms and reject with LockTimeoutError. Default Infinity. */
+  /**
+   * Give up waiting after this many ms and reject with LockTimeoutError; 0 means one attempt.
+   * @defaultValue `Infinity`
+   */
   waitTimeoutMs?: number;
   /** Aborts the wait; the acquire rejects with `signal.reason`. */
   signal?: AbortSignal;
-  /** Default true: the lease is extended in the background (about every ttl/3) until release() or loss. */
+  /**
+   * When true, the lease is extended in the background (about every ttl/3) until release() or loss.
+   * @defaultValue `true`
+   */
   autoExtend?: boolean;
 }
 
+/**
+ * A held lock, as an acquire hands it out. `await using lock = await locker.acquire(key)` releases
+ * it at the end of the block.
+ */
 export interface Lock extends AsyncDisposable {
+  /** The key it was acquired under (without the locker's prefix). */
   readonly key: string;
   /** Unguessable holder identity (>= 128 random bits), or for etcd the lock's own key. */
   readonly token: string;
@@ -29,6 +44,7 @@ export interface Lock extends AsyncDisposable {
   release(): Promise<void>;
 }
 
+/** What every locker does: acquire, try, run a function under a lock, close. */
 export interface Locker {
   /** Waits until the lock is held (or waitTimeoutMs / signal ends the wait). */
   acquire(key: string, opts?: AcquireOptions): Promise<Lock>;
@@ -43,9 +59,16 @@ export interface Locker {
   close(): Promise<void>;
 }
 
+/** Options of a RedisLocker, Redlock or EtcdLocker, given to its constructor. */
 export interface LockerOptions {
-  /** Prefix of every key (and channel) this locker writes. Default 'wirelock:' (etcd: 'wirelock/'). */
+  /**
+   * Prefix of every key (and channel) this locker writes. For Redis it must not contain `{` or `}`.
+   * @defaultValue `'wirelock:'` (EtcdLocker: `'wirelock/'`)
+   */
   prefix?: string;
-  /** Default lease length for acquires that do not give one. Default 10000. */
+  /**
+   * Default lease length in ms for acquires that do not give one.
+   * @defaultValue `10000`
+   */
   ttlMs?: number;
 }

@@ -10,25 +10,56 @@
  *   one series' lines together (parsers group a histogram's lines by consecutive label sets).
  */
 
+/** One series' label values, by label name (e.g. `{ backend: 'redis', primitive: 'lock' }`). */
 export type Labels = Readonly<Record<string, string>>;
 
+/** One series of a counter or gauge. */
 export interface SampleSnapshot {
+  /** The series' label values. */
   labels: Labels;
+  /** The counter's total, or the gauge's current value. */
   value: number;
 }
 
+/** One series of a histogram. */
 export interface HistogramSampleSnapshot {
+  /** The series' label values (without `le`). */
   labels: Labels;
   /** Cumulative: `count` observations were <= `le`. The last bucket's `le` is Infinity (`+Inf`). */
-  buckets: Array<{ le: number; count: number }>;
+  buckets: Array<{
+    /** The bucket's upper bound, in seconds. */
+    le: number;
+    /** How many observations were <= `le`. */
+    count: number;
+  }>;
   /** Sum of all observations, in seconds. */
   sum: number;
+  /** How many observations there were (the `+Inf` bucket's count). */
   count: number;
 }
 
+/** One metric family: its type, help text, label names, and one sample per label set seen so far. */
 export type FamilySnapshot =
-  | { type: 'counter' | 'gauge'; help: string; labelNames: readonly string[]; samples: SampleSnapshot[] }
-  | { type: 'histogram'; help: string; labelNames: readonly string[]; samples: HistogramSampleSnapshot[] };
+  | {
+      /** The Prometheus metric type. */
+      type: 'counter' | 'gauge';
+      /** The family's HELP text. */
+      help: string;
+      /** The names of its labels, in the order the series' values are given. */
+      labelNames: readonly string[];
+      /** One entry per series (label set) seen so far. */
+      samples: SampleSnapshot[];
+    }
+  | {
+      /** The Prometheus metric type. */
+      type: 'histogram';
+      /** The family's HELP text. */
+      help: string;
+      /** The names of its labels (without `le`), in the order the series' values are given. */
+      labelNames: readonly string[];
+      /** One entry per series (label set) seen so far. */
+      samples: HistogramSampleSnapshot[];
+    };
 
 /** A label value as the text format wants it between double quotes. */
 export function escapeLabelValue(value: string): string {
@@ -104,6 +135,7 @@ abstract class Family<S> {
 
 /** A counter (only goes up) or a gauge (up and down). */
 export class Scalar extends Family<{ value: number }> {
+  /** Whether it is a counter or a gauge. */
   readonly type: 'counter' | 'gauge';
 
   constructor(type: 'counter' | 'gauge', help: string, labelNames: readonly string[]) {
@@ -115,10 +147,12 @@ export class Scalar extends Family<{ value: number }> {
     return { value: 0 };
   }
 
+  /** Adds `by` (negative for a gauge going down) to the series with these label values. */
   add(values: readonly string[], by = 1): void {
     this.series(values).value += by;
   }
 
+  /** A copy of every series as it is now. */
   snapshot(): FamilySnapshot {
     const samples = this.entries().map((e) => ({ labels: { ...e.labels }, value: e.state.value }));
     return { type: this.type, help: this.help, labelNames: this.labelNames, samples };
@@ -138,6 +172,7 @@ export class Histogram extends Family<{ counts: number[]; sum: number; count: nu
     return { counts: new Array<number>(this.#bounds.length).fill(0), sum: 0, count: 0 };
   }
 
+  /** Records one observation of `seconds` in the series with these label values. */
   observe(values: readonly string[], seconds: number): void {
     const s = this.series(values);
     // Counted in its own bucket only; the snapshot makes them cumulative.
@@ -147,6 +182,7 @@ export class Histogram extends Family<{ counts: number[]; sum: number; count: nu
     s.count++;
   }
 
+  /** A copy of every series as it is now, with cumulative buckets. */
   snapshot(): FamilySnapshot {
     const samples = this.entries().map(({ labels, state }) => {
       const buckets: Array<{ le: number; count: number }> = [];

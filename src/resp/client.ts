@@ -11,6 +11,11 @@ import { Script } from './script.js';
 import { Subscriber, type MessageListener } from './subscriber.js';
 import { ClosedError, RespError, invalidValue, outOfRange } from '../errors.js';
 
+/**
+ * A Redis client: one command connection that reconnects in the background, Lua scripts sent by SHA
+ * with a NOSCRIPT fallback, and a second connection for pub/sub, opened on the first subscribe.
+ * Create one with {@link RedisClient.connect}.
+ */
 export class RedisClient {
   readonly #opts: ResolvedRedisOptions;
   readonly #link: ReconnectingConnection;
@@ -99,6 +104,7 @@ export class RedisClient {
     await Promise.all([this.#link.close(), this.#subscriber?.close()]);
   }
 
+  /** How `util.inspect` and `console.log` show the client: its URL without the password, e.g. `RedisClient { redis://app@127.0.0.1:6379/0 }`. */
   [inspect.custom](): string {
     const o = this.#opts;
     return `RedisClient { ${o.tls ? 'rediss' : 'redis'}://${o.username ? `${o.username}@` : ''}${this.address}/${o.db}${

@@ -27,12 +27,18 @@ import { DEFAULT_MAX_REPLY_BYTES } from './options.js';
  */
 export type RespValue = string | number | bigint | Buffer | null | RespError | RespValue[];
 
+/** Per-command options for {@link RedisClient.send} and {@link RedisClient.evalScript}. */
 export interface CommandOptions {
+  /**
+   * Stops waiting for the reply when it aborts: the promise rejects with `signal.reason`. A command not
+   * yet written is never sent; one already written may still run on the server (its reply is discarded).
+   */
   signal?: AbortSignal;
   /** Milliseconds to wait for the reply; the connection's default when omitted. */
   timeoutMs?: number;
 }
 
+/** What RespConnection.open needs: resolved values, no defaults. */
 export interface ConnectionOptions {
   host: string;
   port: number;
@@ -74,8 +80,11 @@ interface ParserState {
   bigStrSize: number;
 }
 
+/** One socket to a Redis server and the FIFO of commands waiting for their replies (no reconnecting). */
 export class RespConnection {
+  /** A number unique in this process, naming the connection in diagnostics_channel messages. */
   readonly id = nextConnectionId++;
+  /** host:port of the server. */
   readonly address: string;
   readonly #socket: net.Socket;
   readonly #parser: RedisParser;
@@ -143,6 +152,7 @@ export class RespConnection {
     });
   }
 
+  /** True once the connection has been closed or destroyed; it never opens again. */
   get closed(): boolean {
     return this.#closed;
   }
@@ -152,10 +162,16 @@ export class RespConnection {
     return this.#sent.length - this.#head + this.#unwritten.length;
   }
 
+  /** Calls `listener` once when the connection closes, with the error that closed it (none for a clean close). */
   onClose(listener: (error: Error | undefined) => void): void {
     this.#closeListeners.push(listener);
   }
 
+  /**
+   * Queues one command for this tick's write and resolves with its reply. Rejects with RespError for an
+   * error reply, TimeoutError after `timeoutMs` (destroying the connection if the command was written),
+   * ConnectionError if the connection is or becomes closed (ProtocolError if malformed bytes closed it).
+   */
   send(args: ReadonlyArray<RespArg>, opts?: CommandOptions): Promise<RespValue> {
     let bytes: Buffer;
     try {

@@ -8,8 +8,14 @@
  */
 import { invalidType, invalidValue } from '../errors.js';
 
+/** One command argument: a string (sent as UTF-8), a Buffer (sent as is) or a finite number (sent in decimal). */
 export type RespArg = string | Buffer | number;
 
+/**
+ * The bytes of a command as a RESP array of bulk strings, e.g. `['SET', 'k', 'v']` becomes
+ * `*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n`. Throws TypeError for an empty command or an argument
+ * that is not a string, Buffer or finite number; the message names the argument's index.
+ */
 export function encodeCommand(args: ReadonlyArray<RespArg>): Buffer {
   if (!Array.isArray(args) || args.length === 0) {
     throw invalidValue('a command needs at least one argument (its name)');

@@ -12,32 +12,74 @@ import { invalidType, invalidValue, outOfRange } from '../errors.js';
 /** Decides whether (and when) to reconnect after a connection is lost: a delay in ms, or false to give up. */
 export type ReconnectStrategy = (attempt: number, cause: Error | undefined) => number | false;
 
+/**
+ * How {@link RedisClient.connect} reaches and logs in to a Redis server. Every field is optional; a
+ * `redis://` URL sets host, port, username, password, db and (for `rediss://`) tls.
+ */
 export interface RedisOptions {
+  /**
+   * The server's host name or IP address.
+   * @defaultValue `'127.0.0.1'`
+   */
   host?: string;
+  /**
+   * The server's TCP port (an integer from 1 to 65535).
+   * @defaultValue `6379`
+   */
   port?: number;
-  /** ACL user name (Redis 6+); AUTH is sent with it when set. */
+  /**
+   * ACL user name (Redis 6+), sent with AUTH. AUTH is sent only when `password` is set.
+   * @defaultValue none: AUTH, if sent, carries only the password (the `default` user)
+   */
   username?: string;
+  /**
+   * The password sent with AUTH on every (re)connect. It never appears in an error message.
+   * @defaultValue none: no AUTH is sent
+   */
   password?: string;
-  /** Database index selected on every (re)connect. Default 0. */
+  /**
+   * Database index selected on every (re)connect.
+   * @defaultValue `0`
+   */
   db?: number;
-  /** true, or node:tls options (ca, cert, key, servername, rejectUnauthorized…). Certificates are verified by default. */
+  /**
+   * true, or node:tls options (ca, cert, key, servername, rejectUnauthorized…). Certificates are verified by default.
+   * @defaultValue none: plain TCP (`true` for a `rediss://` URL)
+   */
   tls?: boolean | tls.ConnectionOptions;
-  /** Default 5000. */
+  /**
+   * How long to wait for the TCP (or TLS) connection to be established, in ms, before failing with
+   * ConnectionError; also how long the first connect without a password waits for the server to answer
+   * its PING (TimeoutError).
+   * @defaultValue `5000`
+   */
   connectTimeoutMs?: number;
-  /** Default 5000; a timed-out connection is destroyed, never reused. */
+  /**
+   * How long a command waits for its reply (a wait for a reconnect included), in ms, unless the command's
+   * own `timeoutMs` says otherwise. A timed-out connection is destroyed, never reused.
+   * @defaultValue `5000`
+   */
   commandTimeoutMs?: number;
-  /** Default: min(2^attempt × 50, 2000) ms plus up to 200 ms of jitter, forever. */
+  /**
+   * When to reconnect after the connection is lost.
+   * @defaultValue min(2^attempt × 50, 2000) ms plus up to 200 ms of jitter, forever
+   */
   reconnect?: ReconnectStrategy;
-  /** Return bulk strings as Buffers instead of UTF-8 strings. Default false. */
+  /**
+   * Return bulk strings as Buffers instead of UTF-8 strings.
+   * @defaultValue `false`
+   */
   returnBuffers?: boolean;
   /**
    * The most bytes one reply may take on the wire. A server that sends more (or announces a longer bulk
    * string) gets ProtocolError and the connection is closed, so a broken or hostile server cannot make
-   * the client buffer without bound. Default 512 MiB, Redis's own largest bulk string (proto-max-bulk-len).
+   * the client buffer without bound.
+   * @defaultValue 512 MiB, Redis's own largest bulk string (proto-max-bulk-len)
    */
   maxReplyBytes?: number;
 }
 
+/** RedisOptions with every default filled in and every value checked (what resolveRedisOptions returns). */
 export interface ResolvedRedisOptions {
   host: string;
   port: number;
@@ -55,9 +97,14 @@ export interface ResolvedRedisOptions {
 /** 512 MiB: the largest bulk string a default Redis accepts (proto-max-bulk-len). */
 export const DEFAULT_MAX_REPLY_BYTES = 512 * 1024 * 1024;
 
+/** The default ReconnectStrategy: min(2^attempt × 50, 2000) ms plus up to 200 ms of jitter, never giving up. */
 export const defaultReconnect: ReconnectStrategy = (attempt) =>
   backoffMs(attempt, { capMs: 2000, jitterMs: 200 });
 
+/**
+ * The options a `redis://` or `rediss://` URL gives: host, port, percent-decoded username and password,
+ * db from the path, and `tls: true` for rediss. Throws TypeError (ERR_INVALID_ARG_VALUE) for a malformed URL.
+ */
 export function parseRedisUrl(url: string): RedisOptions {
   let u: URL;
   try {
@@ -82,6 +129,10 @@ export function parseRedisUrl(url: string): RedisOptions {
   return opts;
 }
 
+/**
+ * A URL or options object, with `overrides` on top, resolved to ResolvedRedisOptions: defaults filled in,
+ * port, db and timeouts checked (RangeError with ERR_OUT_OF_RANGE when out of range).
+ */
 export function resolveRedisOptions(input: string | RedisOptions, overrides?: RedisOptions): ResolvedRedisOptions {
   if (typeof input !== 'string' && (typeof input !== 'object' || input === null)) {
     throw invalidType('RedisClient.connect expects a redis:// URL or an options object');

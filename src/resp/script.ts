@@ -4,8 +4,14 @@
  */
 import { createHash } from 'node:crypto';
 
+/**
+ * A Lua script for {@link RedisClient.evalScript}: sent by SHA1 with EVALSHA, and in full with EVAL
+ * only when the server answers NOSCRIPT.
+ */
 export class Script {
+  /** The script's Lua source. */
   readonly lua: string;
+  /** The SHA1 of the source, in lowercase hex: the name EVALSHA knows it by. */
   readonly sha: string;
   /** The number of KEYS the script takes: a script's keys are fixed by its code, so they are part of it. */
   readonly numKeys: number;

@@ -20,8 +20,13 @@ import type { RespConnection } from './connection.js';
 import { respChannels } from '../diagnostics.js';
 import { noop, raceAbort } from '../abort.js';
 
+/**
+ * Called with each message published on a subscribed channel (a Buffer when `returnBuffers` is set),
+ * and with `null` after a reconnect, when messages may have been missed.
+ */
 export type MessageListener = (message: string | Buffer | null) => void;
 
+/** Pub/sub on a connection of its own, with one SUBSCRIBE per channel however many listeners it has. */
 export class Subscriber {
   readonly #link: ReconnectingConnection;
   readonly #listeners = new Map<string, Set<MessageListener>>();
@@ -83,10 +88,12 @@ export class Subscriber {
     };
   }
 
+  /** How many channels have at least one listener. */
   get channelCount(): number {
     return this.#listeners.size;
   }
 
+  /** Drops every listener and closes the connection. */
   close(): Promise<void> {
     this.#listeners.clear();
     return this.#link.close();

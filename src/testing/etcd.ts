@@ -17,26 +17,57 @@ import { outOfRange } from '../errors.js';
 
 const run = promisify(execFile);
 
+/** Options for {@link startEtcd} and {@link startEtcdCluster}. */
 export interface EtcdServerOptions {
   /**
    * Turn auth on: user `root` (role root) with `rootPassword`, plus `users`, each given read-write
    * access to every key through the role `rw`.
    */
-  auth?: { rootPassword: string; users?: Array<{ name: string; password: string }> };
+  auth?: {
+    /** The password of the user `root`. */
+    rootPassword: string;
+    /** More users, each with read-write access to every key. */
+    users?: Array<{
+      /** The user's name. */
+      name: string;
+      /** The user's password. */
+      password: string;
+    }>;
+  };
   /** Serve clients over TLS with these PEM files; `clientCertAuth` demands a client certificate signed by caFile. */
-  tls?: { certFile: string; keyFile: string; caFile: string; clientCertAuth?: boolean };
+  tls?: {
+    /** The server's certificate (`--cert-file`). */
+    certFile: string;
+    /** The server certificate's private key (`--key-file`). */
+    keyFile: string;
+    /** The CA that client certificates are checked against (`--trusted-ca-file`). */
+    caFile: string;
+    /**
+     * Demand a client certificate signed by caFile (`--client-cert-auth`).
+     * @defaultValue `false`
+     */
+    clientCertAuth?: boolean;
+  };
   /** Extra etcd arguments. */
   args?: string[];
-  /** Per member. Default 15000. */
+  /**
+   * How long to wait, in ms, for each member to say it serves clients before failing.
+   * @defaultValue `15000`
+   */
   startTimeoutMs?: number;
 }
 
+/** One etcd process of a cluster that {@link startEtcdCluster} (or {@link startEtcd}) started. */
 export interface EtcdMember {
+  /** The member's name: `m1`, `m2`, … */
   readonly name: string;
   /** http(s)://127.0.0.1:port: give it to EtcdClient.connect({ endpoints }). */
   readonly clientUrl: string;
+  /** http://127.0.0.1:port where the members talk to each other (always plain HTTP). */
   readonly peerUrl: string;
+  /** Its data dir, a temp dir removed by the cluster's stop(). */
   readonly dir: string;
+  /** The process ID of the member's current etcd process (it changes with restart()). */
   readonly pid: number;
   /** Not killed or stopped. (A paused member is running.) */
   readonly running: boolean;
@@ -52,7 +83,9 @@ export interface EtcdMember {
   stop(): Promise<void>;
 }
 
+/** A running etcd cluster that {@link startEtcdCluster} started. */
 export interface EtcdCluster {
+  /** Its members, in order (`m1` first). */
   readonly members: EtcdMember[];
   /** Every member's client URL. */
   readonly endpoints: string[];
@@ -64,12 +97,19 @@ export interface EtcdCluster {
 
 /** A single-member cluster, with the member's handles at the top level (so it is an EtcdCluster too). */
 export interface EtcdServer extends EtcdMember, EtcdCluster {
+  /** The one member's client URL. */
   readonly endpoints: string[];
+  /** The one member. */
   readonly members: EtcdMember[];
   /** Graceful stop and data dir removal. Idempotent. */
   stop(): Promise<void>;
 }
 
+/**
+ * Starts a single-member etcd on free loopback ports, in a fresh temp dir (under /dev/shm when writable),
+ * and resolves once it serves clients. The same as `startEtcdCluster(1, opts)`, with the member's
+ * handles at the top level. The server is killed, and its dir removed, when the process exits.
+ */
 export async function startEtcd(opts: EtcdServerOptions = {}): Promise<EtcdServer> {
   const cluster = await startEtcdCluster(1, opts);
   const member = cluster.members[0]!;
@@ -91,6 +131,13 @@ export async function startEtcd(opts: EtcdServerOptions = {}): Promise<EtcdServe
   };
 }
 
+/**
+ * Starts `size` etcd members that form one new cluster, each on free loopback ports (client and peer)
+ * with a temp data dir, and `--unsafe-no-fsync`; resolves once every member serves clients (and auth, if
+ * asked for, is on). Ports taken meanwhile are retried with others. Throws an Error naming the Debian
+ * package if etcd (or, for auth, etcdctl) is not on PATH. Members are killed and their dirs removed
+ * when the process exits, even without stop().
+ */
 export async function startEtcdCluster(size: number, opts: EtcdServerOptions = {}): Promise<EtcdCluster> {
   if (!Number.isInteger(size) || size < 1) throw outOfRange('cluster size must be an integer >= 1');
   findBinary('etcd', 'etcd-server'); // fail loudly, naming the package, before making anything

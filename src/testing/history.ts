@@ -5,18 +5,23 @@
  * Stamps are process.hrtime.bigint() values (CLOCK_MONOTONIC): comparable across processes on one machine.
  */
 
+/** One critical section, as a test worker recorded it, for {@link checkHistory}. */
 export interface Hold {
+  /** Who held it: any id that tells the workers apart (compared as a string). */
   worker: number | string;
   /** When the holder entered its critical section (after acquire resolved). */
   enter: bigint;
   /** When it left (before calling release). */
   exit: bigint;
+  /** The fence of the lock it held (`lock.fence`). */
   fence: bigint;
   /** When it asked for the lock (optional: gives wait times). */
   requested?: bigint;
 }
 
+/** What {@link checkHistory} found. */
 export interface HistoryReport {
+  /** How many holds were checked. */
   holds: number;
   /** Pairs of holds whose [enter, exit] intervals intersect. Must be 0. */
   overlaps: Array<[Hold, Hold]>;
@@ -26,9 +31,14 @@ export interface HistoryReport {
   handoffMs: number[];
   /** Time from asking to entering, in ms, sorted ascending (only holds that recorded `requested`). */
   waitMs: number[];
+  /** How many holds each worker had, by `String(worker)`. */
   perWorker: Map<string, number>;
 }
 
+/**
+ * Sorts holds by `enter` and checks them: intervals of any two holds that intersect are overlaps, and a
+ * fence not greater than the previous hold's is a regression. Also gives handoff and wait times.
+ */
 export function checkHistory(input: Hold[]): HistoryReport {
   const holds = [...input].sort((a, b) => (a.enter < b.enter ? -1 : a.enter > b.enter ? 1 : 0));
   const overlaps: Array<[Hold, Hold]> = [];
@@ -69,15 +79,32 @@ export function quantile(sorted: number[], q: number): number {
  * - `crash`: it was killed while holding: its section ends here.
  */
 export type MutexEvent =
-  | { kind: 'enter'; worker: number | string; at: bigint; fence: bigint }
-  | { kind: 'exit' | 'lost' | 'crash'; worker: number | string; at: bigint };
+  | {
+      /** The worker entered its critical section. */
+      kind: 'enter';
+      /** Who: any id that tells the workers apart (compared as a string). */
+      worker: number | string;
+      /** When, in CLOCK_MONOTONIC ns (`process.hrtime.bigint()`). */
+      at: bigint;
+      /** The fence it entered with. */
+      fence: bigint;
+    }
+  | {
+      /** The worker's section ended: it left (`exit`), learned of the loss (`lost`) or was killed (`crash`). */
+      kind: 'exit' | 'lost' | 'crash';
+      /** Who: any id that tells the workers apart (compared as a string). */
+      worker: number | string;
+      /** When, in CLOCK_MONOTONIC ns (`process.hrtime.bigint()`). */
+      at: bigint;
+    };
 
+/** What {@link replayMutex} found. */
 export interface MutexReplay {
   /** Entries into the critical section. */
   holds: number;
   /** Every step the model refused, in time order, with what the model's state was. Must be empty. */
   violations: string[];
-  /** The highest fence entered with. */
+  /** The highest fence entered with; -1n if no worker entered. */
   maxFence: bigint;
 }
 

@@ -7,28 +7,54 @@
  *   await redis.stop();                        // also done for you if the process exits
  *
  * A missing binary is an Error naming the Debian package to install; servers never outlive the process.
+ *
+ * @module wirelock/testing
  */
 import { findBinary, freePort, launch, removeDir, tempDir, terminate, type Launched } from './process.js';
 
 export { freePort } from './process.js';
 
+/** Options for {@link startRedis} and {@link startRedisNodes}. */
 export interface RedisServerOptions {
-  /** requirepass. */
+  /**
+   * requirepass: clients must AUTH with this password.
+   * @defaultValue none: no password
+   */
   password?: string;
   /** Extra redis-server arguments, e.g. ['--user', 'app', 'on', '>pw', '~app:*', '+@all']. */
   args?: string[];
   /** Serve TLS only (plain port disabled) with these PEM files. */
-  tls?: { certFile: string; keyFile: string; caFile: string; authClients?: 'yes' | 'no' | 'optional' };
-  /** Default 10000. */
+  tls?: {
+    /** The server's certificate (`--tls-cert-file`). */
+    certFile: string;
+    /** The server certificate's private key (`--tls-key-file`). */
+    keyFile: string;
+    /** The CA that client certificates are checked against (`--tls-ca-cert-file`). */
+    caFile: string;
+    /**
+     * Whether clients must present a certificate (`--tls-auth-clients`).
+     * @defaultValue `'no'`
+     */
+    authClients?: 'yes' | 'no' | 'optional';
+  };
+  /**
+   * How long to wait, in ms, for redis-server to say it is ready before failing.
+   * @defaultValue `10000`
+   */
   startTimeoutMs?: number;
 }
 
+/** A running redis-server that {@link startRedis} started, and the handles to disturb and stop it. */
 export interface RedisServer {
+  /** Always `'127.0.0.1'`: the server listens on loopback only. */
   readonly host: string;
+  /** The port it listens on (the TLS port when `tls` is set), picked free by the OS. */
   readonly port: number;
   /** redis:// (or rediss://) URL, with the password when one was set. */
   readonly url: string;
+  /** Its temp dir (its working dir; nothing is persisted there), removed by stop(). */
   readonly dir: string;
+  /** The process ID of the current redis-server (it changes with restart()). */
   readonly pid: number;
   /** SIGSTOP: the server keeps accepting TCP connections but answers nothing. */
   pause(): void;
@@ -42,6 +68,12 @@ export interface RedisServer {
   stop(): Promise<void>;
 }
 
+/**
+ * Starts a redis-server on a free loopback port (127.0.0.1), in a fresh temp dir (under /dev/shm when
+ * writable), with persistence off, and resolves once it is ready. A port taken meanwhile is retried with
+ * another. Throws an Error naming the Debian package if redis-server is not on PATH. The server is
+ * killed, and its dir removed, when the process exits, even without stop().
+ */
 export async function startRedis(opts: RedisServerOptions = {}): Promise<RedisServer> {
   const binary = findBinary('redis-server', 'redis-server');
   const dir = tempDir('redis');
