@@ -5,6 +5,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import type { FromElector, ToElector } from './demo-protocol.js';
+import { metricsHub } from './demo-metrics.js';
 
 export const SERVICES = ['svc-a', 'svc-b', 'svc-c'];
 export const OBSERVER = 'observer';
@@ -30,6 +31,7 @@ export class Electors {
   spawn(name: string): void {
     const child = fork(this.#script, [name, name === OBSERVER ? 'observer' : 'service'], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     this.#procs.set(name, child);
+    metricsHub.track(child, name);
     child.on('message', (m: FromElector) => {
       if (this.#procs.get(name) === child) this.#onMessage(name, m);
     });

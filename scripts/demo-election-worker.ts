@@ -11,6 +11,9 @@
  */
 import { EtcdClient, EtcdElection, LockLostError, RedisClient, RedisElection, type Election, type Leadership } from '../src/index.js';
 import type { ElectionConfig, FromElector, ToElector } from './demo-protocol.js';
+import { answerMetricsOverIpc } from './demo-metrics.js';
+
+answerMetricsOverIpc(); // only when the demo runs with --metrics
 
 const name = process.argv[2] ?? 'service';
 const role = process.argv[3] === 'observer' ? 'observer' : 'service';

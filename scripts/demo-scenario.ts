@@ -5,6 +5,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import type { FromWorker, HoldReport, ScenarioConfig, ToWorker } from './demo-protocol.js';
+import { metricsHub } from './demo-metrics.js';
 
 export interface DemoEvent {
   /** ms since the scenario started. */
@@ -93,6 +94,7 @@ export class WorkerPool {
     // Until someone waits on them: an early crash must not be an unhandled rejection.
     this.#exited.forEach((p) => p.catch(() => {}));
     this.children.forEach((c, i) => c.on('message', (m: FromWorker) => this.#onMessage(i, m)));
+    this.children.forEach((c, i) => metricsHub.track(c, `w${i}`));
   }
 
   listen(fn: (worker: number, msg: FromWorker) => void): void {

@@ -10,6 +10,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EtcdClient, EtcdLocker, LockLostError, RedisClient, RedisLocker, Redlock, type Lock, type Locker } from '../src/index.js';
 import type { FromWorker, HoldReport, ScenarioConfig, ToWorker } from './demo-protocol.js';
+import { answerMetricsOverIpc } from './demo-metrics.js';
+
+answerMetricsOverIpc(); // only when the demo runs with --metrics
 
 const id = Number(process.argv[2]);
 /** How long the victim lingers between its ownership check and its write: the parent's SIGSTOP lands in here. */

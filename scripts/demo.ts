@@ -26,13 +26,15 @@
  * demo-out/timeline.svg draws it all.
  *
  * --quick (CI): shorter phases and fewer kills, the same story, under a minute. --out DIR:
- * write elsewhere.
+ * write elsewhere. --metrics PORT: serve every worker's wirelock/metrics on
+ * http://127.0.0.1:PORT/metrics while it runs (0: a free port; see scripts/demo-metrics.ts).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startEtcdCluster, startRedisNodes, type EtcdCluster, type RedisServer } from '../src/testing/servers.js';
 import { runElection } from './demo-election.js';
+import { metricsHub } from './demo-metrics.js';
 import { Electors, SERVICES } from './demo-election-processes.js';
 import { electionMarkdown, electionTable, judgeElection, printElectionVerdict, type ElectionVerdict } from './demo-election-report.js';
 import type { Backend, ElectionConfig, ScenarioConfig } from './demo-protocol.js';
@@ -45,6 +47,13 @@ const quick = process.argv.includes('--quick');
 /** --out DIR: where timeline.svg, summary.md and the counter files go (default demo-out/). */
 const outFlag = process.argv.indexOf('--out');
 const out = outFlag > 0 && process.argv[outFlag + 1] ? path.resolve(process.argv[outFlag + 1]!) : path.join(root, 'demo-out');
+/** --metrics PORT: a scrape endpoint for the workers' metrics (undefined: none). */
+const metricsFlag = process.argv.indexOf('--metrics');
+const metricsPort = metricsFlag > 0 ? Number(process.argv[metricsFlag + 1]) : undefined;
+if (metricsPort !== undefined && !(Number.isInteger(metricsPort) && metricsPort >= 0 && metricsPort < 65536)) {
+  console.error(`demo: --metrics takes a port number (0 for a free one), got ${JSON.stringify(process.argv[metricsFlag + 1] ?? '')}`);
+  process.exit(2);
+}
 const WORKERS = 8;
 /**
  * Lock TTLs: short, so that a frozen holder's lease runs out quickly. etcd's is longer: its sessions
@@ -169,6 +178,10 @@ async function main(): Promise<void> {
   console.log(`wirelock demo${quick ? ' (quick)' : ''}: ${WORKERS} worker processes take turns on one lock around a shared counter,`);
   console.log(`for each backend, while servers die and a holder freezes. Lock TTL ${REDIS_TTL_MS / 1000} s (etcd ${ETCD_TTL_MS / 1000} s).`);
   console.log(`Then ${SERVICES.length} services elect a leader on etcd and on Redis, and the leader is killed. Election lease ${ELECTION_TTL_MS / 1000} s.\n`);
+  if (metricsPort !== undefined) {
+    metricsHub.enable(); // before the fork: the children read it from their environment
+    console.log(`metrics: ${await metricsHub.listen(metricsPort)} (every worker's wirelock/metrics, labelled by process)\n`);
+  }
   // The workers take a while to start (TypeScript through tsx): start them alongside the servers,
   // the election's processes too (they wait, idle, for their scene).
   const pool = new WorkerPool(path.join(root, 'scripts/demo-worker.ts'), WORKERS);
@@ -211,6 +224,7 @@ async function main(): Promise<void> {
   } finally {
     await Promise.all([pool.close(), electors.close()]);
     await Promise.all([...redis.map((r) => r.stop()), etcd.stop()]);
+    await metricsHub.close();
   }
 
   const elapsed = (performance.now() - started) / 1000;

@@ -9,6 +9,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import parse from 'parse-prometheus-text-format';
 import { runProcess, type RunResult } from './support/run.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -83,9 +84,32 @@ describe('npm run demo -- --quick', function () {
   let out: string;
   let result: RunResult;
 
+  /** /metrics as scraped while the demo ran (--metrics 0): every answer, in order. */
+  const scrapes: string[] = [];
+
   before(async () => {
     out = mkdtempSync(path.join(os.tmpdir(), 'wirelock-demo-'));
-    result = await runProcess(process.execPath, ['--import', 'tsx', path.join(root, 'scripts/demo.ts'), '--quick', '--out', out], { cwd: root });
+    let scraping: NodeJS.Timeout | undefined;
+    result = await runProcess(process.execPath, ['--import', 'tsx', path.join(root, 'scripts/demo.ts'), '--quick', '--out', out, '--metrics', '0'], {
+      cwd: root,
+      onStart: (child) => {
+        let seen = '';
+        child.stdout!.on('data', (d: Buffer) => {
+          seen += d;
+          const url = /^metrics: (http:\/\/127\.0\.0\.1:\d+\/metrics)/m.exec(seen)?.[1];
+          if (!url || scraping) return;
+          // Scrape as Prometheus would, every 2 s, until the demo exits.
+          scraping = setInterval(() => {
+            fetch(url).then(
+              async (res) => void (res.ok && scrapes.push(await res.text())),
+              () => {}, // the demo is closing its endpoint
+            );
+          }, 2000);
+        });
+        child.once('exit', () => clearInterval(scraping));
+      },
+    });
+    clearInterval(scraping);
   });
   after(() => {
     if (out) rmSync(out, { recursive: true, force: true });
@@ -118,6 +142,34 @@ describe('npm run demo -- --quick', function () {
       expect(line).to.match(/: 0 overlapping terms, terms strictly increasing, (\d+) of \1 observers saw every change of leader in order -> OK, one leader at a time$/);
       expect(result.stdout).to.match(new RegExp(`^\\| ${backend} +\\| \\d+ +\\| svc-\\w( -> svc-\\w)+ +\\| [1-9]\\d* .*\\| 0 +\\| OK +\\|$`, 'm'));
     }
+  });
+
+  it('serves every process\'s wirelock/metrics while it runs (--metrics), readable by a Prometheus parser', () => {
+    expect(scrapes.length, 'scrapes during the run').to.be.at.least(5);
+    // The last scrape with the election's services in it: the lock scenes are done, the elections
+    // are on, and every worker still lives (a scrape as the demo closes can find nobody).
+    const last = [...scrapes].reverse().find((t) => t.includes('process="svc-'))!;
+    expect(last, 'a scrape during the elections').to.be.a('string');
+    const families = new Map(parse(last).map((f) => [f.name, f]));
+    const acquisitions = families.get('wirelock_lock_acquisitions_total')!;
+    expect(acquisitions.type).to.equal('COUNTER');
+    const byBackend = new Map<string, number>();
+    const processes = new Set<string>();
+    for (const m of acquisitions.metrics) {
+      processes.add(m.labels!.process!);
+      byBackend.set(m.labels!.backend!, (byBackend.get(m.labels!.backend!) ?? 0) + Number(m.value));
+    }
+    for (const backend of ['redis', 'redlock', 'etcd']) expect(byBackend.get(backend) ?? 0, backend).to.be.above(50);
+    for (let w = 0; w < 8; w++) expect(processes.has(`w${w}`), `w${w}`).to.equal(true);
+    expect([...processes].some((p) => p.startsWith('svc-')), 'an election service').to.equal(true);
+    // The frozen holders (one per backend) were told they had lost their locks.
+    const losses = families.get('wirelock_lock_losses_total')?.metrics ?? [];
+    expect(losses.reduce((n, m) => n + Number(m.value), 0)).to.be.at.least(3);
+    expect(families.get('wirelock_lock_wait_seconds')?.type).to.equal('HISTOGRAM');
+    expect(families.get('wirelock_redis_commands_total')?.metrics.length ?? 0).to.be.above(0);
+    expect(families.get('wirelock_etcd_calls_total')?.metrics.length ?? 0).to.be.above(0);
+    // Nothing secret or user-named in a label: no token, no key name.
+    expect(last).to.not.match(/demo-counter|[0-9a-f]{32}/);
   });
 
   it('writes a well-formed timeline.svg with the holds, the kills and the pauses on it', () => {
