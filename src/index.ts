@@ -58,6 +58,7 @@ export type { MutexLockOptions } from './locks/etcd-mutex.js';
 export { EtcdLocker, ownerCompare } from './locks/etcd-locker.js';
 
 export type { Election, Leader, Leadership, CampaignOptions, ObserveOptions } from './locks/election.js';
+export type { MetricsSnapshot } from './metrics.js';
 export { EtcdElection } from './locks/etcd-election.js';
 export type { EtcdElectionOptions } from './locks/etcd-election.js';
 export { RedisElection } from './locks/redis-election.js';
