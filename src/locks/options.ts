@@ -60,3 +60,10 @@ export function resolveAcquire(key: unknown, opts: AcquireOptions | undefined, d
 export function driftMs(ttlMs: number, driftFactor = 0.01): number {
   return Math.floor(ttlMs * driftFactor) + 2;
 }
+
+/** `limit` as a semaphore takes it: an integer from 1 to 2^31 - 1. */
+export function checkLimit(limit: unknown): number {
+  if (typeof limit !== 'number') throw invalidType(`limit must be a number, got ${limit === undefined ? 'none' : typeof limit}`);
+  if (!Number.isInteger(limit) || limit < 1 || limit > 0x7fffffff) throw outOfRange(`limit must be an integer >= 1, got ${String(limit)}`);
+  return limit;
+}

@@ -22,6 +22,7 @@ import { MAX_TIMER_MS, jitter, remaining } from '../abort.js';
 import { BaseLocker } from './base-locker.js';
 import { HeldLock, type LockOps } from './held-lock.js';
 import { DEFAULT_TTL_MS, checkPrefix, checkTtl, driftMs, resolveAcquire, type ResolvedAcquire } from './options.js';
+import type { Script } from '../resp/script.js';
 import { EXTEND, EXTEND_WITH_RECORD, QUEUE_ACQUIRE, QUEUE_RELEASE, redisKeys, type RedisKeys } from './redis-scripts.js';
 import { randomToken } from './token.js';
 import type { AcquireOptions, Lock, LockerOptions } from './types.js';
@@ -36,9 +37,43 @@ type Attempt = { lock: HeldLock; pttl?: undefined; headLeft?: undefined } | { lo
  */
 export const lockRecord: unique symbol = Symbol('wirelock.lockRecord');
 
-/** LockerOptions plus the internal {@link lockRecord} hook. */
+/**
+ * What a primitive on RedisLocker's queue does differently from the lock (RedisSemaphore): its keys,
+ * its three scripts, the arguments they take after the lock's own, and which release messages admit
+ * a waiter. The waiting, the clean-up and the held locks' life are the lock's.
+ */
+export interface QueueKind {
+  /** For error messages: the class the user made. */
+  name: string;
+  keys(prefix: string, key: string): RedisKeys;
+  /** KEYS lock, fence, queue, queue expiries; ARGV token, ttl, queue ttl, channel, ...extraArgs. Replies as QUEUE_ACQUIRE. */
+  acquire: Script;
+  /** KEYS as acquire; ARGV token, channel, ...extraArgs. */
+  release: Script;
+  /** KEYS lock; ARGV token, ttl. 1 extended, 0 expired, -1 stolen. */
+  extend: Script;
+  extraArgs: ReadonlyArray<string | number>;
+  /** Whether a (non-empty) release message admits the waiter holding `token`. */
+  admits(message: string, token: string): boolean;
+}
+
+/** For primitives built on this lock's queue (RedisSemaphore), not part of the public options. */
+export const queueKind: unique symbol = Symbol('wirelock.queueKind');
+
+const LOCK: QueueKind = {
+  name: 'RedisLocker',
+  keys: redisKeys,
+  acquire: QUEUE_ACQUIRE,
+  release: QUEUE_RELEASE,
+  extend: EXTEND,
+  extraArgs: [],
+  admits: (message, token) => message === token,
+};
+
+/** LockerOptions plus the internal {@link lockRecord} and {@link queueKind} hooks. */
 export interface RedisLockerInternalOptions extends LockerOptions {
   [lockRecord]?: (keys: RedisKeys) => string;
+  [queueKind]?: QueueKind;
 }
 
 /** One acquire's identity on the server: the key's names and the token it queues and locks under. */
@@ -58,16 +93,18 @@ export class RedisLocker extends BaseLocker {
   readonly #prefix: string;
   readonly #ttlMs: number;
   readonly #record: ((keys: RedisKeys) => string) | undefined;
+  readonly #kind: QueueKind;
   /** How the HeldLocks this locker hands out extend and release themselves (not public: see LockOps). */
   readonly #ops: LockOps = {
     extend: (lock, ttlMs, signal) => this.#extend(lock, ttlMs, signal),
-    release: async (lock) => void (await this.#release(redisKeys(this.#prefix, lock.key), lock.token)),
+    release: async (lock) => void (await this.#release(this.#kind.keys(this.#prefix, lock.key), lock.token)),
   };
 
   constructor(client: RedisClient, opts: LockerOptions = {}) {
     super('redis');
-    if (!(client instanceof RedisClient)) throw invalidType('RedisLocker needs a RedisClient');
     if (opts === null || typeof opts !== 'object') throw invalidType('locker options must be an object');
+    this.#kind = (opts as RedisLockerInternalOptions)[queueKind] ?? LOCK;
+    if (!(client instanceof RedisClient)) throw invalidType(`${this.#kind.name} needs a RedisClient`);
     this.#client = client;
     this.#record = (opts as RedisLockerInternalOptions)[lockRecord];
     this.#prefix = checkPrefix(opts.prefix ?? 'wirelock:');
@@ -116,7 +153,7 @@ export class RedisLocker extends BaseLocker {
   }
 
   #claim(key: string): Claim {
-    return { key, keys: redisKeys(this.#prefix, key), token: randomToken() };
+    return { key, keys: this.#kind.keys(this.#prefix, key), token: randomToken() };
   }
 
   /**
@@ -130,7 +167,7 @@ export class RedisLocker extends BaseLocker {
     let subscribed = false;
     let unsubscribe: (() => void) | undefined;
     const onRelease = (message: string | Buffer | null): void => {
-      if (message === null || message.length === 0 || String(message) === claim.token) wait.wake();
+      if (message === null || message.length === 0 || this.#kind.admits(String(message), claim.token)) wait.wake();
     };
     try {
       for (;;) {
@@ -204,9 +241,9 @@ export class RedisLocker extends BaseLocker {
     let reply: unknown;
     try {
       reply = await this.#client.evalScript(
-        QUEUE_ACQUIRE,
+        this.#kind.acquire,
         [keys.lock, keys.fence, keys.queue, keys.queueExpiry],
-        [token, ttl, queue ? ttl : 0, keys.channel],
+        [token, ttl, queue ? ttl : 0, keys.channel, ...this.#kind.extraArgs],
         { signal },
       );
     } catch (err) {
@@ -247,20 +284,20 @@ export class RedisLocker extends BaseLocker {
 
   #release(keys: RedisKeys, token: string, timeoutMs?: number): Promise<unknown> {
     return this.#client.evalScript(
-      QUEUE_RELEASE,
+      this.#kind.release,
       [keys.lock, keys.fence, keys.queue, keys.queueExpiry],
-      [token, keys.channel],
+      [token, keys.channel, ...this.#kind.extraArgs],
       timeoutMs === undefined ? undefined : { timeoutMs },
     );
   }
 
   async #extend(lock: HeldLock, ttlMs: number, signal?: AbortSignal): Promise<number> {
-    const keys = redisKeys(this.#prefix, lock.key);
+    const keys = this.#kind.keys(this.#prefix, lock.key);
     const sentAt = performance.now();
     const args = [lock.token, Math.ceil(ttlMs)];
     const result = this.#record
       ? await this.#client.evalScript(EXTEND_WITH_RECORD, [keys.lock, this.#record(keys)], args, { signal })
-      : await this.#client.evalScript(EXTEND, [keys.lock], args, { signal });
+      : await this.#client.evalScript(this.#kind.extend, [keys.lock], args, { signal });
     if (result === 1) return sentAt + ttlMs - driftMs(ttlMs);
     throw new LockLostError(lock.key, result === 0 ? 'expired' : 'stolen');
   }

@@ -192,6 +192,109 @@ return released`,
   4,
 );
 
+/*
+ * Semaphores (RedisSemaphore): the same queue and fence, with the lock's single holder replaced by a
+ * set of permits. For a semaphore named K under prefix P, in one slot:
+ *   P{K}:sem            ZSET token -> when that permit expires (server ms). The key itself lives as
+ *                       long as its longest permit; expired permits are dropped by every script run.
+ *   P{K}:sem:fence, P{K}:sem:queue, P{K}:sem:queue:exp, P{K}:sem:release   as for a lock
+ * A permit expires by the server's clock (TIME), never the client's: that is what the score is.
+ */
+
+/**
+ * KEYS[1] permits, KEYS[2] fence, KEYS[3] queue, KEYS[4] queue expiries; ARGV[1] token, ARGV[2] ttl ms,
+ * ARGV[3] how long our place in the queue lasts (0: do not queue), ARGV[4] channel, ARGV[5] limit.
+ * First come, first served: with F permits free, the first F waiters in the queue may take them, and a
+ * newcomer only if fewer than F wait. Granted: {1, fence}. Not granted: {0, ms until the soonest permit
+ * expires (-2 if one is free but promised to a waiter ahead of us), ms until the head's place lapses
+ * (-1 if no one else waits)}, the same shape as QUEUE_ACQUIRE's, so the waiting code is the lock's.
+ */
+export const SEMAPHORE_ACQUIRE = new Script(
+  `${nextFence(1)}
+${DROP_LAPSED}
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local free = tonumber(ARGV[5]) - redis.call('ZCARD', KEYS[1])
+local rank = redis.call('ZRANK', KEYS[3], ARGV[1])
+local ahead = rank or redis.call('ZCARD', KEYS[3])
+if free > 0 and ahead < free then
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+  if rank then
+    redis.call('ZREM', KEYS[3], ARGV[1])
+    redis.call('ZREM', KEYS[4], ARGV[1])
+  end
+  local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')[2]
+  redis.call('PEXPIRE', KEYS[1], string.format('%.0f', last - now))
+  return grant()
+end
+if ARGV[3] ~= '0' then
+  redis.call('ZADD', KEYS[3], 'NX', t[1] * 1000000 + t[2], ARGV[1])
+  redis.call('ZADD', KEYS[4], now + tonumber(ARGV[3]), ARGV[1])
+  local left = string.format('%.0f', redis.call('ZRANGE', KEYS[4], -1, -1, 'WITHSCORES')[2] - now)
+  redis.call('PEXPIRE', KEYS[3], left)
+  redis.call('PEXPIRE', KEYS[4], left)
+  head = head or ARGV[1]
+end
+if #lapsed > 0 and free > 0 then
+  local admit = redis.call('ZRANGE', KEYS[3], 0, free - 1)
+  if #admit > 0 then redis.call('PUBLISH', ARGV[4], table.concat(admit, ' ')) end
+end
+local soonest = -2
+if free <= 0 then soonest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2] - now end
+local headLeft = -1
+if head and head ~= ARGV[1] then
+  local lapses = redis.call('ZSCORE', KEYS[4], head)
+  if lapses then headLeft = tonumber(lapses) - now end
+end
+return {0, soonest, headLeft}`,
+  4,
+);
+
+/**
+ * KEYS as SEMAPHORE_ACQUIRE; ARGV[1] token, ARGV[2] channel, ARGV[3] limit.
+ * Takes our permit back (only ours: it is removed by its token) or our place in the queue, then names
+ * the waiters the free permits now admit, in one message of space-separated tokens, so only they send
+ * anything. 1 = a live permit was released; 0 = we held none (it had expired, or this was a wait).
+ */
+export const SEMAPHORE_RELEASE = new Script(
+  `${DROP_LAPSED}
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+local released = 0
+if score and tonumber(score) > now then released = 1 end
+if score then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+else
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  redis.call('ZREM', KEYS[4], ARGV[1])
+  head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local free = tonumber(ARGV[3]) - redis.call('ZCARD', KEYS[1])
+if head and free > 0 then
+  redis.call('PUBLISH', ARGV[2], table.concat(redis.call('ZRANGE', KEYS[3], 0, free - 1), ' '))
+end
+return released`,
+  4,
+);
+
+/**
+ * KEYS[1] permits; ARGV[1] token, ARGV[2] ttl ms. Moves our permit's expiry to now + ttl (server
+ * clock) if it is still live. 1 = extended; 0 = it is gone (expired, or released).
+ */
+export const SEMAPHORE_EXTEND = new Script(
+  `local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not score or tonumber(score) <= now then
+  if score then redis.call('ZREM', KEYS[1], ARGV[1]) end
+  return 0
+end
+redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[2]), ARGV[1])
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')[2]
+redis.call('PEXPIRE', KEYS[1], string.format('%.0f', last - now))
+return 1`,
+  1,
+);
+
 export interface RedisKeys {
   lock: string;
   fence: string;
@@ -201,7 +304,15 @@ export interface RedisKeys {
 }
 
 export function redisKeys(prefix: string, key: string): RedisKeys {
-  const lock = `${prefix}{${key}}`;
+  return keysUnder(`${prefix}{${key}}`);
+}
+
+/** A semaphore's keys: the lock's layout under `P{K}:sem`, so a lock and a semaphore of one name never share a key. */
+export function semaphoreKeys(prefix: string, key: string): RedisKeys {
+  return keysUnder(`${prefix}{${key}}:sem`);
+}
+
+function keysUnder(lock: string): RedisKeys {
   return { lock, fence: `${lock}:fence`, queue: `${lock}:queue`, queueExpiry: `${lock}:queue:exp`, channel: `${lock}:release` };
 }
 

@@ -72,3 +72,9 @@ export interface LockerOptions {
    */
   ttlMs?: number;
 }
+
+/** Options of a semaphore: a locker's, plus how many holders one key admits. */
+export interface SemaphoreOptions extends LockerOptions {
+  /** How many holders one key admits at once: an integer >= 1. Required. */
+  limit: number;
+}
