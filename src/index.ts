@@ -34,6 +34,7 @@ export { Script } from './resp/script.js';
 export type { Lock, Locker, AcquireOptions, LockerOptions } from './locks/types.js';
 export { RedisLocker } from './locks/redis-locker.js';
 export { RedisSemaphore } from './locks/redis-semaphore.js';
+export { RedisRWLock } from './locks/redis-rwlock.js';
 export type { SemaphoreOptions } from './locks/types.js';
 export { Redlock } from './locks/redlock.js';
 export type { RedlockOptions } from './locks/redlock.js';

@@ -295,6 +295,146 @@ return 1`,
   1,
 );
 
+/*
+ * Read-write locks (RedisRWLock): the queue and the fence again, with holders that are readers or a
+ * writer. For a lock named K under prefix P, in one slot:
+ *   P{K}:rw             ZSET "r:<token>" or "w:<token>" -> when that hold expires (server ms)
+ *   P{K}:rw:fence, P{K}:rw:queue (members "r:<token>", "w:<token>"), P{K}:rw:queue:exp, P{K}:rw:release
+ * One fence counter serves both modes, so a writer's fence is above every reader it waited for.
+ * Writer-preferring and FIFO: a request is granted only if nothing ahead of it in the queue would
+ * conflict with it, so a waiting writer stops every reader that comes after it.
+ */
+
+/** Lua: the live holders (after dropping expired ones): is a writer among them, and how many readers. */
+const RW_HOLDERS = `redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local writer, readers = false, 0
+for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if string.sub(m, 1, 1) == 'w' then writer = true else readers = readers + 1 end
+end`;
+
+/**
+ * Lua: the tokens the queue's head may take now, given the holders: the head writer when nothing is
+ * held, else the run of readers at the head when no writer holds; nobody while a writer holds.
+ */
+const RW_ADMISSIBLE = `local function admissible()
+  local admit = {}
+  if writer then return admit end
+  for _, m in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
+    if string.sub(m, 1, 1) == 'w' then
+      if #admit == 0 and readers == 0 then admit[1] = string.sub(m, 3) end
+      return admit
+    end
+    admit[#admit + 1] = string.sub(m, 3)
+  end
+  return admit
+end`;
+
+/**
+ * KEYS[1] holders, KEYS[2] fence, KEYS[3] queue, KEYS[4] queue expiries; ARGV[1] token, ARGV[2] ttl ms,
+ * ARGV[3] how long our place in the queue lasts (0: do not queue), ARGV[4] channel, ARGV[5] 'r' or 'w'.
+ * A writer is granted when nothing is held and no one waits ahead of it; a reader when no writer
+ * holds and no writer waits ahead of it. Replies as QUEUE_ACQUIRE: {1, fence}, or {0, ms until the
+ * soonest hold expires (-2 if none does: it is free but promised), ms until the head's place lapses}.
+ */
+export const RW_ACQUIRE = new Script(
+  `${nextFence(1)}
+${DROP_LAPSED}
+${RW_HOLDERS}
+${RW_ADMISSIBLE}
+local me = ARGV[5] .. ':' .. ARGV[1]
+local rank = redis.call('ZRANK', KEYS[3], me)
+local before = rank or redis.call('ZCARD', KEYS[3])
+local ahead = {}
+if before > 0 then ahead = redis.call('ZRANGE', KEYS[3], 0, before - 1) end
+local ok = not writer
+if ARGV[5] == 'w' then
+  ok = ok and readers == 0 and #ahead == 0
+else
+  for _, m in ipairs(ahead) do
+    if string.sub(m, 1, 1) == 'w' then ok = false break end
+  end
+end
+if ok then
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), me)
+  if rank then
+    redis.call('ZREM', KEYS[3], me)
+    redis.call('ZREM', KEYS[4], me)
+  end
+  local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')[2]
+  redis.call('PEXPIRE', KEYS[1], string.format('%.0f', last - now))
+  return grant()
+end
+if ARGV[3] ~= '0' then
+  redis.call('ZADD', KEYS[3], 'NX', t[1] * 1000000 + t[2], me)
+  redis.call('ZADD', KEYS[4], now + tonumber(ARGV[3]), me)
+  local left = string.format('%.0f', redis.call('ZRANGE', KEYS[4], -1, -1, 'WITHSCORES')[2] - now)
+  redis.call('PEXPIRE', KEYS[3], left)
+  redis.call('PEXPIRE', KEYS[4], left)
+  head = head or me
+end
+if #lapsed > 0 then
+  local admit = admissible()
+  if #admit > 0 then redis.call('PUBLISH', ARGV[4], table.concat(admit, ' ')) end
+end
+local soonest = -2
+if writer or readers > 0 then soonest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2] - now end
+local headLeft = -1
+if head and head ~= me then
+  local lapses = redis.call('ZSCORE', KEYS[4], head)
+  if lapses then headLeft = tonumber(lapses) - now end
+end
+return {0, soonest, headLeft}`,
+  4,
+);
+
+/**
+ * KEYS as RW_ACQUIRE; ARGV[1] token, ARGV[2] channel, ARGV[3] 'r' or 'w'.
+ * Takes our hold back (only ours: it is removed by its token) or our place in the queue, then names
+ * the waiters who may go now in one message of space-separated tokens. 1 = a live hold was released;
+ * 0 = none was (it had expired, or this was a wait).
+ */
+export const RW_RELEASE = new Script(
+  `${DROP_LAPSED}
+local me = ARGV[3] .. ':' .. ARGV[1]
+local score = redis.call('ZSCORE', KEYS[1], me)
+local released = 0
+if score and tonumber(score) > now then released = 1 end
+if score then
+  redis.call('ZREM', KEYS[1], me)
+else
+  redis.call('ZREM', KEYS[3], me)
+  redis.call('ZREM', KEYS[4], me)
+end
+${RW_HOLDERS}
+${RW_ADMISSIBLE}
+local admit = admissible()
+if #admit > 0 then redis.call('PUBLISH', ARGV[2], table.concat(admit, ' ')) end
+return released`,
+  4,
+);
+
+/**
+ * KEYS[1] holders; ARGV[1] token, ARGV[2] ttl ms. Moves our hold's expiry (read or write, whichever
+ * the token holds) to now + ttl by the server's clock, if it is still live. 1 = extended; 0 = gone.
+ */
+export const RW_EXTEND = new Script(
+  `local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+for _, mode in ipairs({'w', 'r'}) do
+  local me = mode .. ':' .. ARGV[1]
+  local score = redis.call('ZSCORE', KEYS[1], me)
+  if score and tonumber(score) > now then
+    redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[2]), me)
+    local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')[2]
+    redis.call('PEXPIRE', KEYS[1], string.format('%.0f', last - now))
+    return 1
+  end
+  if score then redis.call('ZREM', KEYS[1], me) end
+end
+return 0`,
+  1,
+);
+
 export interface RedisKeys {
   lock: string;
   fence: string;
@@ -310,6 +450,11 @@ export function redisKeys(prefix: string, key: string): RedisKeys {
 /** A semaphore's keys: the lock's layout under `P{K}:sem`, so a lock and a semaphore of one name never share a key. */
 export function semaphoreKeys(prefix: string, key: string): RedisKeys {
   return keysUnder(`${prefix}{${key}}:sem`);
+}
+
+/** A read-write lock's keys: the lock's layout under `P{K}:rw`. */
+export function rwKeys(prefix: string, key: string): RedisKeys {
+  return keysUnder(`${prefix}{${key}}:rw`);
 }
 
 function keysUnder(lock: string): RedisKeys {
