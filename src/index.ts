@@ -59,6 +59,7 @@ export type { SessionOptions } from './locks/etcd-session.js';
 export { Mutex } from './locks/etcd-mutex.js';
 export type { MutexLockOptions } from './locks/etcd-mutex.js';
 export { EtcdLocker, ownerCompare } from './locks/etcd-locker.js';
+export { EtcdSemaphore } from './locks/etcd-semaphore.js';
 
 export type { Election, Leader, Leadership, CampaignOptions, ObserveOptions } from './locks/election.js';
 export type { MetricsSnapshot } from './metrics.js';

@@ -21,14 +21,14 @@
  */
 import { EtcdClient } from '../etcdrpc/client.js';
 import { lockChannels } from '../diagnostics.js';
-import { isTransientEtcdError, wasNotApplied } from '../etcdrpc/status.js';
+import { isTransientEtcdError } from '../etcdrpc/status.js';
 import type { Compare } from '../etcdrpc/types.js';
-import { noop, onAbort, raceAbort } from '../abort.js';
-import { LockLostError, LockTimeoutError, SessionExpiredError, invalidType } from '../errors.js';
+import { noop, raceAbort } from '../abort.js';
+import { LockLostError, LockTimeoutError, invalidType } from '../errors.js';
 import { BaseLocker } from './base-locker.js';
-import { HeldLock, type LockOps } from './held-lock.js';
-import { Session, ttlSeconds } from './etcd-session.js';
-import { deleteOwnKey, enqueue, ownsKey, removeOwnKey, waitTurn, type QueueEntry } from './etcd-queue.js';
+import { HeldLock } from './held-lock.js';
+import { EtcdHold, SessionPool, abandonAttempt, endAttempt, type Attempt } from './etcd-attempts.js';
+import { deleteOwnKey, enqueue, ownsKey, waitTurn } from './etcd-queue.js';
 import { DEFAULT_TTL_MS, checkTtl, resolveAcquire, type ResolvedAcquire } from './options.js';
 import type { AcquireOptions, Lock, LockerOptions } from './types.js';
 import { gaveUp, type Wait } from './waiting.js';
@@ -48,62 +48,6 @@ interface Turn {
   readonly start: number;
 }
 
-/** One attempt's key, and the session it stands on. */
-interface Attempt {
-  readonly entry: QueueEntry;
-  readonly session: Session;
-  /** The session is this lock's own (autoExtend: false): it is revoked when the lock ends. */
-  readonly ownSession: boolean;
-  /** Uncounts this attempt as a user of a shared session (see #join). */
-  readonly leave: () => void;
-}
-
-/**
- * What a HeldLock needs from etcd: renewals through the session, release by the guarded delete.
- * The release deletes the key first and lets the key's next local acquire go after: that acquire
- * reuses the same etcd key (same session), and must not find the old one still there (it would take
- * it over, fence and all). A failed delete is retried in the background until it succeeds or the
- * session ends; only then does the next local acquire go.
- */
-class EtcdHold implements LockOps {
-  readonly #attempt: Attempt;
-  readonly #rev: bigint;
-  /** Lets the key's next local acquire go. */
-  readonly #passTurn: () => void;
-  #finished: Promise<void> | undefined;
-
-  constructor(attempt: Attempt, rev: bigint, passTurn: () => void) {
-    this.#attempt = attempt;
-    this.#rev = rev;
-    this.#passTurn = passTurn;
-  }
-
-  async extend(lock: HeldLock): Promise<number> {
-    try {
-      // etcd renews a lease to its granted TTL: a different ttlMs cannot change it.
-      return await this.#attempt.session.keepAliveOnce();
-    } catch (err) {
-      if (err instanceof SessionExpiredError) throw new LockLostError(lock.key, 'session-expired', { cause: err });
-      throw err;
-    }
-  }
-
-  release(): Promise<void> {
-    const done = (): Promise<void> => endAttempt(this.#attempt).then(this.#passTurn);
-    this.#finished ??= deleteOwnKey(this.#attempt.entry, this.#rev).then(done, (err: unknown) => {
-      void removeOwnKey(this.#attempt.entry, this.#rev).then(done);
-      throw err;
-    });
-    return this.#finished;
-  }
-}
-
-/** The attempt's user of its session is done; an own session is revoked (which deletes its key). */
-async function endAttempt(a: Attempt): Promise<void> {
-  a.leave();
-  if (a.ownSession) await a.session.close().catch(noop);
-}
-
 /**
  * The Locker interface over etcd's lock recipe: lock `key` is the etcd lock `<prefix><key>`, so it
  * excludes `etcdctl lock` and Go's `concurrency.Mutex` on the same name. Locks of one TTL share one
@@ -113,12 +57,10 @@ export class EtcdLocker extends BaseLocker {
   readonly #client: EtcdClient;
   readonly #prefix: string;
   readonly #ttlMs: number;
-  /** The shared session per TTL (in seconds), or its creation in flight. */
-  readonly #sessions = new Map<number, Promise<Session>>();
+  /** The shared sessions, one per TTL. */
+  readonly #sessions: SessionPool;
   /** Per key, the end of the local queue of acquires through this locker. */
   readonly #turns = new Map<string, Promise<void>>();
-  /** Acquires and holds using each shared session, so an uncertain one is revoked when its last user leaves. */
-  readonly #users = new Map<Session, number>();
 
   constructor(client: EtcdClient, opts: LockerOptions = {}) {
     super('etcd');
@@ -127,6 +69,7 @@ export class EtcdLocker extends BaseLocker {
     const prefix = opts.prefix ?? 'wirelock/';
     if (typeof prefix !== 'string') throw invalidType('prefix must be a string');
     this.#client = client;
+    this.#sessions = new SessionPool(client);
     this.#prefix = prefix;
     this.#ttlMs = checkTtl('ttlMs', opts.ttlMs ?? DEFAULT_TTL_MS);
   }
@@ -180,9 +123,7 @@ export class EtcdLocker extends BaseLocker {
   override async close(): Promise<void> {
     if (this.closed) return;
     await super.close();
-    const sessions = [...this.#sessions.values()];
-    this.#sessions.clear();
-    await Promise.allSettled(sessions.map((p) => p.then((s) => s.close())));
+    await this.#sessions.close();
   }
 
   /**
@@ -230,39 +171,16 @@ export class EtcdLocker extends BaseLocker {
         if (wait.signal.aborted) throw wait.signal.reason; // granted after the wait ended: give it back
       }
     } catch (err) {
-      turn.cleaned = this.#abandon(a, rev, err);
+      turn.cleaned = abandonAttempt(a, rev, err);
       throw err;
     }
     return this.#hold(a, rev, turn, wait?.attempts ?? 1);
   }
 
   /** The session (shared per TTL, or the lock's own) and the key this attempt writes. */
-  async #begin(key: string, o: ResolvedAcquire, signal: AbortSignal | undefined): Promise<Attempt> {
-    const ownSession = !o.autoExtend;
-    const session = ownSession
-      ? await Session.create(this.#client, { ttlMs: ttlSeconds(o.ttlMs) * 1000, keepAlive: false, signal })
-      : await this.#sharedSession(ttlSeconds(o.ttlMs), signal);
+  #begin(key: string, o: ResolvedAcquire, signal: AbortSignal | undefined): Promise<Attempt> {
     const name = this.#prefix + key;
-    const entry: QueueEntry = { client: this.#client, session, name: key, key: `${name}/${session.leaseHex}`, aheadPrefix: name };
-    return { entry, session, ownSession, leave: ownSession ? noop : this.#join(session) };
-  }
-
-  /**
-   * Takes back what a failed attempt may have left: its key (`rev`, or unknown if the enqueue's outcome
-   * is). A key that could not be deleted at once, or may land later, marks the session uncertain: no
-   * new locks use it, and it is revoked when its last lock ends.
-   */
-  async #abandon(a: Attempt, rev: bigint | undefined, err: unknown): Promise<void> {
-    // No revision: the enqueue failed. Refused before it ran, it left nothing; otherwise it may have.
-    const mayHaveKey = rev !== undefined || !wasNotApplied(err);
-    if (!a.ownSession && mayHaveKey) {
-      const deleted = rev !== undefined && (await deleteOwnKey(a.entry, rev).then(() => true, () => false));
-      if (!deleted) {
-        a.session.markUncertain();
-        await removeOwnKey(a.entry, rev);
-      }
-    }
-    await endAttempt(a); // an own session is revoked, which deletes its key
+    return this.#sessions.begin(o, signal, (session) => ({ client: this.#client, session, name: key, key: `${name}/${session.leaseHex}`, aheadPrefix: name }));
   }
 
   /** The lock is ours: a HeldLock that follows the session (renewals move validUntil; its end is a loss). */
@@ -298,47 +216,6 @@ export class EtcdLocker extends BaseLocker {
     }
     return this.handOut(lock);
   }
-  /** The shared session for this TTL: the live one, or a new one if there is none (or it was lost). */
-  async #sharedSession(ttl: number, signal: AbortSignal | undefined): Promise<Session> {
-    const existing = this.#sessions.get(ttl);
-    if (existing) {
-      const session = await raceAbort(existing, signal).catch((err) => {
-        if (signal?.aborted) throw err;
-        return undefined; // its creation failed: make another
-      });
-      if (session && !session.signal.aborted && !session.uncertain) return session;
-      if (this.#sessions.get(ttl) === existing) this.#sessions.delete(ttl);
-    }
-    const created = Session.create(this.#client, { ttlMs: ttl * 1000 });
-    this.#sessions.set(ttl, created);
-    const forget = (): void => {
-      if (this.#sessions.get(ttl) === created) this.#sessions.delete(ttl);
-    };
-    created.then((s) => onAbort(s.signal, forget), forget);
-    return raceAbort(created, signal);
-  }
-
-  /**
-   * Counts a user of a shared session; the returned function (call it once) uncounts it. A session
-   * marked uncertain (a lock Txn under it had an unknown outcome: a key may land under its lease
-   * later) gets no new users, and is revoked when its last user leaves, which removes any such key.
-   */
-  #join(session: Session): () => void {
-    this.#users.set(session, (this.#users.get(session) ?? 0) + 1);
-    let left = false;
-    return () => {
-      if (left) return;
-      left = true;
-      const n = (this.#users.get(session) ?? 1) - 1;
-      if (n > 0) this.#users.set(session, n);
-      else this.#users.delete(session);
-      if (session.uncertain) {
-        for (const [ttl, p] of this.#sessions) void p.then((s) => s === session && this.#sessions.get(ttl) === p && this.#sessions.delete(ttl), noop);
-        if (n <= 0) void session.close().catch(noop);
-      }
-    };
-  }
-
   /**
    * Waits for the key's earlier local acquires to end. Resolves with this acquire's turn; an abort
    * while waiting passes it at once (the next one still waits for the earlier ones).
