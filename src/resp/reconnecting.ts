@@ -20,6 +20,8 @@ export interface ReconnectingHooks {
   onPush?: (channel: string, message: string | Buffer) => void;
   /** Runs on each new connection after the handshake, before commands flow (e.g. re-SUBSCRIBE). */
   onConnect?: (conn: RespConnection, reconnected: boolean) => Promise<void>;
+  /** Whether the first connect, without a password, PINGs to find out that one is needed (checkNoAuth). Default true. */
+  askForPassword?: boolean;
 }
 
 /**
@@ -143,7 +145,7 @@ export class ReconnectingConnection {
         await conn.send(o.username !== undefined ? ['AUTH', o.username, o.password] : ['AUTH', o.password]);
       }
       if (o.db !== 0) await conn.send(['SELECT', o.db]);
-      else if (o.password === undefined && !reconnected) await checkNoAuth(conn, o.connectTimeoutMs);
+      else if (o.password === undefined && !reconnected && this.#hooks.askForPassword !== false) await checkNoAuth(conn, o.connectTimeoutMs);
       await this.#hooks.onConnect?.(conn, reconnected);
     } catch (err) {
       conn.destroy();

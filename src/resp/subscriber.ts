@@ -45,6 +45,8 @@ export class Subscriber {
     this.#link = new ReconnectingConnection(opts, {
       onPush: (channel, message) => this.#deliver(channel, message),
       onConnect: (conn, reconnected) => (reconnected ? this.#resubscribe(conn) : Promise.resolve()),
+      // The client's command connection asked already, at connect(): a waiter's first SUBSCRIBE need not wait for a PING.
+      askForPassword: false,
     });
   }
 
