@@ -60,6 +60,7 @@ export { Mutex } from './locks/etcd-mutex.js';
 export type { MutexLockOptions } from './locks/etcd-mutex.js';
 export { EtcdLocker, ownerCompare } from './locks/etcd-locker.js';
 export { EtcdSemaphore } from './locks/etcd-semaphore.js';
+export { EtcdRWLock } from './locks/etcd-rwlock.js';
 
 export type { Election, Leader, Leadership, CampaignOptions, ObserveOptions } from './locks/election.js';
 export type { MetricsSnapshot } from './metrics.js';

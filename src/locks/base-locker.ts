@@ -2,13 +2,13 @@
  * What every Locker does the same way: `using()`, tracking held locks so `close()` can release them,
  * running waits through the one waiting engine, and refusing locks once the locker is closed.
  */
-import { ClosedError, LockLostError, invalidType } from '../errors.js';
+import { ClosedError, LockLostError, LockTimeoutError, invalidType } from '../errors.js';
 import type { LockBackend } from '../diagnostics.js';
 import type { AcquireOptions, Lock, Locker } from './types.js';
 import { HeldLock } from './held-lock.js';
 import { noop, sharedController } from '../abort.js';
 import type { ResolvedAcquire } from './options.js';
-import { waitFor, type Wait } from './waiting.js';
+import { gaveUp, waitFor, type Wait } from './waiting.js';
 
 /** The part every Locker shares: using(), close() and the bookkeeping of held locks. Not exported from the package. */
 export abstract class BaseLocker implements Locker {
@@ -95,5 +95,18 @@ export abstract class BaseLocker implements Locker {
   ): Promise<L> {
     const init = { key, start, waitTimeoutMs: o.waitTimeoutMs, signal: o.signal, closing: this.closing.signal, timeoutError, backend: this.backend };
     return waitFor(init, loop, (lock) => lock.release());
+  }
+
+  /**
+   * @internal
+   * `waitTimeoutMs: 0`: one attempt, run outside the waiting engine (a 0 ms deadline would cancel it
+   * while on the wire). Held elsewhere is a LockTimeoutError; either way the give-up is published.
+   */
+  protected async onlyOnce(key: string, start: number, o: ResolvedAcquire, attempt: () => Promise<Lock | null>): Promise<Lock> {
+    const lock = await attempt().catch((err: unknown) => {
+      throw gaveUp(this.backend, key, start, o.signal, err);
+    });
+    if (lock) return lock;
+    throw gaveUp(this.backend, key, start, o.signal, new LockTimeoutError(key, performance.now() - start));
   }
 }

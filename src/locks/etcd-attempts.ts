@@ -10,13 +10,14 @@
  *   which removes any such key.
  */
 import type { EtcdClient } from '../etcdrpc/client.js';
-import { wasNotApplied } from '../etcdrpc/status.js';
+import { isTransientEtcdError, wasNotApplied } from '../etcdrpc/status.js';
 import { noop, onAbort, raceAbort } from '../abort.js';
 import { LockLostError, SessionExpiredError } from '../errors.js';
 import type { HeldLock, LockOps } from './held-lock.js';
 import { Session, ttlSeconds } from './etcd-session.js';
 import { deleteOwnKey, removeOwnKey, type QueueEntry } from './etcd-queue.js';
 import type { ResolvedAcquire } from './options.js';
+import type { Wait } from './waiting.js';
 
 /** One attempt's key, and the session it stands on. */
 export interface Attempt {
@@ -158,5 +159,23 @@ export class EtcdHold implements LockOps {
       throw err;
     });
     return this.#finished;
+  }
+}
+
+/**
+ * Calls `call` until it answers. Inside a wait, an unreachable or slow cluster is retried (backing
+ * off) until the wait ends, and the attempt keeps its key, so its place in line; errors etcd gives on
+ * purpose (permission, bad argument) are not retried. Without a wait (one attempt) a failure is final.
+ */
+export async function persist<T>(wait: Wait | undefined, call: () => Promise<T>): Promise<T> {
+  for (;;) {
+    try {
+      const answer = await call();
+      wait?.answered();
+      return answer;
+    } catch (err) {
+      if (!wait || wait.signal.aborted || !isTransientEtcdError(err)) throw err;
+      await wait.backoff(err, { baseMs: 100 });
+    }
   }
 }

@@ -24,14 +24,14 @@ import { lockChannels } from '../diagnostics.js';
 import { isTransientEtcdError } from '../etcdrpc/status.js';
 import type { Compare } from '../etcdrpc/types.js';
 import { noop, raceAbort } from '../abort.js';
-import { LockLostError, LockTimeoutError, invalidType } from '../errors.js';
+import { LockLostError, invalidType } from '../errors.js';
 import { BaseLocker } from './base-locker.js';
 import { HeldLock } from './held-lock.js';
 import { EtcdHold, SessionPool, abandonAttempt, endAttempt, type Attempt } from './etcd-attempts.js';
 import { deleteOwnKey, enqueue, ownsKey, waitTurn } from './etcd-queue.js';
 import { DEFAULT_TTL_MS, checkTtl, resolveAcquire, type ResolvedAcquire } from './options.js';
 import type { AcquireOptions, Lock, LockerOptions } from './types.js';
-import { gaveUp, type Wait } from './waiting.js';
+import type { Wait } from './waiting.js';
 
 /** The compare that makes a Txn apply only while `lock` (from an EtcdLocker) is still held. */
 export function ownerCompare(lock: Lock): Compare {
@@ -89,14 +89,7 @@ export class EtcdLocker extends BaseLocker {
     const o = resolveAcquire(key, opts, this.#ttlMs);
     this.checkOpen();
     const start = performance.now();
-    if (o.waitTimeoutMs === 0) {
-      // One attempt (a 0 ms deadline would otherwise cancel it while on the wire), as for Redis.
-      const lock = await this.tryAcquire(key, opts).catch((err: unknown) => {
-        throw gaveUp(this.backend, key, start, o.signal, err);
-      });
-      if (lock) return lock;
-      throw gaveUp(this.backend, key, start, o.signal, new LockTimeoutError(key, performance.now() - start));
-    }
+    if (o.waitTimeoutMs === 0) return this.onlyOnce(key, start, o, () => this.tryAcquire(key, opts));
     return this.waitFor(key, start, o, (wait) => this.#waitLock(wait, key, o));
   }
 

@@ -40,19 +40,18 @@
  * watches from the enqueue's revision + 1: exact, and a late event only delays the news of a loss.
  */
 import { EtcdClient } from '../etcdrpc/client.js';
-import { isTransientEtcdError } from '../etcdrpc/status.js';
 import { WatchFilter, type Event, type KeyValue, type ResponseHeader } from '../etcdrpc/types.js';
 import type { Watcher } from '../etcdrpc/watch.js';
 import { lockChannels } from '../diagnostics.js';
 import { noop } from '../abort.js';
-import { LockLostError, LockTimeoutError, WatchCompactedError, invalidType } from '../errors.js';
+import { LockLostError, WatchCompactedError, invalidType } from '../errors.js';
 import { BaseLocker } from './base-locker.js';
 import { HeldLock } from './held-lock.js';
-import { EtcdHold, SessionPool, abandonAttempt, endAttempt, type Attempt } from './etcd-attempts.js';
+import { EtcdHold, SessionPool, abandonAttempt, endAttempt, persist, type Attempt } from './etcd-attempts.js';
 import { deleteOwnKey, lost, ownsKey, prefixRange, whyKeyDeleted, type QueueEntry } from './etcd-queue.js';
 import { DEFAULT_TTL_MS, checkLimit, checkTtl, resolveAcquire, type ResolvedAcquire } from './options.js';
 import type { AcquireOptions, Lock, SemaphoreOptions } from './types.js';
-import { gaveUp, type Wait } from './waiting.js';
+import type { Wait } from './waiting.js';
 
 const EMPTY = Buffer.alloc(0);
 const ONLY_DELETES = [WatchFilter.NOPUT];
@@ -85,24 +84,6 @@ async function check(e: QueueEntry, rev: bigint, signal: AbortSignal | undefined
   const older = { ...prefixRange(e.aheadPrefix), keys_only: true, max_create_revision: rev - 1n };
   const res = await e.client.txn({ compare: [ownsKey(e.key, rev)], success: [{ request_range: older }] }, { idempotent: true, signal });
   return res.succeeded ? { rev, header: res.header, older: res.responses[0]!.response_range!.kvs } : null;
-}
-
-/**
- * Calls `call` until it answers. Inside a wait, an unreachable or slow cluster is retried (backing
- * off) until the wait ends, and the attempt keeps its key, so its place in line; errors etcd gives on
- * purpose (permission, bad argument) are not retried. Without a wait (one attempt) a failure is final.
- */
-async function persist<T>(wait: Wait | undefined, call: () => Promise<T>): Promise<T> {
-  for (;;) {
-    try {
-      const answer = await call();
-      wait?.answered();
-      return answer;
-    } catch (err) {
-      if (!wait || wait.signal.aborted || !isTransientEtcdError(err)) throw err;
-      await wait.backoff(err, { baseMs: 100 });
-    }
-  }
 }
 
 /**
@@ -297,14 +278,7 @@ export class EtcdSemaphore extends BaseLocker {
     const o = resolveAcquire(key, opts, this.#ttlMs);
     this.checkOpen();
     const start = performance.now();
-    if (o.waitTimeoutMs === 0) {
-      // One attempt (a 0 ms deadline would otherwise cancel it while on the wire), as EtcdLocker does.
-      const permit = await this.tryAcquire(key, opts).catch((err: unknown) => {
-        throw gaveUp(this.backend, key, start, o.signal, err);
-      });
-      if (permit) return permit;
-      throw gaveUp(this.backend, key, start, o.signal, new LockTimeoutError(key, performance.now() - start));
-    }
+    if (o.waitTimeoutMs === 0) return this.onlyOnce(key, start, o, () => this.tryAcquire(key, opts));
     return this.waitFor(key, start, o, async (wait) => (await this.#permit(key, o, start, wait))!);
   }
 

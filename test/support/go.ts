@@ -6,6 +6,8 @@
  *   await go.next(/^leader /);                                                    // it leads
  *   await go.stop();
  *
+ * `startGoRWMutex({ endpoints, name })` runs test/go/rwmutex (recipe.RWMutex) the same way.
+ *
  * The programs build in GOPATH mode against Debian's etcd 3.4 sources (golang-etcd-server-dev), so no
  * module download and no network: missing Go or sources is an Error saying what to install, and the
  * test fails. The build cache lives in the OS temp dir and outlives the process, so only the first run
@@ -70,10 +72,11 @@ async function compile(dir: string): Promise<string> {
   return binary;
 }
 
-export interface GoElectionOptions {
+/** How to start a Go program: which etcd, which name, which session TTL. */
+export interface GoProgramOptions {
   /** etcd client URLs (`http://127.0.0.1:P`) or `host:port`s. */
   endpoints: string[];
-  /** The election's key prefix, without the trailing `/`. */
+  /** The election's or lock's name: the key prefix, without the trailing `/`. */
   name: string;
   /** Session TTL in seconds. Default 5 (the program's default). */
   ttl?: number;
@@ -86,6 +89,14 @@ export interface NextOptions {
 
 type Match = RegExp | ((line: string) => boolean);
 
+/** The first line every program prints, once its session exists. */
+const READY = /^ready [0-9a-f]+$/;
+
+/** The flags every program takes. */
+function programArgs(opts: GoProgramOptions): string[] {
+  return ['-endpoints', opts.endpoints.join(','), '-name', opts.name, '-ttl', String(opts.ttl ?? 5)];
+}
+
 /** Candidates still running, killed if the test process exits without stopping them. */
 const live = new Set<ChildProcess>();
 process.on('exit', () => {
@@ -93,24 +104,24 @@ process.on('exit', () => {
 });
 
 /**
- * A running `test/go/election`: etcd's concurrency.Election behind the line protocol documented in
- * test/go/election/main.go. Replies and events are both stdout lines; `next` takes them in order.
+ * A running Go program behind a line protocol (documented in its main.go): commands on stdin, replies
+ * and events both as stdout lines, which `next` takes in order.
  */
-export class GoElection {
-  readonly name: string;
+export class GoProgram {
+  /** What the program is, for error messages (`go election "e"`). */
+  readonly label: string;
   readonly #child: ChildProcess;
   readonly #exited: Promise<void>;
   readonly #lines: string[] = [];
   /** Lines no `next` has taken yet. */
   readonly #unread: string[] = [];
   readonly #waiters: Array<{ match: Match; resolve(line: string): void }> = [];
-  #lease = '';
   #stderr = '';
   #exit: string | null = null;
 
-  private constructor(child: ChildProcess, name: string) {
+  protected constructor(child: ChildProcess, label: string) {
     this.#child = child;
-    this.name = name;
+    this.label = label;
     child.stderr!.on('data', (chunk: Buffer) => {
       if (this.#stderr.length < 64 * 1024) this.#stderr += chunk.toString();
     });
@@ -132,24 +143,19 @@ export class GoElection {
     void this.#exited.then(() => live.delete(child));
   }
 
-  /** Builds the program if this process has not yet, starts it, and resolves once its session exists. */
-  static async start(opts: GoElectionOptions): Promise<GoElection> {
-    const binary = await buildGoProgram('election');
-    const args = ['-endpoints', opts.endpoints.join(','), '-name', opts.name, '-ttl', String(opts.ttl ?? 5)];
-    const candidate = new GoElection(spawn(binary, args, { stdio: ['pipe', 'pipe', 'pipe'] }), opts.name);
+  /**
+   * Builds test/go/<dir> if this process has not yet, starts it with `args` through `make`, and
+   * resolves with it and its `ready <lease hex>` line (the program is killed if none comes).
+   */
+  protected static async launch<P extends GoProgram>(dir: string, args: string[], make: (child: ChildProcess) => P): Promise<[P, string]> {
+    const binary = await buildGoProgram(dir);
+    const program = make(spawn(binary, args, { stdio: ['pipe', 'pipe', 'pipe'] }));
     try {
-      const ready = await candidate.next(/^ready [0-9a-f]+$/);
-      candidate.#lease = ready.slice('ready '.length);
+      return [program, await program.next(READY)];
     } catch (err) {
-      candidate.kill('SIGKILL');
+      program.kill('SIGKILL');
       throw err;
     }
-    return candidate;
-  }
-
-  /** The session's lease in hex, as it ends the candidate's key (`<name>/<lease>`). */
-  get lease(): string {
-    return this.#lease;
   }
 
   /** Writes one command line. Throws if the program has exited. */
@@ -218,11 +224,58 @@ export class GoElection {
   #error(message: string): Error {
     const stdout = this.#lines.slice(-20).join('\n') || '(none)';
     const stderr = this.#stderr.slice(-4000) || '(none)';
-    return new Error(`go election ${JSON.stringify(this.name)}: ${message}\nstdout so far:\n${stdout}\nstderr so far:\n${stderr}`);
+    return new Error(`${this.label}: ${message}\nstdout so far:\n${stdout}\nstderr so far:\n${stderr}`);
   }
 }
 
-export function startGoElection(opts: GoElectionOptions): Promise<GoElection> {
+/** A running `test/go/election`: etcd's concurrency.Election behind the line protocol of test/go/election/main.go. */
+export class GoElection extends GoProgram {
+  readonly name: string;
+  #lease = '';
+
+  private constructor(child: ChildProcess, name: string) {
+    super(child, `go election ${JSON.stringify(name)}`);
+    this.name = name;
+  }
+
+  /** Builds the program if this process has not yet, starts it, and resolves once its session exists. */
+  static async start(opts: GoProgramOptions): Promise<GoElection> {
+    const [candidate, ready] = await GoProgram.launch('election', programArgs(opts), (child) => new GoElection(child, opts.name));
+    candidate.#lease = ready.slice('ready '.length);
+    return candidate;
+  }
+
+  /** The session's lease in hex, as it ends the candidate's key (`<name>/<lease>`). */
+  get lease(): string {
+    return this.#lease;
+  }
+}
+
+/**
+ * A running `test/go/rwmutex`: etcd's contrib/recipes RWMutex behind the line protocol of
+ * test/go/rwmutex/main.go (`rlock` / `lock` answer `rlocked|locked <key> <createRevision>` once held).
+ */
+export class GoRWMutex extends GoProgram {
+  /** The lock's name: its keys are `<name>/read/<ns>` and `<name>/write/<ns>`. */
+  readonly name: string;
+
+  private constructor(child: ChildProcess, name: string) {
+    super(child, `go rwmutex ${JSON.stringify(name)}`);
+    this.name = name;
+  }
+
+  /** Builds the program if this process has not yet, starts it, and resolves once its session exists. */
+  static async start(opts: GoProgramOptions): Promise<GoRWMutex> {
+    const [rw] = await GoProgram.launch('rwmutex', programArgs(opts), (child) => new GoRWMutex(child, opts.name));
+    return rw;
+  }
+}
+
+export function startGoRWMutex(opts: GoProgramOptions): Promise<GoRWMutex> {
+  return GoRWMutex.start(opts);
+}
+
+export function startGoElection(opts: GoProgramOptions): Promise<GoElection> {
   return GoElection.start(opts);
 }
 
