@@ -9,7 +9,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { startEtcd, startRedis, startRedisNodes } from '../src/testing/servers.js';
-import { etcdLibraries, rawIoredis, redlockLibraries, singleRedisLibraries, type Library } from './lib/adapters.js';
+import { etcdLibraries, rawIoredis, redlockLibraries, rwLibraries, semaphoreLibraries, singleRedisLibraries, type Library } from './lib/adapters.js';
 import { contended, manyKeys, uncontended, waiterScale, type ContendedResult } from './lib/scenarios.js';
 import { countingRedisProxy, etcdMessages } from './lib/counters.js';
 import { markdownTable, writeOutputs, type Row, type Section } from './lib/report.js';
@@ -208,6 +208,38 @@ async function main(): Promise<void> {
         notes: ['Heap is measured after two forced GCs, before and after taking the locks. RSS is the looser figure: it also counts space V8 and the allocator reserve for later. One part is fixed, not per lock: V8\'s young generation grew by about 16 MiB during the burst of acquisitions (1.7 KB of each lock\'s RSS at 10k locks, measured with v8.getHeapSpaceStatistics). An etcd lock is a HeldLock on a shared session (the queue functions of etcd-queue.ts, no Mutex object), with no AbortSignal until someone reads `signal`; a held lock keeps the process alive through a shared counter, not a closure of its own.'],
       });
       print(sections.at(-1)!);
+    }
+    if (want('9')) {
+      log('9. semaphore, limit 4, 16 workers');
+      const proxy = await countingRedisProxy(redis);
+      proxies.push(proxy);
+      const r = await alternate(semaphoreLibraries(redis.url, 4), (lib) => contended(lib, { workers: 16, seconds: P.contendedS, limit: 4 }));
+      for (const lib of quick ? [] : r.keys()) {
+        const viaProxy = semaphoreLibraries(proxy.url, 4).find((l) => l.name === lib.name)!;
+        const counted = await contended(viaProxy, { workers: 16, seconds: P.contendedS, limit: 4, serverOps: async () => proxy.commands() });
+        for (const res of r.get(lib)!) res.serverOpsPerHandoff = counted.serverOpsPerHandoff;
+      }
+      sections.push({
+        id: '9', title: 'Semaphore: limit 4, 16 workers, one key, hold 1 ms, think 0–2 ms, one Redis', columns: ['acq/s', 'wait p50 ms', 'wait p99 ms', 'wait max ms', 'min/worker', 'max/worker', 'violations', 'commands/handoff', 'p99 gain'],
+        higherIsBetter: true, rows: contendedRows(r, 'commands/handoff'), target: 'report (issue 14): throughput, p99 wait and commands per handoff against redis-semaphore',
+        notes: [
+          'violations: grants while 4 already held, seen by the workers (0 expected). commands/handoff: commands clients sent per acquisition, counted by a RESP-parsing proxy on a separate pass (--quick skips it).',
+          'wirelock\'s waiters queue and are named by the release that admits them. redis-semaphore polls: each waiter retries every retryInterval (10 ms by default) until it gets a permit.',
+        ],
+      });
+      print(sections.at(-1)!);
+    }
+    if (want('10')) {
+      log('10. read-write lock, 16 workers, read-heavy and write-heavy');
+      for (const [id, share, label] of [['10a', 0.9, 'read-heavy: 90% reads'], ['10b', 0.1, 'write-heavy: 10% reads']] as const) {
+        const r = await alternate(rwLibraries(redis.url), (lib) => contended(lib, { workers: 16, seconds: P.contendedS, readShare: share }));
+        sections.push({
+          id, title: `Read-write lock, ${label}: 16 workers, one key, hold 1 ms, think 0–2 ms, one Redis`, columns: ['acq/s', 'wait p50 ms', 'wait p99 ms', 'wait max ms', 'min/worker', 'max/worker', 'violations', 'p99 gain'],
+          higherIsBetter: true, rows: contendedRows(r, 'commands/handoff'), target: 'report (issue 14): what sharing reads buys, and no violations',
+          notes: ['violations: a writer granted beside anyone, or a reader beside a writer, as the workers saw it (0 expected). The anchor runs the same mix with every cycle exclusive.'],
+        });
+        print(sections.at(-1)!);
+      }
     }
     if (want('8')) {
       log('8. waiter scale');

@@ -211,4 +211,69 @@ describe('wirelock CLI', function () {
       etcdctl.kill('SIGKILL');
     }
   });
+
+  for (const backend of ['redis', 'etcd'] as const) {
+    it(`--permits N on ${backend}: up to N commands at once, the rest wait; status --permits shows holders and waiters`, async () => {
+      const url = backend === 'redis' ? ['--redis', redis.url] : ['--etcd', etcd.clientUrl];
+      const key = `permits-${backend}`;
+      const stamps = path.join(os.tmpdir(), `wirelock-permits-${backend}-${process.pid}`);
+      rmSync(stamps, { force: true });
+      // Long enough for the checks below, each a CLI start of about a second, to see them hold.
+      const job = `echo "start $(date +%s%N) $WIRELOCK_FENCE" >> ${stamps}; sleep 4; echo "end $(date +%s%N)" >> ${stamps}`;
+      const runs = [1, 2, 3].map(() => cli(['run', ...url, '--key', key, '--permits', '2', '--ttl', '5s', '--', 'sh', '-c', job]));
+      // While two hold and one waits: status shows 2 of 2, one waiter; --wait 0 finds every permit taken.
+      await waitFor(async () => {
+        const s = await cli(['status', ...url, '--key', key, '--permits', '2']);
+        return /2 of 2 permits held/.test(s.stdout) && /1 waiting, in order:/.test(s.stdout);
+      }, 10_000, 'two holders and a waiter', 50);
+      const full = await cli(['run', ...url, '--key', key, '--permits', '2', '--wait', '0', '--', 'true']);
+      expect(full.code).to.equal(75);
+      expect(full.stderr).to.include(`semaphore "${key}" (2 permits) is held elsewhere (every permit)`);
+      for (const r of await Promise.all(runs)) expect(r.code, r.stderr).to.equal(0);
+      // From the stamps: never more than 2 inside at once, and 2 at once at some point.
+      const events = readFileSync(stamps, 'utf8').trim().split('\n').map((l) => l.split(' '));
+      const timeline = events.map(([what, ns]) => ({ at: BigInt(ns!), delta: what === 'start' ? 1 : -1 })).sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : a.delta));
+      let inside = 0;
+      let most = 0;
+      for (const e of timeline) most = Math.max(most, (inside += e.delta));
+      expect(most).to.equal(2);
+      const fences = events.filter(([w]) => w === 'start').map(([, , f]) => BigInt(f!));
+      expect(new Set(fences).size).to.equal(3);
+      rmSync(stamps, { force: true });
+    });
+  }
+
+  for (const backend of ['redis', 'etcd'] as const) {
+    it(`--shared and --exclusive on ${backend}: readers together, the writer alone; status --rw shows who holds and waits`, async () => {
+      const url = backend === 'redis' ? ['--redis', redis.url] : ['--etcd', etcd.clientUrl];
+      const key = `rw-${backend}`;
+      const stamps = path.join(os.tmpdir(), `wirelock-rw-${backend}-${process.pid}`);
+      rmSync(stamps, { force: true });
+      // Readers hold long enough for the checks below to see them (each CLI start takes about a second).
+      const job = (who: string): string => `echo "start ${who} $(date +%s%N)" >> ${stamps}; sleep ${who === 'w' ? 0.5 : 5}; echo "end ${who} $(date +%s%N)" >> ${stamps}`;
+      const run = (side: string, who: string) => cli(['run', ...url, '--key', key, side, '--ttl', '5s', '--', 'sh', '-c', job(who)]);
+      const readers = [run('--shared', 'r1'), run('--shared', 'r2')];
+      await waitFor(async () => /held for reading by 2/.test((await cli(['status', ...url, '--key', key, '--rw'])).stdout), 10_000, 'two readers', 50);
+      const writer = run('--exclusive', 'w');
+      await waitFor(async () => /1 waiting, in order:\n\s+1\. write/.test((await cli(['status', ...url, '--key', key, '--rw'])).stdout), 10_000, 'the writer to wait', 50);
+      // A waiting writer stops new readers.
+      const late = await cli(['run', ...url, '--key', key, '--shared', '--wait', '0', '--', 'true']);
+      expect(late.code).to.equal(75);
+      for (const r of await Promise.all([...readers, writer])) expect(r.code, r.stderr).to.equal(0);
+      const at = new Map(readFileSync(stamps, 'utf8').trim().split('\n').map((l) => { const [what, who, ns] = l.split(' '); return [`${what} ${who}`, BigInt(ns!)]; }));
+      // The readers overlapped; the writer started after both had ended.
+      expect(at.get('start r2')! < at.get('end r1')! && at.get('start r1')! < at.get('end r2')!, 'readers overlap').to.equal(true);
+      expect(at.get('start w')! > at.get('end r1')! && at.get('start w')! > at.get('end r2')!, 'the writer is alone').to.equal(true);
+      rmSync(stamps, { force: true });
+    });
+  }
+
+  it('--permits refuses Redlock and a bad count', async () => {
+    const r = await cli(['run', '--redis', `${redis.url},${redis.url}`, '--key', 'x', '--permits', '2', '--', 'true']);
+    expect(r.code).to.equal(2);
+    expect(r.stderr).to.include('no semaphore over Redlock');
+    const bad = await cli(['run', '--redis', redis.url, '--key', 'x', '--permits', '0', '--', 'true']);
+    expect(bad.code).to.equal(2);
+    expect(bad.stderr).to.include('not a whole number >= 1');
+  });
 });

@@ -7,13 +7,15 @@ import { randomBytes } from 'node:crypto';
 import { Redis as IORedis } from 'ioredis';
 import { Redlock as SesameRedlock } from '@sesamecare-oss/redlock';
 import RedlockV4 from 'redlock';
-import { Mutex as SemaphoreMutex, RedlockMutex as SemaphoreRedlockMutex } from 'redis-semaphore';
+import { Mutex as SemaphoreMutex, RedlockMutex as SemaphoreRedlockMutex, Semaphore as SemaphoreSemaphore } from 'redis-semaphore';
 import { Etcd3, EtcdLockFailedError } from 'etcd3';
-import { EtcdClient, EtcdLocker, RedisClient, RedisLocker, Redlock, type Locker } from '../../src/index.js';
+import { EtcdClient, EtcdLocker, RedisClient, RedisLocker, RedisRWLock, RedisSemaphore, Redlock, type Locker } from '../../src/index.js';
 
 export interface LockAdapter {
   /** Waits until held; resolves with the function that releases. */
   lock(key: string): Promise<() => Promise<void>>;
+  /** A read-write lock's shared side, if the library has one. */
+  lockShared?(key: string): Promise<() => Promise<void>>;
   close(): Promise<void>;
 }
 
@@ -95,6 +97,70 @@ export function singleRedisLibraries(url: string): Library[] {
             const m = new SemaphoreMutex(c, key, { lockTimeout: TTL_MS, acquireTimeout: 600_000 });
             await m.acquire();
             return () => m.release();
+          },
+          close: async () => void c.disconnect(),
+        };
+      },
+    },
+  ];
+}
+
+/**
+ * Read-write locks on one Redis server. No library users would pick here has a Redis RW lock, so the
+ * anchor is the same work under wirelock's own mutex: every read exclusive, as without an RW lock.
+ */
+export function rwLibraries(url: string): Library[] {
+  return [
+    {
+      name: 'wirelock RedisRWLock',
+      ours: true,
+      make: async () => {
+        const client = await RedisClient.connect(url);
+        const rw = new RedisRWLock(client);
+        const write = fromLocker(rw.write, async () => {});
+        const read = fromLocker(rw.read, async () => {});
+        return {
+          lock: (key) => write.lock(key),
+          lockShared: (key) => read.lock(key),
+          close: async () => {
+            await rw.close();
+            await client.close();
+          },
+        };
+      },
+    },
+    {
+      name: 'wirelock RedisLocker (reads exclusive too)',
+      ours: false,
+      make: async () => {
+        const client = await RedisClient.connect(url);
+        return fromLocker(new RedisLocker(client), () => client.close());
+      },
+    },
+  ];
+}
+
+/** Counting semaphores of `limit` permits on one Redis server: wirelock's and redis-semaphore's `Semaphore`. */
+export function semaphoreLibraries(url: string, limit: number): Library[] {
+  return [
+    {
+      name: 'wirelock RedisSemaphore',
+      ours: true,
+      make: async () => {
+        const client = await RedisClient.connect(url);
+        return fromLocker(new RedisSemaphore(client, { limit }), () => client.close());
+      },
+    },
+    {
+      name: 'redis-semaphore Semaphore',
+      ours: false,
+      make: async () => {
+        const c = ioredis(url);
+        return {
+          async lock(key) {
+            const s = new SemaphoreSemaphore(c, key, limit, { lockTimeout: TTL_MS, acquireTimeout: 600_000 });
+            await s.acquire();
+            return () => s.release();
           },
           close: async () => void c.disconnect(),
         };

@@ -78,17 +78,23 @@ export interface ContendedResult {
 /**
  * `workers` workers, each with its own connection, contend for one key for `seconds`:
  * think 0–2 ms (random), acquire, hold 1 ms, release. `serverOps` reads a server-side operation counter.
+ * `limit` (default 1): how many may hold at once (a semaphore's); a grant beyond it is a violation.
  */
 export async function contended(
   lib: Library,
-  opts: { workers: number; seconds: number; serverOps?: () => Promise<number> },
+  opts: { workers: number; seconds: number; serverOps?: () => Promise<number>; limit?: number; readShare?: number },
 ): Promise<ContendedResult> {
+  const limit = opts.limit ?? 1;
+  // Read-write runs: each cycle is a read with probability readShare (shared, through lockShared when
+  // the library has it, else the same exclusive lock); a grant beside a conflicting holder is a violation.
+  const readShare = opts.readShare ?? 0;
+  let readers = 0;
   const key = freshKey('c');
   const ws = await Promise.all(Array.from({ length: opts.workers }, () => lib.make()));
   const counts = new Array<number>(opts.workers).fill(0);
   const waits: number[] = [];
   const gaps: number[] = [];
-  let holder = -1;
+  let inside = 0;
   let violations = 0;
   let lastReleaseAt = -1;
   const before = opts.serverOps ? await opts.serverOps() : 0;
@@ -99,15 +105,18 @@ export async function contended(
       ws.map(async (w, i) => {
         while (performance.now() < end) {
           await sleep(Math.random() * 2);
+          const read = readShare > 0 && Math.random() < readShare;
           const asked = performance.now();
-          const unlock = await w.lock(key);
+          const unlock = read && w.lockShared ? await w.lockShared(key) : await w.lock(key);
           const granted = performance.now();
-          if (holder !== -1) violations++;
-          holder = i;
+          const shared = read && w.lockShared !== undefined;
+          if (shared ? inside > 0 : ++inside > limit || readers > 0) violations++;
+          if (shared) readers++;
           waits.push(granted - asked);
           if (lastReleaseAt >= 0 && lastReleaseAt <= granted) gaps.push(granted - lastReleaseAt);
           await sleep(1);
-          holder = -1;
+          if (shared) readers--;
+          else inside--;
           counts[i]!++;
           lastReleaseAt = performance.now();
           await unlock();

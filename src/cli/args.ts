@@ -28,6 +28,10 @@ export interface CommonFlags extends ConnectionFlags {
 }
 
 export interface StatusFlags extends CommonFlags {
+  /** Read the key as a semaphore with this many permits (undefined: a lock). */
+  permits: number | undefined;
+  /** Read the key as a read-write lock (--rw). */
+  rw: boolean;
   /** Redraw until a signal ends it. */
   watch: boolean;
   /** How often the watched view is read again, besides the wake-ups on a change. */
@@ -35,6 +39,10 @@ export interface StatusFlags extends CommonFlags {
 }
 
 export interface RunFlags extends CommonFlags {
+  /** Take one of this many permits of a semaphore instead of the lock (undefined: the lock). */
+  permits: number | undefined;
+  /** Hold the read-write lock NAME: 'read' (--shared) or 'write' (--exclusive); undefined: the lock. */
+  rw: 'read' | 'write' | undefined;
   ttlMs: number;
   /** Infinity = wait forever; 0 = try once. */
   waitMs: number;
@@ -70,7 +78,8 @@ usage:
 One Redis URL is a single-server lock, several are Redlock over independent masters; etcd URLs are
 one cluster. 'wirelock COMMAND --help' tells more.`,
   run: `usage: wirelock run (--redis URL[,URL…] | --etcd URL[,URL…]) --key NAME
-                    [--ttl 10s] [--wait 30s] [--grace 5s] -- CMD [ARGS…]
+                    [--ttl 10s] [--wait 30s] [--grace 5s] [--permits N | --shared | --exclusive]
+                    -- CMD [ARGS…]
 
 Runs CMD while holding the lock NAME, keeping the lock alive, and releases it when CMD exits.
 CMD gets WIRELOCK_KEY and WIRELOCK_FENCE in its environment (pass the fence to what it writes).
@@ -78,6 +87,12 @@ CMD gets WIRELOCK_KEY and WIRELOCK_FENCE in its environment (pass the fence to w
   --ttl D      lease length (default 10s; etcd rounds up to whole seconds, min 2s)
   --wait D     how long to wait for the lock (default: forever); --wait 0 tries once
   --grace D    after a lost lock: time between SIGTERM and SIGKILL to CMD (default 5s)
+  --permits N  take one of N permits of the semaphore NAME instead of the lock: up to N
+               commands run at once (one --redis URL, or --etcd)
+  --shared     hold the read side of the read-write lock NAME: any number of --shared
+               runs at once, none beside an --exclusive one (one --redis URL, or --etcd)
+  --exclusive  hold the write side of that read-write lock: alone, and before any --shared
+               run that asks after it
   --prefix P   key prefix (default: 'wirelock:' for Redis; none for etcd, so that
                'wirelock run --etcd … --key NAME' and 'etcdctl lock NAME' exclude each other)
   --user U     user name (Redis ACL user / etcd user), if not in the URL
@@ -90,11 +105,13 @@ Exit status: CMD's own (128+N if a signal N ended it); 75 the lock is held elsew
 the wait timed out; 76 the lock was lost while CMD ran (CMD was stopped); 69 the servers could
 not be reached or refused the credentials; 2 bad usage.`,
   status: `usage: wirelock status (--redis URL[,URL…] | --etcd URL[,URL…]) --key NAME [--prefix P]
-                       [--watch [--interval 1s]]
+                       [--permits N | --rw] [--watch [--interval 1s]]
 
 Shows who holds the lock NAME (token or lease), how long it has left, the last fence, and the
 waiters in the order they will be served, with how long each has waited. Nothing is written.
 
+--permits N reads NAME as the semaphore of N permits that 'wirelock run --permits N' takes;
+--rw as the read-write lock that 'wirelock run --shared' and '--exclusive' take.
 --watch keeps the view on screen, redrawn in place every --interval (default 1s) and at once when
 the lock is released (Redis) or any of its keys changes (etcd), until Ctrl-C.`,
   trace: `usage: wirelock trace (--redis URL[,URL…] | --etcd URL[,URL…]) --key NAME [--prefix P] [--ttl D]
@@ -141,9 +158,9 @@ export function parseDuration(text: string, flag: string): number {
   return n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit]!;
 }
 
-const VALUE_FLAGS = new Set(['--redis', '--etcd', '--key', '--name', '--value', '--prefix', '--user', '--tls-ca', '--tls-cert', '--tls-key', '--ttl', '--wait', '--grace', '--interval']);
+const VALUE_FLAGS = new Set(['--redis', '--etcd', '--key', '--name', '--value', '--prefix', '--user', '--tls-ca', '--tls-cert', '--tls-key', '--ttl', '--wait', '--grace', '--interval', '--permits']);
 /** Flags that take no value. */
-const SWITCHES = new Set(['--observe', '--watch']);
+const SWITCHES = new Set(['--observe', '--watch', '--shared', '--exclusive', '--rw']);
 const CONNECTION_FLAGS = ['--redis', '--etcd', '--prefix', '--user', '--tls-ca', '--tls-cert', '--tls-key'];
 
 export interface ParseOptions {
@@ -218,24 +235,51 @@ export function commonFlags(command: string, values: Map<string, string>, help: 
   return flags;
 }
 
+/** --permits N: a whole number >= 1, with one --redis URL or with --etcd (Redlock has no semaphore). */
+function permitsFlag(command: string, values: Map<string, string>): number | undefined {
+  const text = values.get('--permits');
+  if (text === undefined) return undefined;
+  if (!/^\d+$/.test(text) || Number(text) < 1 || Number(text) > 0x7fffffff) throw new UsageError(`--permits: "${text}" is not a whole number >= 1`, command);
+  const redis = values.get('--redis');
+  if (redis !== undefined && redis.includes(',')) throw new UsageError('--permits takes one --redis URL or --etcd: there is no semaphore over Redlock', command);
+  return Number(text);
+}
+
+/** --shared / --exclusive: a side of the read-write lock NAME, with one --redis URL or with --etcd. */
+function rwFlag(command: string, values: Map<string, string>, switches: Set<string>): 'read' | 'write' | undefined {
+  const shared = switches.has('--shared');
+  const exclusive = switches.has('--exclusive');
+  if (!shared && !exclusive) return undefined;
+  if (shared && exclusive) throw new UsageError('--shared and --exclusive are the two sides of one read-write lock: give one', command);
+  if (values.has('--permits')) throw new UsageError(`--permits and --${shared ? 'shared' : 'exclusive'} are different primitives: give one`, command);
+  if (values.get('--redis')?.includes(',')) throw new UsageError('--shared/--exclusive take one --redis URL or --etcd: there is no read-write lock over Redlock', command);
+  return shared ? 'read' : 'write';
+}
+
 export function statusFlags(argv: string[]): StatusFlags {
-  const { values, switches, help } = parseFlags('status', argv, [...CONNECTION_FLAGS, '--key', '--watch', '--interval']);
+  const { values, switches, help } = parseFlags('status', argv, [...CONNECTION_FLAGS, '--key', '--watch', '--interval', '--permits', '--rw']);
   const flags: StatusFlags = {
     ...commonFlags('status', values, help),
+    permits: permitsFlag('status', values),
+    rw: switches.has('--rw'),
     watch: switches.has('--watch'),
     intervalMs: parseDuration(values.get('--interval') ?? '1s', '--interval'),
   };
   if (help) return flags;
   if (values.has('--interval') && !flags.watch) throw new UsageError('--interval goes with --watch', 'status');
+  if (flags.rw && flags.permits !== undefined) throw new UsageError('--rw and --permits are different primitives: give one', 'status');
+  if (flags.rw && values.get('--redis')?.includes(',')) throw new UsageError('--rw takes one --redis URL or --etcd: there is no read-write lock over Redlock', 'status');
   if (!(flags.intervalMs >= 100)) throw new UsageError('--interval must be at least 100ms', 'status');
   return flags;
 }
 
 export function runFlags(argv: string[]): RunFlags {
-  const { values, help, rest } = parseFlags('run', argv, [...CONNECTION_FLAGS, '--key', '--ttl', '--wait', '--grace']);
+  const { values, switches, help, rest } = parseFlags('run', argv, [...CONNECTION_FLAGS, '--key', '--ttl', '--wait', '--grace', '--permits', '--shared', '--exclusive']);
   const common = commonFlags('run', values, help);
   const flags: RunFlags = {
     ...common,
+    permits: permitsFlag('run', values),
+    rw: rwFlag('run', values, switches),
     ttlMs: parseDuration(values.get('--ttl') ?? '10s', '--ttl'),
     waitMs: values.has('--wait') ? parseDuration(values.get('--wait')!, '--wait') : Infinity,
     graceMs: parseDuration(values.get('--grace') ?? '5s', '--grace'),

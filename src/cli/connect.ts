@@ -8,7 +8,11 @@ import { EtcdClient } from '../etcdrpc/client.js';
 import { RedisClient } from '../resp/client.js';
 import type { RedisOptions } from '../resp/options.js';
 import { EtcdLocker } from '../locks/etcd-locker.js';
+import { EtcdSemaphore } from '../locks/etcd-semaphore.js';
 import { RedisLocker } from '../locks/redis-locker.js';
+import { RedisRWLock } from '../locks/redis-rwlock.js';
+import { RedisSemaphore } from '../locks/redis-semaphore.js';
+import { EtcdRWLock } from '../locks/etcd-rwlock.js';
 import { Redlock } from '../locks/redlock.js';
 import type { Locker } from '../locks/types.js';
 import type { ConnectionFlags } from './args.js';
@@ -100,14 +104,34 @@ export function keyPrefix(flags: ConnectionFlags): string {
   return flags.prefix ?? (flags.etcd ? '' : 'wirelock:');
 }
 
-export async function openBackend(flags: ConnectionFlags): Promise<Backend> {
+/** Which primitive a command takes under `--key`: the lock (the default), a semaphore, or one side of a read-write lock. */
+export interface Primitive {
+  /** A semaphore of this many permits (one Redis, or etcd). */
+  permits?: number;
+  /** A side of the read-write lock (one Redis, or etcd). */
+  rw?: 'read' | 'write';
+}
+
+/** Connects, and makes the locker for `use`. */
+export async function openBackend(flags: ConnectionFlags, use: Primitive = {}): Promise<Backend> {
   const clients = await connectClients(flags);
   const { redis, etcd } = clients;
   const prefix = keyPrefix(flags);
   let locker: Locker;
+  let closeLocker: () => Promise<void>;
   try {
-    if (etcd) locker = new EtcdLocker(etcd, { prefix });
-    else locker = redis.length === 1 ? new RedisLocker(redis[0]!, { prefix }) : new Redlock(redis, { prefix });
+    if (use.rw !== undefined) {
+      const rw = etcd ? new EtcdRWLock(etcd, { prefix }) : new RedisRWLock(redis[0]!, { prefix });
+      locker = use.rw === 'read' ? rw.read : rw.write;
+      closeLocker = () => rw.close();
+    } else {
+      if (use.permits !== undefined) {
+        locker = etcd ? new EtcdSemaphore(etcd, { prefix, limit: use.permits }) : new RedisSemaphore(redis[0]!, { prefix, limit: use.permits });
+      } else if (etcd) locker = new EtcdLocker(etcd, { prefix });
+      else locker = redis.length === 1 ? new RedisLocker(redis[0]!, { prefix }) : new Redlock(redis, { prefix });
+      const only = locker;
+      closeLocker = () => only.close();
+    }
   } catch (err) {
     await clients.close();
     throw err;
@@ -119,7 +143,7 @@ export async function openBackend(flags: ConnectionFlags): Promise<Backend> {
     etcd,
     prefix,
     close: async () => {
-      await locker.close();
+      await closeLocker();
       await clients.close();
     },
   };

@@ -12,24 +12,28 @@ import { openBackend } from './connect.js';
 import { CliExit, EXIT, describe, formatMs } from './exit.js';
 
 export async function run(flags: RunFlags, say: (line: string) => void): Promise<number> {
-  const backend = await openBackend(flags);
+  const backend = await openBackend(flags, { permits: flags.permits, rw: flags.rw });
+  const what =
+    flags.permits !== undefined ? `semaphore "${flags.key}" (${flags.permits} permits)`
+    : flags.rw !== undefined ? `read-write lock "${flags.key}" (${flags.rw === 'read' ? 'shared' : 'exclusive'})`
+    : `lock "${flags.key}"`;
   let lock: Lock | null = null;
   try {
     const opts = { ttlMs: flags.ttlMs, autoExtend: true };
     try {
       lock = flags.waitMs === 0 ? await backend.locker.tryAcquire(flags.key, opts) : await backend.locker.acquire(flags.key, { ...opts, waitTimeoutMs: flags.waitMs });
     } catch (err) {
-      if (err instanceof LockTimeoutError) throw new CliExit(EXIT.held, `lock "${flags.key}" is still held elsewhere after ${formatMs(flags.waitMs)}`);
+      if (err instanceof LockTimeoutError) throw new CliExit(EXIT.held, `${what} is still held elsewhere after ${formatMs(flags.waitMs)}`);
       throw err;
     }
-    if (!lock) throw new CliExit(EXIT.held, `lock "${flags.key}" is held elsewhere`);
+    if (!lock) throw new CliExit(EXIT.held, `${what} is held elsewhere${flags.permits === undefined ? '' : ' (every permit)'}`);
     return await runWhileHeld(
       {
         argv: flags.command,
         env: { WIRELOCK_KEY: flags.key, WIRELOCK_FENCE: lock.fence.toString() },
         signal: lock.signal,
         graceMs: flags.graceMs,
-        held: { name: `lock "${flags.key}"`, noun: 'the lock' },
+        held: { name: what, noun: flags.permits === undefined ? 'the lock' : 'the permit' },
       },
       say,
     );

@@ -7,7 +7,7 @@
 import { prefixEnd } from '../etcdrpc/codec.js';
 import { SortOrder, SortTarget } from '../etcdrpc/types.js';
 import type { Watcher } from '../etcdrpc/watch.js';
-import { redisKeys } from '../locks/redis-scripts.js';
+import { redisKeys, rwKeys, semaphoreKeys } from '../locks/redis-scripts.js';
 import type { RedisClient } from '../resp/client.js';
 import type { StatusFlags } from './args.js';
 import { openBackend, type Backend } from './connect.js';
@@ -24,7 +24,7 @@ export async function status(flags: StatusFlags, print: (line: string) => void, 
   const backend = await openBackend(flags);
   try {
     if (flags.watch) await watchStatus(backend, flags, screen);
-    else for (const line of (await readView(backend, flags.key)).lines) print(line);
+    else for (const line of (await readView(backend, flags)).lines) print(line);
   } finally {
     await backend.close();
   }
@@ -65,8 +65,25 @@ interface View {
   settling: boolean;
 }
 
-function readView(backend: Backend, key: string, tracking?: Tracking): Promise<View> {
-  return backend.kind === 'etcd' ? etcdView(backend, key, tracking) : redisView(backend, key, tracking);
+/** What to read: the lock `key`, with `permits` the semaphore of that many permits, with `rw` the read-write lock. */
+interface Target {
+  key: string;
+  permits: number | undefined;
+  rw: boolean;
+}
+
+function readView(backend: Backend, target: Target, tracking?: Tracking): Promise<View> {
+  if (backend.kind === 'etcd') return target.rw ? etcdRwView(backend, target.key, tracking) : etcdView(backend, target, tracking);
+  if (target.rw) return redisRwView(backend, target.key, tracking);
+  if (target.permits !== undefined) return redisSemaphoreView(backend, target.key, target.permits, tracking);
+  return redisView(backend, target.key, tracking);
+}
+
+/** How long `id` (a holder or waiter) has been seen, when the watch tracks ages: `, held 3s`. */
+function ageOf(tracking: Tracking | undefined, id: string, what: string): string {
+  if (!tracking) return '';
+  tracking.shown.add(id);
+  return `, ${what} ${tracking.seen.age(id, tracking.now)}`;
 }
 
 async function redisView(backend: Backend, key: string, tracking?: Tracking): Promise<View> {
@@ -81,21 +98,11 @@ async function redisView(backend: Backend, key: string, tracking?: Tracking): Pr
     let who = 'free';
     if (node.token) {
       who = `held by token ${node.token}, ${node.pttl >= 0 ? `${formatMs(node.pttl)} left` : 'no expiry'}`;
-      if (tracking) {
-        const id = `${client.address} ${node.token}`;
-        tracking.shown.add(id);
-        who += `, held ${tracking.seen.age(id, tracking.now)}`;
-      }
+      who += ageOf(tracking, `${client.address} ${node.token}`, 'held');
     }
     lines.push(`  ${backend.redis.length > 1 ? `${client.address}: ` : ''}${who}; last fence ${node.fence ?? 'none yet'}`);
     if (!node.token && node.waiters.some((w) => w.lapsesInMs > 0)) settling = true;
-    if (node.waiters.length > 0) {
-      lines.push(`  ${node.waiters.length} waiting, in order:`);
-      node.waiters.forEach((w, i) => {
-        const lapse = w.lapsesInMs > 0 ? `place lapses in ${formatMs(w.lapsesInMs)}` : 'place lapsed, dropped at the next attempt';
-        lines.push(`    ${i + 1}. ${w.token} (waiting ${formatMs(Math.max(0, w.waitingMs))}; ${lapse})`);
-      });
-    }
+    lines.push(...waiterLines(node.waiters));
   }
   if (backend.kind === 'redlock') {
     const quorum = Math.floor(backend.redis.length / 2) + 1;
@@ -128,6 +135,74 @@ async function readNode(client: RedisClient, keys: ReturnType<typeof redisKeys>)
   const replies = await Promise.all(sent);
   const [token, pttl, fence, queue, expiries, time] = replies[replies.length - 1] as [string | null, number, string | null, string[], string[], [string, string]];
   const nowUs = Number(time[0]) * 1e6 + Number(time[1]);
+  const waiters = queueWaiters(queue, expiries, nowUs);
+  return { token, pttl, fence, waiters };
+}
+
+function waiterLines(waiters: Array<{ token: string; waitingMs: number; lapsesInMs: number }>): string[] {
+  if (waiters.length === 0) return [];
+  return [
+    `  ${waiters.length} waiting, in order:`,
+    ...waiters.map((w, i) => {
+      const lapse = w.lapsesInMs > 0 ? `place lapses in ${formatMs(w.lapsesInMs)}` : 'place lapsed, dropped at the next attempt';
+      return `    ${i + 1}. ${w.token} (waiting ${formatMs(Math.max(0, w.waitingMs))}; ${lapse})`;
+    }),
+  ];
+}
+
+/**
+ * A RedisSemaphore's key: its live permits (each with the time its server-clock expiry leaves), the
+ * last fence, and the queue; one MULTI/EXEC, as for a lock.
+ */
+async function redisSemaphoreView(backend: Backend, key: string, permits: number, tracking?: Tracking): Promise<View> {
+  const keys = semaphoreKeys(backend.prefix, key);
+  const { entries: live, fence, waiters } = await readQueued(backend.redis[0]!, keys);
+  const lines = [`semaphore "${key}" (Redis; key ${keys.lock}): ${live.length} of ${permits} permits held; last fence ${fence ?? 'none yet'}`];
+  live.forEach((p, i) => lines.push(`    ${i + 1}. token ${p.token}, ${formatMs(p.leftMs)} left${ageOf(tracking, p.token, 'held')}`));
+  lines.push(...waiterLines(waiters));
+  return { lines, settling: live.length < permits && waiters.some((w) => w.lapsesInMs > 0) };
+}
+
+/**
+ * A RedisRWLock's key: the readers or the writer holding (each with its server-clock time left), the
+ * last fence, and the queue with each waiter's mode. One MULTI/EXEC.
+ */
+async function redisRwView(backend: Backend, key: string, tracking?: Tracking): Promise<View> {
+  const keys = rwKeys(backend.prefix, key);
+  const { entries: held, fence, waiters } = await readQueued(backend.redis[0]!, keys);
+  const mode = (member: string): string => (member.startsWith('w:') ? 'write' : 'read');
+  const holders = held.map((h) => ({ ...h, mode: mode(h.token), token: h.token.slice(2) }));
+  const writing = holders.some((h) => h.mode === 'write');
+  const state = holders.length === 0 ? 'free' : writing ? 'held for writing' : `held for reading by ${holders.length}`;
+  const lines = [`read-write lock "${key}" (Redis; key ${keys.lock}): ${state}; last fence ${fence ?? 'none yet'}`];
+  holders.forEach((h, i) => lines.push(`    ${i + 1}. ${h.mode} token ${h.token}, ${formatMs(h.leftMs)} left${ageOf(tracking, h.token, 'held')}`));
+  const queued = waiters.map((w) => ({ ...w, token: `${mode(w.token)} ${w.token.slice(2)}` }));
+  lines.push(...waiterLines(queued));
+  return { lines, settling: !writing && queued.length > 0 && (holders.length === 0 || !queued[0]!.token.startsWith('write')) };
+}
+
+/** The live holds (token -> time left), the fence and the queue of a RedisLocker-style key set, in one MULTI/EXEC. */
+async function readQueued(client: RedisClient, keys: ReturnType<typeof redisKeys>) {
+  const reads = [
+    ['ZRANGE', keys.lock, 0, -1, 'WITHSCORES'],
+    ['GET', keys.fence],
+    ['ZRANGE', keys.queue, 0, -1, 'WITHSCORES'],
+    ['ZRANGE', keys.queueExpiry, 0, -1, 'WITHSCORES'],
+    ['TIME'],
+  ];
+  const replies = await Promise.all([client.send(['MULTI']), ...reads.map((r) => client.send(r)), client.send(['EXEC'])]);
+  const [held, fence, queue, expiries, time] = replies[replies.length - 1] as [string[], string | null, string[], string[], [string, string]];
+  const nowUs = Number(time[0]) * 1e6 + Number(time[1]);
+  const entries: Array<{ token: string; leftMs: number }> = [];
+  for (let i = 0; i < held.length; i += 2) {
+    const leftMs = Number(held[i + 1]) - nowUs / 1000;
+    if (leftMs > 0) entries.push({ token: held[i]!, leftMs }); // an expired one is dropped by the next script run
+  }
+  return { entries, fence, waiters: queueWaiters(queue, expiries, nowUs) };
+}
+
+/** A RedisLocker-style queue read with WITHSCORES: join times (server µs) and place lapses (server ms). */
+function queueWaiters(queue: string[], expiries: string[], nowUs: number): Array<{ token: string; waitingMs: number; lapsesInMs: number }> {
   const lapseAt = new Map<string, number>();
   for (let i = 0; i < expiries.length; i += 2) lapseAt.set(expiries[i]!, Number(expiries[i + 1]));
   const waiters: Array<{ token: string; waitingMs: number; lapsesInMs: number }> = [];
@@ -135,17 +210,27 @@ async function readNode(client: RedisClient, keys: ReturnType<typeof redisKeys>)
     const t = queue[i]!;
     waiters.push({ token: t, waitingMs: (nowUs - Number(queue[i + 1])) / 1000, lapsesInMs: (lapseAt.get(t) ?? 0) - nowUs / 1000 });
   }
-  return { token, pttl, fence, waiters };
+  return waiters;
 }
 
-async function etcdView(backend: Backend, key: string, tracking?: Tracking): Promise<View> {
+/**
+ * An etcd lock or semaphore: every key under the name, oldest first. For a lock the oldest holds; for
+ * a semaphore of N permits, the N oldest do (EtcdSemaphore's rule: a key holds while fewer than N
+ * keys are older).
+ */
+async function etcdView(backend: Backend, target: Target, tracking?: Tracking): Promise<View> {
   const etcd = backend.etcd!;
+  const { key, permits } = target;
   const name = `${backend.prefix}${key}`;
   const from = Buffer.from(`${name}/`);
   const res = await etcd.range({ key: from, range_end: prefixEnd(from), sort_order: SortOrder.ASCEND, sort_target: SortTarget.CREATE });
-  const lines = [`lock "${key}" (etcd mutex; keys ${name}/<lease>, the same as \`etcdctl lock ${name}\`)`];
+  const lines = [
+    permits === undefined
+      ? `lock "${key}" (etcd mutex; keys ${name}/<lease>, the same as \`etcdctl lock ${name}\`)`
+      : `semaphore "${key}" (etcd; keys ${name}/<lease>-<n>): ${Math.min(permits, res.kvs.length)} of ${permits} permits held`,
+  ];
   // The watch sees every change under the prefix, so an etcd view never needs an early re-read.
-  if (res.kvs.length === 0) return { lines: [...lines, '  free'], settling: false };
+  if (res.kvs.length === 0) return { lines: permits === undefined ? [...lines, '  free'] : lines, settling: false };
   const leases = await Promise.all(res.kvs.map((kv) => (kv.lease ? etcd.leaseTimeToLive({ ID: kv.lease }) : undefined)));
   const describeKv = (i: number, held: boolean): string => {
     const kv = res.kvs[i]!;
@@ -153,19 +238,47 @@ async function etcdView(backend: Backend, key: string, tracking?: Tracking): Pro
     let left = 'no lease';
     if (lease) left = lease.TTL > 0n ? `lease ${kv.lease.toString(16)} has ${lease.TTL} s of ${lease.grantedTTL} s left` : `lease ${kv.lease.toString(16)} expiring`;
     const k = Buffer.from(kv.key).toString();
-    let text = `${k} (create revision ${kv.create_revision}; ${left}`;
-    if (tracking) {
-      // A waiter that becomes the holder starts a new age: the time it has held, not waited.
-      const id = `${held ? 'held' : 'waiting'} ${k} ${kv.create_revision}`;
-      tracking.shown.add(id);
-      text += `; ${held ? 'held' : 'waiting'} ${tracking.seen.age(id, tracking.now)}`;
-    }
-    return `${text})`;
+    // A waiter that becomes a holder starts a new age: the time it has held, not waited.
+    const age = ageOf(tracking, `${held ? 'held' : 'waiting'} ${k} ${kv.create_revision}`, held ? 'held' : 'waiting');
+    return `${k} (create revision ${kv.create_revision}; ${left}${age.replace(', ', '; ')})`;
   };
-  lines.push(`  held by ${describeKv(0, true)}; fence ${res.kvs[0]!.create_revision}`);
-  if (res.kvs.length > 1) {
-    lines.push(`  ${res.kvs.length - 1} waiting, in order:`);
-    for (let i = 1; i < res.kvs.length; i++) lines.push(`    ${i}. ${describeKv(i, false)}`);
+  const holding = Math.min(permits ?? 1, res.kvs.length);
+  if (permits === undefined) lines.push(`  held by ${describeKv(0, true)}; fence ${res.kvs[0]!.create_revision}`);
+  else for (let i = 0; i < holding; i++) lines.push(`    ${i + 1}. ${describeKv(i, true)}; fence ${res.kvs[i]!.create_revision}`);
+  if (res.kvs.length > holding) {
+    lines.push(`  ${res.kvs.length - holding} waiting, in order:`);
+    for (let i = holding; i < res.kvs.length; i++) lines.push(`    ${i - holding + 1}. ${describeKv(i, false)}`);
+  }
+  return { lines, settling: false };
+}
+
+/**
+ * An EtcdRWLock (etcd's Go recipe layout): `<name>/read/…` and `<name>/write/…` keys, oldest first.
+ * The oldest key holds if it is a writer's; otherwise the readers older than the oldest writer hold.
+ */
+async function etcdRwView(backend: Backend, key: string, tracking?: Tracking): Promise<View> {
+  const etcd = backend.etcd!;
+  const name = `${backend.prefix}${key}`;
+  const from = Buffer.from(`${name}/`);
+  const res = await etcd.range({ key: from, range_end: prefixEnd(from), sort_order: SortOrder.ASCEND, sort_target: SortTarget.CREATE });
+  const kvs = res.kvs.filter((kv) => /\/(read|write)\/[^/]+$/.test(Buffer.from(kv.key).toString()));
+  const isWrite = (i: number): boolean => Buffer.from(kvs[i]!.key).toString().slice(from.length).startsWith('write/');
+  const firstWriter = kvs.findIndex((_, i) => isWrite(i));
+  const holding = kvs.length === 0 ? 0 : firstWriter === 0 ? 1 : firstWriter === -1 ? kvs.length : firstWriter;
+  const state = holding === 0 ? 'free' : isWrite(0) ? 'held for writing' : `held for reading by ${holding}`;
+  const lines = [`read-write lock "${key}" (etcd; keys ${name}/read/… and ${name}/write/…, as Go's recipe.RWMutex): ${state}`];
+  const describeKv = async (i: number, held: boolean): Promise<string> => {
+    const kv = kvs[i]!;
+    const lease = kv.lease ? await etcd.leaseTimeToLive({ ID: kv.lease }) : undefined;
+    const left = !lease ? 'no lease' : lease.TTL > 0n ? `lease ${kv.lease.toString(16)} has ${lease.TTL} s left` : `lease ${kv.lease.toString(16)} expiring`;
+    const k = Buffer.from(kv.key).toString();
+    const age = ageOf(tracking, `${held ? 'held' : 'waiting'} ${k} ${kv.create_revision}`, held ? 'held' : 'waiting');
+    return `${isWrite(i) ? 'write' : 'read'} ${k} (create revision ${kv.create_revision}; ${left}${age.replace(', ', '; ')})`;
+  };
+  for (let i = 0; i < holding; i++) lines.push(`    ${i + 1}. ${await describeKv(i, true)}; fence ${kvs[i]!.create_revision}`);
+  if (kvs.length > holding) {
+    lines.push(`  ${kvs.length - holding} waiting, in order:`);
+    for (let i = holding; i < kvs.length; i++) lines.push(`    ${i - holding + 1}. ${await describeKv(i, false)}`);
   }
   return { lines, settling: false };
 }
@@ -209,7 +322,8 @@ async function watchStatus(backend: Backend, flags: StatusFlags, screen: Screen)
         },
       });
     } else if (unsubscribe.length === 0) {
-      const channel = redisKeys(backend.prefix, flags.key).channel;
+      const layout = flags.rw ? rwKeys : flags.permits === undefined ? redisKeys : semaphoreKeys;
+      const channel = layout(backend.prefix, flags.key).channel;
       for (const client of backend.redis) unsubscribe.push(await client.subscribe(channel, poke));
     }
   };
@@ -228,7 +342,7 @@ async function watchStatus(backend: Backend, flags: StatusFlags, screen: Screen)
       let settling = false;
       try {
         await follow();
-        ({ lines: body, settling } = await readView(backend, flags.key, { seen, now: frameStart, shown }));
+        ({ lines: body, settling } = await readView(backend, flags, { seen, now: frameStart, shown }));
         seen.endFrame(shown);
       } catch (err) {
         body = [`lock "${flags.key}": cannot read it now: ${describeError(err)}; trying again`];
