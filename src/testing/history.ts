@@ -1,11 +1,13 @@
 /**
  * Checks a recorded history of lock holds: the critical sections of different holders must never
- * overlap, and fences must increase in the order the holds happened.
+ * overlap, and fences must increase in the order the holds happened (checkHistory, replayMutex); or,
+ * for a semaphore, no more than `limit` sections may overlap, and fences increase wherever the history
+ * orders two holds (checkPermits).
  *
  * Stamps are process.hrtime.bigint() values (CLOCK_MONOTONIC): comparable across processes on one machine.
  */
 
-/** One critical section, as a test worker recorded it, for {@link checkHistory}. */
+/** One critical section, as a test worker recorded it, for {@link checkHistory} and {@link checkPermits}. */
 export interface Hold {
   /** Who held it: any id that tells the workers apart (compared as a string). */
   worker: number | string;
@@ -145,4 +147,102 @@ export function replayMutex(events: MutexEvent[]): MutexReplay {
     }
   }
   return { holds, violations, maxFence };
+}
+
+/** A moment {@link checkPermits} found more than `limit` holds inside at once. */
+export interface PermitExcess {
+  /** When: the `enter` stamp of the hold that made one too many. */
+  at: bigint;
+  /** Every hold inside at that moment, the one entering last: more than `limit` of them. */
+  holds: Hold[];
+}
+
+/** Holds that {@link checkPermits} found sharing one fence. */
+export interface RepeatedFence {
+  /** The fence more than one hold had. */
+  fence: bigint;
+  /** The holds that had it (two or more), in `enter` order. */
+  holds: Hold[];
+}
+
+/** What {@link checkPermits} found. */
+export interface PermitReport {
+  /** How many holds were checked. */
+  holds: number;
+  /** The most holds inside at once: at most `limit` in a correct history (and `limit` in a busy one). */
+  maxInside: number;
+  /** Every moment more than `limit` holds were inside at once, in time order. Must be empty. */
+  excess: PermitExcess[];
+  /** Fences that more than one hold had: every permit has its own. Must be empty. */
+  repeatedFences: RepeatedFence[];
+  /**
+   * Pairs `[a, b]` where `a` exited before `b` asked for its permit, yet `b`'s fence is not greater
+   * than `a`'s. One pair per such `b`, with the `a` of the highest fence. Must be empty.
+   */
+  fenceRegressions: Array<[Hold, Hold]>;
+}
+
+/**
+ * Checks a history of holds of a semaphore that admits `limit` holders at once (`limit` 1 is a mutex).
+ *
+ * - **Excess**: a sweep over every enter and exit stamp. A hold is inside from `enter` up to, not
+ *   including, `exit` (so a handoff stamped within the same nanosecond is not an overlap, as in
+ *   {@link replayMutex}); a hold with `exit <= enter` is never inside. Each enter that leaves more
+ *   than `limit` holds inside is reported with all of them.
+ * - **Repeated fences**: two holds with one fence.
+ * - **Fence regressions**: permits of a semaphore may be held in any order, so fences are compared
+ *   only where the history fixes an order: if `a` exited before `b` asked (`b.requested`, or
+ *   `b.enter` when it was not recorded), `b` was granted after `a`'s permit was, and its fence must be
+ *   greater.
+ *
+ * Pass holds as the holders could have believed in them: a hold that was told of a loss, or whose
+ * `validUntil` passed, ends there (cut `exit` down to it), or the checker reports what only the fence
+ * could catch.
+ */
+export function checkPermits(input: Hold[], limit: number): PermitReport {
+  if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`limit must be an integer >= 1, not ${limit}`);
+  const byEnter = [...input].sort((a, b) => cmp(a.enter, b.enter));
+
+  // Exits before enters at equal stamps: [enter, exit) intervals that only touch do not overlap.
+  const steps = byEnter
+    .filter((h) => h.exit > h.enter)
+    .flatMap((h) => [{ at: h.enter, hold: h, enters: true }, { at: h.exit, hold: h, enters: false }])
+    .sort((a, b) => cmp(a.at, b.at) || Number(a.enters) - Number(b.enters));
+  const inside = new Set<Hold>();
+  const excess: PermitExcess[] = [];
+  let maxInside = 0;
+  for (const step of steps) {
+    if (!step.enters) {
+      inside.delete(step.hold);
+      continue;
+    }
+    inside.add(step.hold);
+    maxInside = Math.max(maxInside, inside.size);
+    if (inside.size > limit) excess.push({ at: step.at, holds: [...inside] });
+  }
+
+  const sameFence = new Map<bigint, Hold[]>();
+  for (const h of byEnter) sameFence.set(h.fence, [...(sameFence.get(h.fence) ?? []), h]);
+  const repeatedFences = [...sameFence].filter(([, holds]) => holds.length > 1).map(([fence, holds]) => ({ fence, holds }));
+
+  // Walk the holds by when they asked, taking in every hold that had exited before: the highest
+  // fence among those is the one the asker's must exceed.
+  const asked = (h: Hold): bigint => h.requested ?? h.enter;
+  const byAsked = [...input].sort((a, b) => cmp(asked(a), asked(b)));
+  const byExit = [...input].sort((a, b) => cmp(a.exit, b.exit));
+  const fenceRegressions: Array<[Hold, Hold]> = [];
+  let highestDone: Hold | undefined;
+  let next = 0;
+  for (const b of byAsked) {
+    for (; next < byExit.length && byExit[next]!.exit < asked(b); next++) {
+      const a = byExit[next]!;
+      if (!highestDone || a.fence > highestDone.fence) highestDone = a;
+    }
+    if (highestDone && b.fence <= highestDone.fence) fenceRegressions.push([highestDone, b]);
+  }
+  return { holds: input.length, maxInside, excess, repeatedFences, fenceRegressions };
+}
+
+function cmp(a: bigint, b: bigint): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }

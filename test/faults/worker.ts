@@ -8,12 +8,17 @@
  *
  * Commands run one after another, except `exit`, which closes everything at once (pending acquires
  * reject) and ends the process. The worker also exits when its stdin ends (the parent died).
- * `elect` starts a loop that runs beside the commands until `elect-stop` (see electLoop).
+ * `elect` starts a loop that runs beside the commands until `elect-stop` (see electLoop), and
+ * `permits` one until `permits-stop` (see permitLoop).
+ *
+ * With `limit` in its config the worker's locker is a semaphore (RedisSemaphore or EtcdSemaphore) that
+ * admits that many holders per key; every command works the same on it.
  */
 import { createInterface } from 'node:readline';
 import { setTimeout as delay } from 'node:timers/promises';
 import {
-  EtcdClient, EtcdElection, EtcdLocker, LockLostError, QuorumError, RedisClient, RedisElection, RedisLocker, Redlock, WirelockError,
+  EtcdClient, EtcdElection, EtcdLocker, EtcdSemaphore, LockLostError, QuorumError, RedisClient, RedisElection, RedisLocker, RedisSemaphore,
+  Redlock, WirelockError,
   type Election, type Leadership, type Lock, type Locker,
 } from '../../src/index.js';
 import { EtcdResource, RedisResource, type Access, type FencedResource } from '../support/faults-resource.js';
@@ -55,6 +60,7 @@ async function connect(): Promise<Backend> {
   let election: Backend['election'] = () => {
     throw new Error(`no election on the ${cfg.backend} backend`);
   };
+  if (cfg.limit !== undefined && cfg.backend !== 'redis' && cfg.backend !== 'etcd') throw new Error(`no semaphore on the ${cfg.backend} backend`);
   if (cfg.backend === 'unlocked') {
     const client = await RedisClient.connect(cfg.urls[0]!);
     closers.push(() => client.close());
@@ -62,12 +68,14 @@ async function connect(): Promise<Backend> {
   } else if (cfg.backend === 'etcd') {
     const client = await EtcdClient.connect({ endpoints: cfg.urls, ...cfg.clientOptions });
     closers.push(() => client.close());
-    locker = new EtcdLocker(client, cfg.lockerOptions);
+    locker = cfg.limit === undefined ? new EtcdLocker(client, cfg.lockerOptions) : new EtcdSemaphore(client, { ...cfg.lockerOptions, limit: cfg.limit });
     election = (name, ttlMs) => new EtcdElection(client, name, { ttlMs });
   } else {
     const clients = await Promise.all(cfg.urls.map((u) => RedisClient.connect(u, cfg.clientOptions)));
     closers.push(() => Promise.all(clients.map((c) => c.close())).then(() => {}));
-    locker = cfg.backend === 'redis' ? new RedisLocker(clients[0]!, cfg.lockerOptions) : new Redlock(clients, cfg.lockerOptions);
+    if (cfg.backend === 'redlock') locker = new Redlock(clients, cfg.lockerOptions);
+    else if (cfg.limit === undefined) locker = new RedisLocker(clients[0]!, cfg.lockerOptions);
+    else locker = new RedisSemaphore(clients[0]!, { ...cfg.lockerOptions, limit: cfg.limit });
     if (cfg.backend === 'redis') election = (name, ttlMs) => new RedisElection(clients[0]!, name, { ttlMs, prefix: cfg.lockerOptions?.prefix as string | undefined });
   }
   closers.unshift(() => locker.close());
@@ -246,6 +254,59 @@ async function lead(l: Leadership, requested: bigint, [minMs, maxMs]: [number, n
 
 let electing: { stop: AbortController; done: Promise<void> } | undefined;
 
+/**
+ * The permit loop (`permits`): acquire `key` (`ttlMs`, `waitTimeoutMs`); stay inside for a random
+ * `holdMs: [min, max]` ms or until the signal aborts, whichever is first (a careful holder); release;
+ * acquire again; until `permits-stop`, which ends a pending acquire and lets a hold in progress finish.
+ * With `fenced`, a hold begins the fenced resource on entry and writes it before it leaves (not once
+ * its signal has aborted). A failed acquire is reported (`acquire-failed`) and tried again after 50 ms.
+ * Each hold is announced on entry (`entered`, so a fault can hit it while it holds) and reported when
+ * it ends (`permit`): its stamps, the moment its signal aborted with a loss (`lostAt`), its last
+ * validUntil, its accesses and a release error, if any.
+ */
+async function permitLoop(c: Record<string, any>, stop: AbortSignal): Promise<void> {
+  const [minMs, maxMs] = c.holdMs as [number, number];
+  while (!stop.aborted) {
+    const requested = hr();
+    let l: Lock;
+    try {
+      l = await backend.locker.acquire(c.key, { ttlMs: c.ttlMs, waitTimeoutMs: c.waitTimeoutMs, signal: stop });
+    } catch (err) {
+      if (stop.aborted) break;
+      emit({ type: 'acquire-failed', requested, at: hr(), error: describe(err) });
+      await delay(50);
+      continue;
+    }
+    const enter = hr();
+    emit({ type: 'entered', enter, fence: l.fence });
+    let lostAt: bigint | undefined;
+    const aborted = new Promise<void>((resolve) => {
+      const onAbort = (): void => {
+        if (l.signal.reason instanceof LockLostError) lostAt = hr();
+        resolve();
+      };
+      if (l.signal.aborted) onAbort();
+      else l.signal.addEventListener('abort', onAbort, { once: true });
+    });
+    const begin = c.fenced ? await settled(backend.resource.begin(l.fence)) : undefined;
+    await Promise.race([delay(minMs + Math.random() * (maxMs - minMs)), aborted]);
+    const write = c.fenced && begin?.ok && !l.signal.aborted ? await settled(backend.resource.write(l.fence, (begin.value ?? 0) + 1)) : undefined;
+    const exit = hr();
+    const validUntil = hrOf(l.validUntil);
+    const lost = l.signal.reason instanceof LockLostError ? describe(l.signal.reason) : undefined;
+    const releaseError = await l.release().then(() => undefined, describe);
+    emit({ type: 'permit', requested, enter, exit, lostAt, lost, fence: l.fence, validUntil, begin, write, releaseError });
+  }
+}
+
+let permitting: { stop: AbortController; done: Promise<void> } | undefined;
+
+async function stopPermits(): Promise<void> {
+  permitting?.stop.abort();
+  await permitting?.done;
+  permitting = undefined;
+}
+
 async function stopElecting(): Promise<void> {
   electing?.stop.abort();
   await electing?.done;
@@ -266,6 +327,18 @@ async function run(c: Record<string, any>): Promise<void> {
     case 'elect-stop':
       await stopElecting();
       return emit({ type: 'elect-stopped', at: hr() });
+    case 'permits': {
+      if (permitting) throw new Error('already in the permit loop');
+      const stop = new AbortController();
+      const done = permitLoop(c, stop.signal).catch((err: unknown) => {
+        emit({ type: 'fatal', message: `permits: ${String((err as Error)?.stack ?? err)}` });
+      });
+      permitting = { stop, done };
+      return emit({ type: 'permitting', at: hr() });
+    }
+    case 'permits-stop':
+      await stopPermits();
+      return emit({ type: 'permits-stopped', at: hr() });
     case 'acquire':
       return acquire(c, false);
     case 'try':
@@ -324,6 +397,7 @@ async function exit(code: number): Promise<void> {
   exiting = true;
   const timer = setTimeout(() => process.exit(code), 3000);
   await stopElecting();
+  await stopPermits();
   await backend.close();
   clearTimeout(timer);
   process.exit(code);

@@ -128,7 +128,10 @@ export function suiteServers(counts: { redis?: number; etcd?: number }): SuiteSe
 let serial = 0;
 
 /** Starts one worker for `env` (ids are unique across the run). */
-export function worker(env: Env, opts: { name?: string; clientOptions?: Record<string, unknown>; lockerOptions?: Record<string, unknown>; faketime?: FaketimeOptions } = {}): Promise<FaultWorker> {
+export function worker(
+  env: Env,
+  opts: { name?: string; clientOptions?: Record<string, unknown>; lockerOptions?: Record<string, unknown>; limit?: number; faketime?: FaketimeOptions } = {},
+): Promise<FaultWorker> {
   const config: WorkerConfig = {
     id: `${opts.name ?? env.backend}-${++serial}`,
     backend: env.backend,
@@ -136,6 +139,7 @@ export function worker(env: Env, opts: { name?: string; clientOptions?: Record<s
     resource: env.resource,
     clientOptions: opts.clientOptions,
     lockerOptions: opts.lockerOptions,
+    limit: opts.limit,
   };
   return FaultWorker.start(config, { faketime: opts.faketime });
 }

@@ -33,6 +33,11 @@ export interface WorkerConfig {
   clientOptions?: Record<string, unknown>;
   /** Locker options (prefix, nodeTimeoutMs, …). */
   lockerOptions?: Record<string, unknown>;
+  /**
+   * Run a semaphore that admits this many holders per key (RedisSemaphore on `redis`, EtcdSemaphore
+   * on `etcd`; other backends refuse it) instead of the backend's mutex. Unset: the mutex.
+   */
+  limit?: number;
 }
 
 /** Runs the worker under Debian's `faketime`, its offset read from `file` (rewrite it to jump the clock). */

@@ -11,7 +11,7 @@ import { big, ms, sleep } from '../../support/faults-workers.js';
 import { report, worker, type Env } from '../../support/faults-env.js';
 
 /** The cluster's endpoints with `first` first: a client talks to it until it fails. */
-const via = (cluster: EtcdCluster, first: EtcdMember): string[] => [first.clientUrl, ...cluster.members.filter((m) => m !== first).map((m) => m.clientUrl)];
+export const via = (cluster: EtcdCluster, first: EtcdMember): string[] => [first.clientUrl, ...cluster.members.filter((m) => m !== first).map((m) => m.clientUrl)];
 
 /**
  * 7. The leader, which the holder talks to, is killed while the holder holds and a waiter waits.

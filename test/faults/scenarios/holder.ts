@@ -11,12 +11,12 @@ import { big, ms, sleep, type FaultWorker, type WorkerEvent } from '../../suppor
 import { report, worker, type Env } from '../../support/faults-env.js';
 
 /** The latest validUntil (CLOCK_MONOTONIC ns) the holder reported, from its acquire or any renewal. */
-function lastValidUntil(w: FaultWorker): bigint {
+export function lastValidUntil(w: FaultWorker): bigint {
   const stamps = [...w.all('acquired'), ...w.all('validity')].map((e) => big(e, 'validUntil'));
   return stamps.reduce((a, b) => (b > a ? b : a), 0n);
 }
 
-async function acquired(w: FaultWorker, key: string, ttlMs: number, waitTimeoutMs: number): Promise<WorkerEvent> {
+export async function acquired(w: FaultWorker, key: string, ttlMs: number, waitTimeoutMs: number): Promise<WorkerEvent> {
   const e = await w.request({ op: 'acquire', key, ttlMs, waitTimeoutMs }, ['acquired', 'acquire-failed'], waitTimeoutMs + 10_000);
   if (e.type !== 'acquired' || !e.got) throw new Error(`${w.id} did not acquire ${key}: ${JSON.stringify(e)}`);
   return e;
