@@ -2,7 +2,7 @@
  * Checks a recorded history of lock holds: the critical sections of different holders must never
  * overlap, and fences must increase in the order the holds happened (checkHistory, replayMutex); or,
  * for a semaphore, no more than `limit` sections may overlap, and fences increase wherever the history
- * orders two holds (checkPermits).
+ * orders two holds (checkPermits); or, for a read-write lock, no writer beside anyone (checkReadWrite).
  *
  * Stamps are process.hrtime.bigint() values (CLOCK_MONOTONIC): comparable across processes on one machine.
  */
@@ -241,6 +241,42 @@ export function checkPermits(input: Hold[], limit: number): PermitReport {
     if (highestDone && b.fence <= highestDone.fence) fenceRegressions.push([highestDone, b]);
   }
   return { holds: input.length, maxInside, excess, repeatedFences, fenceRegressions };
+}
+
+/** A hold of a read-write lock, for {@link checkReadWrite}: a {@link Hold} and the side it held. */
+export interface RWHold extends Hold {
+  /** `read`: shared with other readers; `write`: with no one. */
+  mode: 'read' | 'write';
+}
+
+/** What {@link checkReadWrite} found. */
+export interface RWReport {
+  /** How many holds were checked. */
+  holds: number;
+  /** The most readers inside at once (more than 1: reads were shared). */
+  maxReaders: number;
+  /** Pairs `[a, b]`, `a` entering first, that were inside at once with a writer among them. Must be empty. */
+  writerBeside: Array<[RWHold, RWHold]>;
+}
+
+/**
+ * Checks a history of a read-write lock: a write hold may overlap no other hold; read holds may
+ * overlap each other. Holds are inside over `[enter, exit)`, as in {@link checkPermits}; fences
+ * (one counter for both sides) can be checked with `checkPermits(holds, holds.length)`.
+ */
+export function checkReadWrite(input: RWHold[]): RWReport {
+  const live = input.filter((h) => h.exit > h.enter).sort((a, b) => cmp(a.enter, b.enter));
+  const writerBeside: Array<[RWHold, RWHold]> = [];
+  for (let i = 0; i < live.length; i++) {
+    const a = live[i]!;
+    // Sorted by enter: the holds that enter before `a` exits are exactly those inside beside it.
+    for (let j = i + 1; j < live.length && live[j]!.enter < a.exit; j++) {
+      if (a.mode === 'write' || live[j]!.mode === 'write') writerBeside.push([a, live[j]!]);
+    }
+  }
+  const readers = live.filter((h) => h.mode === 'read');
+  const maxReaders = readers.length === 0 ? 0 : checkPermits(readers, readers.length).maxInside;
+  return { holds: input.length, maxReaders, writerBeside };
 }
 
 function cmp(a: bigint, b: bigint): number {

@@ -154,5 +154,6 @@ export async function startRedisNodes(n: number, opts: RedisServerOptions = {}):
 
 export { checkHistory, quantile, type Hold, type HistoryReport } from './history.js';
 export { checkPermits, type PermitExcess, type PermitReport, type RepeatedFence } from './history.js';
+export { checkReadWrite, type RWHold, type RWReport } from './history.js';
 export * from './etcd.js';
 export { replayMutex, type MutexEvent, type MutexReplay } from './history.js';

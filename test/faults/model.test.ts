@@ -1,11 +1,11 @@
 /**
- * The fault suite's checkers, on hand-made and generated histories: replayMutex and checkPermits must
+ * The fault suite's checkers, on hand-made and generated histories: replayMutex, checkPermits and checkReadWrite must
  * accept a correct history and name what breaks a wrong one (otherwise every scenario that "passes"
  * them would prove nothing).
  */
 import { expect } from 'chai';
 import fc from 'fast-check';
-import { checkPermits, replayMutex, type Hold, type MutexEvent } from '../../src/testing/history.js';
+import { checkPermits, checkReadWrite, replayMutex, type Hold, type MutexEvent, type RWHold } from '../../src/testing/history.js';
 
 const enter = (worker: string, at: number, fence: number): MutexEvent => ({ kind: 'enter', worker, at: BigInt(at), fence: BigInt(fence) });
 const end = (kind: 'exit' | 'lost' | 'crash', worker: string, at: number): MutexEvent => ({ kind, worker, at: BigInt(at) });
@@ -152,6 +152,35 @@ describe('faults (fast): the semaphore model check (checkPermits)', () => {
           expect(e.holds.length).to.be.above(limit);
           for (const h of e.holds) expect(h.enter <= e.at && e.at < h.exit).to.equal(true);
         }
+      }),
+      { numRuns: 500 },
+    );
+  });
+});
+
+describe('faults (fast): the read-write model check (checkReadWrite)', () => {
+  const rw = (worker: string, mode: 'read' | 'write', enter: number, exit: number, fence: number): RWHold => ({ ...hold(worker, enter, exit, fence), mode });
+
+  it('passes readers together and writers alone, handoffs in the same nanosecond; names a writer beside a reader and beside a writer', () => {
+    const ok = checkReadWrite([rw('r1', 'read', 0, 10, 1), rw('r2', 'read', 5, 20, 2), rw('w', 'write', 20, 30, 3), rw('r3', 'read', 30, 40, 4), rw('w0', 'write', 50, 50, 5)]);
+    expect(ok).to.include({ holds: 5, maxReaders: 2 });
+    expect(ok.writerBeside).to.deep.equal([]);
+    const w = rw('w', 'write', 10, 30, 3);
+    const bad = checkReadWrite([rw('r', 'read', 0, 11, 1), w, rw('w2', 'write', 29, 40, 4), rw('r2', 'read', 30, 31, 5)]);
+    expect(bad.writerBeside.map(([a, b]) => `${a.worker}/${b.worker}`)).to.deep.equal(['r/w', 'w/w2', 'w2/r2']);
+  });
+
+  it('property: writerBeside is exactly the overlapping pairs with a writer, by brute force', () => {
+    const anyHold = fc.record({ enter: fc.nat(50), length: fc.nat(30), write: fc.boolean() });
+    fc.assert(
+      fc.property(fc.array(anyHold, { maxLength: 12 }), (raw) => {
+        const holds = raw.map((h, i) => rw(`w${i}`, h.write ? 'write' : 'read', h.enter, h.enter + h.length, i));
+        const key = ([a, b]: [RWHold, RWHold]): string => [a.worker, b.worker].sort().join('/');
+        const expected: string[] = [];
+        holds.forEach((a, i) => holds.slice(i + 1).forEach((b) => {
+          if ((a.mode === 'write' || b.mode === 'write') && a.enter < b.exit && b.enter < a.exit && a.exit > a.enter && b.exit > b.enter) expected.push(key([a, b]));
+        }));
+        expect(checkReadWrite(holds).writerBeside.map(key).sort()).to.deep.equal(expected.sort());
       }),
       { numRuns: 500 },
     );

@@ -12,13 +12,15 @@
  * `permits` one until `permits-stop` (see permitLoop).
  *
  * With `limit` in its config the worker's locker is a semaphore (RedisSemaphore or EtcdSemaphore) that
- * admits that many holders per key; every command works the same on it.
+ * admits that many holders per key; every command works the same on it. With `rw` it is a read-write
+ * lock (RedisRWLock or EtcdRWLock): `acquire`/`try` take its write side, or its read side with
+ * `mode: 'read'`, and the permit loop chooses per hold (its `writes` share).
  */
 import { createInterface } from 'node:readline';
 import { setTimeout as delay } from 'node:timers/promises';
 import {
-  EtcdClient, EtcdElection, EtcdLocker, EtcdSemaphore, LockLostError, QuorumError, RedisClient, RedisElection, RedisLocker, RedisSemaphore,
-  Redlock, WirelockError,
+  EtcdClient, EtcdElection, EtcdLocker, EtcdRWLock, EtcdSemaphore, LockLostError, QuorumError, RedisClient, RedisElection, RedisLocker,
+  RedisRWLock, RedisSemaphore, Redlock, WirelockError,
   type Election, type Leadership, type Lock, type Locker,
 } from '../../src/index.js';
 import { EtcdResource, RedisResource, type Access, type FencedResource } from '../support/faults-resource.js';
@@ -45,7 +47,10 @@ function describe(err: unknown): Record<string, unknown> {
 }
 
 interface Backend {
+  /** The mutex, the semaphore, or the write side of the read-write lock. */
   locker: Locker;
+  /** The read side of the read-write lock (`rw` only). */
+  reader?: Locker;
   /** A new election on the lock client (etcd and a single Redis only). */
   election(name: string, ttlMs: number): Election;
   resource: FencedResource;
@@ -57,10 +62,19 @@ interface Backend {
 async function connect(): Promise<Backend> {
   const closers: Array<() => Promise<void>> = [];
   let locker: Locker;
+  let reader: Locker | undefined;
+  let closeLocker = (): Promise<void> => locker.close();
   let election: Backend['election'] = () => {
     throw new Error(`no election on the ${cfg.backend} backend`);
   };
   if (cfg.limit !== undefined && cfg.backend !== 'redis' && cfg.backend !== 'etcd') throw new Error(`no semaphore on the ${cfg.backend} backend`);
+  if (cfg.rw && cfg.backend !== 'redis' && cfg.backend !== 'etcd') throw new Error(`no read-write lock on the ${cfg.backend} backend`);
+  if (cfg.rw && cfg.limit !== undefined) throw new Error('rw and limit exclude each other');
+  const rwLock = (rw: RedisRWLock | EtcdRWLock): Locker => {
+    reader = rw.read;
+    closeLocker = () => rw.close();
+    return rw.write;
+  };
   if (cfg.backend === 'unlocked') {
     const client = await RedisClient.connect(cfg.urls[0]!);
     closers.push(() => client.close());
@@ -68,17 +82,19 @@ async function connect(): Promise<Backend> {
   } else if (cfg.backend === 'etcd') {
     const client = await EtcdClient.connect({ endpoints: cfg.urls, ...cfg.clientOptions });
     closers.push(() => client.close());
-    locker = cfg.limit === undefined ? new EtcdLocker(client, cfg.lockerOptions) : new EtcdSemaphore(client, { ...cfg.lockerOptions, limit: cfg.limit });
+    if (cfg.rw) locker = rwLock(new EtcdRWLock(client, cfg.lockerOptions));
+    else locker = cfg.limit === undefined ? new EtcdLocker(client, cfg.lockerOptions) : new EtcdSemaphore(client, { ...cfg.lockerOptions, limit: cfg.limit });
     election = (name, ttlMs) => new EtcdElection(client, name, { ttlMs });
   } else {
     const clients = await Promise.all(cfg.urls.map((u) => RedisClient.connect(u, cfg.clientOptions)));
     closers.push(() => Promise.all(clients.map((c) => c.close())).then(() => {}));
     if (cfg.backend === 'redlock') locker = new Redlock(clients, cfg.lockerOptions);
+    else if (cfg.rw) locker = rwLock(new RedisRWLock(clients[0]!, cfg.lockerOptions));
     else if (cfg.limit === undefined) locker = new RedisLocker(clients[0]!, cfg.lockerOptions);
     else locker = new RedisSemaphore(clients[0]!, { ...cfg.lockerOptions, limit: cfg.limit });
     if (cfg.backend === 'redis') election = (name, ttlMs) => new RedisElection(clients[0]!, name, { ttlMs, prefix: cfg.lockerOptions?.prefix as string | undefined });
   }
-  closers.unshift(() => locker.close());
+  closers.unshift(() => closeLocker());
   let resource: FencedResource;
   let counter: Backend['counter'];
   if (cfg.resource.kind === 'redis') {
@@ -100,6 +116,7 @@ async function connect(): Promise<Backend> {
   }
   return {
     locker,
+    reader,
     election,
     resource,
     counter,
@@ -154,11 +171,20 @@ function dateSkew(): number {
   return Math.round(Date.now() - (performance.timeOrigin + performance.now()));
 }
 
+/** The locker for a hold in `mode`: the read side of the read-write lock for 'read', else the locker. */
+function side(mode: unknown): Locker {
+  if (mode === undefined || mode === 'write') return backend.locker;
+  if (mode !== 'read') throw new Error(`unknown mode ${String(mode)}`);
+  if (!backend.reader) throw new Error('mode read needs a read-write lock (rw in the worker config)');
+  return backend.reader;
+}
+
 async function acquire(c: Record<string, any>, tryOnce: boolean): Promise<void> {
   const opts = { ttlMs: c.ttlMs, waitTimeoutMs: c.waitTimeoutMs, autoExtend: c.autoExtend };
+  const locker = side(c.mode);
   const requested = hr();
   try {
-    const l = tryOnce ? await backend.locker.tryAcquire(c.key, opts) : await backend.locker.acquire(c.key, opts);
+    const l = tryOnce ? await locker.tryAcquire(c.key, opts) : await locker.acquire(c.key, opts);
     const enter = hr();
     if (!l) {
       emit({ type: 'acquired', got: false, requested, at: enter });
@@ -263,14 +289,20 @@ let electing: { stop: AbortController; done: Promise<void> } | undefined;
  * Each hold is announced on entry (`entered`, so a fault can hit it while it holds) and reported when
  * it ends (`permit`): its stamps, the moment its signal aborted with a loss (`lostAt`), its last
  * validUntil, its accesses and a release error, if any.
+ *
+ * On a read-write lock (`rw`), each hold is a write with probability `writes` (0..1; unset: every
+ * hold a write), else a read; `entered` and `permit` say which (`mode`). Only writes access the
+ * fenced resource: readers holding together would refuse each other's fences.
  */
 async function permitLoop(c: Record<string, any>, stop: AbortSignal): Promise<void> {
   const [minMs, maxMs] = c.holdMs as [number, number];
   while (!stop.aborted) {
+    const mode = c.writes === undefined || Math.random() < c.writes ? 'write' : 'read';
+    const fenced = c.fenced && mode === 'write';
     const requested = hr();
     let l: Lock;
     try {
-      l = await backend.locker.acquire(c.key, { ttlMs: c.ttlMs, waitTimeoutMs: c.waitTimeoutMs, signal: stop });
+      l = await side(mode).acquire(c.key, { ttlMs: c.ttlMs, waitTimeoutMs: c.waitTimeoutMs, signal: stop });
     } catch (err) {
       if (stop.aborted) break;
       emit({ type: 'acquire-failed', requested, at: hr(), error: describe(err) });
@@ -278,7 +310,7 @@ async function permitLoop(c: Record<string, any>, stop: AbortSignal): Promise<vo
       continue;
     }
     const enter = hr();
-    emit({ type: 'entered', enter, fence: l.fence });
+    emit({ type: 'entered', enter, fence: l.fence, mode });
     let lostAt: bigint | undefined;
     const aborted = new Promise<void>((resolve) => {
       const onAbort = (): void => {
@@ -288,14 +320,14 @@ async function permitLoop(c: Record<string, any>, stop: AbortSignal): Promise<vo
       if (l.signal.aborted) onAbort();
       else l.signal.addEventListener('abort', onAbort, { once: true });
     });
-    const begin = c.fenced ? await settled(backend.resource.begin(l.fence)) : undefined;
+    const begin = fenced ? await settled(backend.resource.begin(l.fence)) : undefined;
     await Promise.race([delay(minMs + Math.random() * (maxMs - minMs)), aborted]);
-    const write = c.fenced && begin?.ok && !l.signal.aborted ? await settled(backend.resource.write(l.fence, (begin.value ?? 0) + 1)) : undefined;
+    const write = fenced && begin?.ok && !l.signal.aborted ? await settled(backend.resource.write(l.fence, (begin.value ?? 0) + 1)) : undefined;
     const exit = hr();
     const validUntil = hrOf(l.validUntil);
     const lost = l.signal.reason instanceof LockLostError ? describe(l.signal.reason) : undefined;
     const releaseError = await l.release().then(() => undefined, describe);
-    emit({ type: 'permit', requested, enter, exit, lostAt, lost, fence: l.fence, validUntil, begin, write, releaseError });
+    emit({ type: 'permit', mode, requested, enter, exit, lostAt, lost, fence: l.fence, validUntil, begin, write, releaseError });
   }
 }
 

@@ -130,7 +130,7 @@ let serial = 0;
 /** Starts one worker for `env` (ids are unique across the run). */
 export function worker(
   env: Env,
-  opts: { name?: string; clientOptions?: Record<string, unknown>; lockerOptions?: Record<string, unknown>; limit?: number; faketime?: FaketimeOptions } = {},
+  opts: { name?: string; clientOptions?: Record<string, unknown>; lockerOptions?: Record<string, unknown>; limit?: number; rw?: boolean; faketime?: FaketimeOptions } = {},
 ): Promise<FaultWorker> {
   const config: WorkerConfig = {
     id: `${opts.name ?? env.backend}-${++serial}`,
@@ -140,6 +140,7 @@ export function worker(
     clientOptions: opts.clientOptions,
     lockerOptions: opts.lockerOptions,
     limit: opts.limit,
+    rw: opts.rw,
   };
   return FaultWorker.start(config, { faketime: opts.faketime });
 }

@@ -38,6 +38,12 @@ export interface WorkerConfig {
    * on `etcd`; other backends refuse it) instead of the backend's mutex. Unset: the mutex.
    */
   limit?: number;
+  /**
+   * Run a read-write lock (RedisRWLock on `redis`, EtcdRWLock on `etcd`; other backends, and `limit`
+   * with it, refuse it) instead of the backend's mutex: `acquire` and the permit loop take its write
+   * side unless told to read (`mode: 'read'`; the loop's `writes` share).
+   */
+  rw?: boolean;
 }
 
 /** Runs the worker under Debian's `faketime`, its offset read from `file` (rewrite it to jump the clock). */
