@@ -131,12 +131,19 @@ async function readNode(client: RedisClient, keys: ReturnType<typeof redisKeys>)
     ['ZRANGE', keys.queueExpiry, 0, -1, 'WITHSCORES'],
     ['TIME'],
   ];
-  const sent = [client.send(['MULTI']), ...reads.map((r) => client.send(r)), client.send(['EXEC'])];
-  const replies = await Promise.all(sent);
-  const [token, pttl, fence, queue, expiries, time] = replies[replies.length - 1] as [string | null, number, string | null, string[], string[], [string, string]];
-  const nowUs = Number(time[0]) * 1e6 + Number(time[1]);
-  const waiters = queueWaiters(queue, expiries, nowUs);
-  return { token, pttl, fence, waiters };
+  const [token, pttl, fence, queue, expiries, time] = (await transaction(client, reads)) as [string | null, number, string | null, string[], string[], [string, string]];
+  return { token, pttl, fence, waiters: queueWaiters(queue, expiries, serverUs(time)) };
+}
+
+/** `reads` in one MULTI/EXEC: sent in one write, run by the server as one, answered as EXEC's array. */
+async function transaction(client: RedisClient, reads: Array<Array<string | number>>): Promise<unknown[]> {
+  const replies = await Promise.all([client.send(['MULTI']), ...reads.map((r) => client.send(r)), client.send(['EXEC'])]);
+  return replies[replies.length - 1] as unknown[];
+}
+
+/** A TIME reply as µs. */
+function serverUs(time: [string, string]): number {
+  return Number(time[0]) * 1e6 + Number(time[1]);
 }
 
 function waiterLines(waiters: Array<{ token: string; waitingMs: number; lapsesInMs: number }>): string[] {
@@ -190,9 +197,8 @@ async function readQueued(client: RedisClient, keys: ReturnType<typeof redisKeys
     ['ZRANGE', keys.queueExpiry, 0, -1, 'WITHSCORES'],
     ['TIME'],
   ];
-  const replies = await Promise.all([client.send(['MULTI']), ...reads.map((r) => client.send(r)), client.send(['EXEC'])]);
-  const [held, fence, queue, expiries, time] = replies[replies.length - 1] as [string[], string | null, string[], string[], [string, string]];
-  const nowUs = Number(time[0]) * 1e6 + Number(time[1]);
+  const [held, fence, queue, expiries, time] = (await transaction(client, reads)) as [string[], string | null, string[], string[], [string, string]];
+  const nowUs = serverUs(time);
   const entries: Array<{ token: string; leftMs: number }> = [];
   for (let i = 0; i < held.length; i += 2) {
     const leftMs = Number(held[i + 1]) - nowUs / 1000;

@@ -124,6 +124,30 @@ for _, w in ipairs(lapsed) do redis.call('ZREM', KEYS[3], w) end
 if #lapsed > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now) end
 local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]`;
 
+/** Lua (inside an `if`): join the queue as `member`, keeping an earlier place; the place lasts ARGV[3] ms, and both queue keys live until the last place in them lapses. */
+function joinQueue(member: string): string {
+  return `  redis.call('ZADD', KEYS[3], 'NX', t[1] * 1000000 + t[2], ${member})
+  redis.call('ZADD', KEYS[4], now + tonumber(ARGV[3]), ${member})
+  local left = string.format('%.0f', redis.call('ZRANGE', KEYS[4], -1, -1, 'WITHSCORES')[2] - now)
+  redis.call('PEXPIRE', KEYS[3], left)
+  redis.call('PEXPIRE', KEYS[4], left)`;
+}
+
+/** Lua: `headLeft`, the ms until the queue's head's place lapses, or -1 if the head is `member` or there is none. */
+function headLeft(member: string): string {
+  return `local headLeft = -1
+if head and head ~= ${member} then
+  local lapses = redis.call('ZSCORE', KEYS[4], head)
+  if lapses then headLeft = tonumber(lapses) - now end
+end`;
+}
+
+/** Lua: the holders ZSET (KEYS[1]) lives as long as its longest hold (its highest score, server ms). */
+function livesAsLongest(indent: string): string {
+  return `${indent}local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')[2]
+${indent}redis.call('PEXPIRE', KEYS[1], string.format('%.0f', last - now))`;
+}
+
 /**
  * The uncontended case (no queue) costs EXISTS + SET and the fence's GET + SET (and TIME, when the
  * counter has to start again): no key is read or written that a plain SET NX with a counter would not touch.
@@ -146,22 +170,14 @@ if (not head or head == ARGV[1]) and redis.call('SET', KEYS[1], ARGV[1], 'NX', '
   return grant()
 end
 if ARGV[3] ~= '0' then
-  redis.call('ZADD', KEYS[3], 'NX', t[1] * 1000000 + t[2], ARGV[1])
-  redis.call('ZADD', KEYS[4], now + tonumber(ARGV[3]), ARGV[1])
-  local left = string.format('%.0f', redis.call('ZRANGE', KEYS[4], -1, -1, 'WITHSCORES')[2] - now)
-  redis.call('PEXPIRE', KEYS[3], left)
-  redis.call('PEXPIRE', KEYS[4], left)
+${joinQueue('ARGV[1]')}
   head = head or ARGV[1]
 end
 local pttl = redis.call('PTTL', KEYS[1])
 if #lapsed > 0 and pttl == -2 and head ~= ARGV[1] then
   redis.call('PUBLISH', ARGV[4], head)
 end
-local headLeft = -1
-if head and head ~= ARGV[1] then
-  local lapses = redis.call('ZSCORE', KEYS[4], head)
-  if lapses then headLeft = tonumber(lapses) - now end
-end
+${headLeft('ARGV[1]')}
 return {0, pttl, headLeft}`,
   4,
 );
@@ -222,16 +238,11 @@ if free > 0 and ahead < free then
     redis.call('ZREM', KEYS[3], ARGV[1])
     redis.call('ZREM', KEYS[4], ARGV[1])
   end
-  local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')[2]
-  redis.call('PEXPIRE', KEYS[1], string.format('%.0f', last - now))
+${livesAsLongest('  ')}
   return grant()
 end
 if ARGV[3] ~= '0' then
-  redis.call('ZADD', KEYS[3], 'NX', t[1] * 1000000 + t[2], ARGV[1])
-  redis.call('ZADD', KEYS[4], now + tonumber(ARGV[3]), ARGV[1])
-  local left = string.format('%.0f', redis.call('ZRANGE', KEYS[4], -1, -1, 'WITHSCORES')[2] - now)
-  redis.call('PEXPIRE', KEYS[3], left)
-  redis.call('PEXPIRE', KEYS[4], left)
+${joinQueue('ARGV[1]')}
   head = head or ARGV[1]
 end
 if #lapsed > 0 and free > 0 then
@@ -240,11 +251,7 @@ if #lapsed > 0 and free > 0 then
 end
 local soonest = -2
 if free <= 0 then soonest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2] - now end
-local headLeft = -1
-if head and head ~= ARGV[1] then
-  local lapses = redis.call('ZSCORE', KEYS[4], head)
-  if lapses then headLeft = tonumber(lapses) - now end
-end
+${headLeft('ARGV[1]')}
 return {0, soonest, headLeft}`,
   4,
 );
@@ -289,8 +296,7 @@ if not score or tonumber(score) <= now then
   return 0
 end
 redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[2]), ARGV[1])
-local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')[2]
-redis.call('PEXPIRE', KEYS[1], string.format('%.0f', last - now))
+${livesAsLongest('')}
 return 1`,
   1,
 );
@@ -360,16 +366,11 @@ if ok then
     redis.call('ZREM', KEYS[3], me)
     redis.call('ZREM', KEYS[4], me)
   end
-  local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')[2]
-  redis.call('PEXPIRE', KEYS[1], string.format('%.0f', last - now))
+${livesAsLongest('  ')}
   return grant()
 end
 if ARGV[3] ~= '0' then
-  redis.call('ZADD', KEYS[3], 'NX', t[1] * 1000000 + t[2], me)
-  redis.call('ZADD', KEYS[4], now + tonumber(ARGV[3]), me)
-  local left = string.format('%.0f', redis.call('ZRANGE', KEYS[4], -1, -1, 'WITHSCORES')[2] - now)
-  redis.call('PEXPIRE', KEYS[3], left)
-  redis.call('PEXPIRE', KEYS[4], left)
+${joinQueue('me')}
   head = head or me
 end
 if #lapsed > 0 then
@@ -378,11 +379,7 @@ if #lapsed > 0 then
 end
 local soonest = -2
 if writer or readers > 0 then soonest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2] - now end
-local headLeft = -1
-if head and head ~= me then
-  local lapses = redis.call('ZSCORE', KEYS[4], head)
-  if lapses then headLeft = tonumber(lapses) - now end
-end
+${headLeft('me')}
 return {0, soonest, headLeft}`,
   4,
 );
@@ -425,8 +422,7 @@ for _, mode in ipairs({'w', 'r'}) do
   local score = redis.call('ZSCORE', KEYS[1], me)
   if score and tonumber(score) > now then
     redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[2]), me)
-    local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')[2]
-    redis.call('PEXPIRE', KEYS[1], string.format('%.0f', last - now))
+${livesAsLongest('    ')}
     return 1
   end
   if score then redis.call('ZREM', KEYS[1], me) end
