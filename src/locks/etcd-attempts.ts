@@ -9,14 +9,14 @@
  *   session is then marked uncertain: it gets no new users, and is revoked when its last user leaves,
  *   which removes any such key.
  */
-import type { EtcdClient } from '../etcdrpc/client.js';
+import { EtcdClient } from '../etcdrpc/client.js';
 import { isTransientEtcdError, wasNotApplied } from '../etcdrpc/status.js';
 import { noop, onAbort, raceAbort } from '../abort.js';
-import { LockLostError, SessionExpiredError } from '../errors.js';
+import { LockLostError, SessionExpiredError, invalidType } from '../errors.js';
 import type { HeldLock, LockOps } from './held-lock.js';
 import { Session, ttlSeconds } from './etcd-session.js';
 import { deleteOwnKey, removeOwnKey, type QueueEntry } from './etcd-queue.js';
-import type { ResolvedAcquire } from './options.js';
+import { DEFAULT_TTL_MS, checkTtl, type ResolvedAcquire } from './options.js';
 import type { Wait } from './waiting.js';
 
 /** One attempt's key, and the session it stands on. */
@@ -178,4 +178,16 @@ export async function persist<T>(wait: Wait | undefined, call: () => Promise<T>)
       await wait.backoff(err, { baseMs: 100 });
     }
   }
+}
+
+/**
+ * The constructor checks every etcd locker makes (`who` names it in the errors): a real EtcdClient,
+ * options as an object, and from them the key prefix (default 'wirelock/') and the default TTL.
+ */
+export function etcdLockerOptions(who: string, client: unknown, opts: unknown, optionsError = 'locker options must be an object'): { prefix: string; ttlMs: number } {
+  if (!(client instanceof EtcdClient)) throw invalidType(`${who} needs an EtcdClient`);
+  if (opts === null || typeof opts !== 'object') throw invalidType(optionsError);
+  const { prefix = 'wirelock/', ttlMs = DEFAULT_TTL_MS } = opts as { prefix?: unknown; ttlMs?: unknown };
+  if (typeof prefix !== 'string') throw invalidType('prefix must be a string');
+  return { prefix, ttlMs: checkTtl('ttlMs', ttlMs) };
 }

@@ -19,17 +19,17 @@
  *   would reuse the same etcd key), and a session whose clean-up failed is marked uncertain: it gets no
  *   new locks, and is revoked when its last one ends, so a key left behind cannot hold the lock for nobody.
  */
-import { EtcdClient } from '../etcdrpc/client.js';
+import type { EtcdClient } from '../etcdrpc/client.js';
 import { lockChannels } from '../diagnostics.js';
 import { isTransientEtcdError } from '../etcdrpc/status.js';
 import type { Compare } from '../etcdrpc/types.js';
 import { noop, raceAbort } from '../abort.js';
-import { LockLostError, invalidType } from '../errors.js';
+import { LockLostError } from '../errors.js';
 import { BaseLocker } from './base-locker.js';
 import { HeldLock } from './held-lock.js';
-import { EtcdHold, SessionPool, abandonAttempt, endAttempt, type Attempt } from './etcd-attempts.js';
+import { EtcdHold, SessionPool, abandonAttempt, endAttempt, etcdLockerOptions, type Attempt } from './etcd-attempts.js';
 import { deleteOwnKey, enqueue, ownsKey, waitTurn } from './etcd-queue.js';
-import { DEFAULT_TTL_MS, checkTtl, resolveAcquire, type ResolvedAcquire } from './options.js';
+import { resolveAcquire, type ResolvedAcquire } from './options.js';
 import type { AcquireOptions, Lock, LockerOptions } from './types.js';
 import type { Wait } from './waiting.js';
 
@@ -64,14 +64,11 @@ export class EtcdLocker extends BaseLocker {
 
   constructor(client: EtcdClient, opts: LockerOptions = {}) {
     super('etcd');
-    if (!(client instanceof EtcdClient)) throw invalidType('EtcdLocker needs an EtcdClient');
-    if (opts === null || typeof opts !== 'object') throw invalidType('locker options must be an object');
-    const prefix = opts.prefix ?? 'wirelock/';
-    if (typeof prefix !== 'string') throw invalidType('prefix must be a string');
+    const { prefix, ttlMs } = etcdLockerOptions('EtcdLocker', client, opts);
     this.#client = client;
     this.#sessions = new SessionPool(client);
     this.#prefix = prefix;
-    this.#ttlMs = checkTtl('ttlMs', opts.ttlMs ?? DEFAULT_TTL_MS);
+    this.#ttlMs = ttlMs;
   }
 
   /** The etcd lock name (what `etcdctl lock` takes) for a lock key. */

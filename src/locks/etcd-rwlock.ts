@@ -55,17 +55,17 @@
  * TypeError (ERR_INVALID_ARG_VALUE) that says so; release the read lock first. Across two
  * EtcdRWLocks (or processes) nothing tells the two holds belong together: the write waits like any.
  */
-import { EtcdClient } from '../etcdrpc/client.js';
+import type { EtcdClient } from '../etcdrpc/client.js';
 import { WatchFilter, type ResponseHeader } from '../etcdrpc/types.js';
 import type { Watcher } from '../etcdrpc/watch.js';
 import { lockChannels } from '../diagnostics.js';
 import { noop } from '../abort.js';
-import { LockLostError, WatchCompactedError, invalidType, invalidValue } from '../errors.js';
+import { LockLostError, WatchCompactedError, invalidValue } from '../errors.js';
 import { BaseLocker } from './base-locker.js';
 import { HeldLock } from './held-lock.js';
-import { EtcdHold, SessionPool, abandonAttempt, endAttempt, persist, type Attempt } from './etcd-attempts.js';
+import { EtcdHold, SessionPool, abandonAttempt, endAttempt, etcdLockerOptions, persist, type Attempt } from './etcd-attempts.js';
 import { deleteOwnKey, enqueue, waitTurn, whyKeyDeleted, type QueueEntry } from './etcd-queue.js';
-import { DEFAULT_TTL_MS, checkTtl, resolveAcquire, type ResolvedAcquire } from './options.js';
+import { resolveAcquire, type ResolvedAcquire } from './options.js';
 import type { AcquireOptions, Lock, Locker, LockerOptions } from './types.js';
 import type { Wait } from './waiting.js';
 
@@ -291,11 +291,7 @@ export class EtcdRWLock {
    * @param opts - `prefix` (default `'wirelock/'`, as EtcdLocker's) and the default `ttlMs` (10000)
    */
   constructor(client: EtcdClient, opts: LockerOptions = {}) {
-    if (!(client instanceof EtcdClient)) throw invalidType('EtcdRWLock needs an EtcdClient');
-    if (opts === null || typeof opts !== 'object') throw invalidType('locker options must be an object');
-    const prefix = opts.prefix ?? 'wirelock/';
-    if (typeof prefix !== 'string') throw invalidType('prefix must be a string');
-    const ttlMs = checkTtl('ttlMs', opts.ttlMs ?? DEFAULT_TTL_MS);
+    const { prefix, ttlMs } = etcdLockerOptions('EtcdRWLock', client, opts);
     this.#prefix = prefix;
     const reads = new EtcdRWLockSide(client, { mode: 'read', prefix, ttlMs });
     this.read = reads;

@@ -39,17 +39,17 @@
  * again (while the holders still hold: off the handoff's path). A contender that holds at once
  * watches from the enqueue's revision + 1: exact, and a late event only delays the news of a loss.
  */
-import { EtcdClient } from '../etcdrpc/client.js';
+import type { EtcdClient } from '../etcdrpc/client.js';
 import { WatchFilter, type Event, type KeyValue, type ResponseHeader } from '../etcdrpc/types.js';
 import type { Watcher } from '../etcdrpc/watch.js';
 import { lockChannels } from '../diagnostics.js';
 import { noop } from '../abort.js';
-import { LockLostError, WatchCompactedError, invalidType } from '../errors.js';
+import { LockLostError, WatchCompactedError } from '../errors.js';
 import { BaseLocker } from './base-locker.js';
 import { HeldLock } from './held-lock.js';
-import { EtcdHold, SessionPool, abandonAttempt, endAttempt, persist, type Attempt } from './etcd-attempts.js';
+import { EtcdHold, SessionPool, abandonAttempt, endAttempt, etcdLockerOptions, persist, type Attempt } from './etcd-attempts.js';
 import { deleteOwnKey, lost, ownsKey, prefixRange, whyKeyDeleted, type QueueEntry } from './etcd-queue.js';
-import { DEFAULT_TTL_MS, checkLimit, checkTtl, resolveAcquire, type ResolvedAcquire } from './options.js';
+import { checkLimit, resolveAcquire, type ResolvedAcquire } from './options.js';
 import type { AcquireOptions, Lock, SemaphoreOptions } from './types.js';
 import type { Wait } from './waiting.js';
 
@@ -252,15 +252,12 @@ export class EtcdSemaphore extends BaseLocker {
 
   constructor(client: EtcdClient, opts: SemaphoreOptions) {
     super('etcd');
-    if (!(client instanceof EtcdClient)) throw invalidType('EtcdSemaphore needs an EtcdClient');
-    if (opts === null || typeof opts !== 'object') throw invalidType('EtcdSemaphore needs options with a limit');
-    const prefix = opts.prefix ?? 'wirelock/';
-    if (typeof prefix !== 'string') throw invalidType('prefix must be a string');
+    const { prefix, ttlMs } = etcdLockerOptions('EtcdSemaphore', client, opts, 'EtcdSemaphore needs options with a limit');
     this.limit = checkLimit(opts.limit);
     this.#client = client;
     this.#sessions = new SessionPool(client);
     this.#prefix = prefix;
-    this.#ttlMs = checkTtl('ttlMs', opts.ttlMs ?? DEFAULT_TTL_MS);
+    this.#ttlMs = ttlMs;
   }
 
   /** The etcd name of a key's semaphore: its permits' keys are `<name>/<lease hex>-<n hex>`. */
