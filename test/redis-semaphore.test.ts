@@ -155,8 +155,20 @@ describe('RedisSemaphore', function () {
     // read as long expired to the server, and the waiter below would get it at once.
     const child = spawn('faketime', ['--exclude-monotonic', '-f', '-1h', process.execPath, '--import', 'tsx', 'test/support/semaphore-holder.ts', server.url, 'crash', '1', '2000'], {
       cwd: root,
-      stdio: ['ignore', 'pipe', 'inherit'],
+      // Its own process group: `faketime` runs node as its child, and killing only the wrapper would
+      // leave node holding this process's output pipe (CI's `npm test | tee` then never ends).
+      stdio: ['pipe', 'pipe', 'pipe'],
+      detached: true,
     });
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => void (stderr += d));
+    const kill = (): void => {
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    };
     try {
       const line = await new Promise<string>((resolve, reject) => {
         let out = '';
@@ -164,19 +176,19 @@ describe('RedisSemaphore', function () {
           out += d;
           if (out.includes('\n')) resolve(out);
         });
-        child.once('exit', (code) => reject(new Error(`holder exited with ${code} before holding`)));
+        child.once('exit', (code) => reject(new Error(`holder exited with ${code} before holding: ${stderr}`)));
       });
       const heldAt = performance.now();
       const [, , , wall] = line.trim().split(' ');
       expect(Date.now() - Number(wall), "the holder's wall clock is an hour behind").to.be.above(3_500_000);
-      child.kill('SIGKILL');
+      kill();
       const waiter = await semaphore(1);
       const p = await waiter.acquire('crash', { ttlMs: 5000, waitTimeoutMs: 10_000 });
       const after = performance.now() - heldAt;
       expect(after, 'ms from the grant to the next grant').to.be.within(1800, 4000);
       await p.release();
     } finally {
-      child.kill('SIGKILL');
+      kill();
     }
   });
 
