@@ -200,30 +200,38 @@ describe('etcd Session, Mutex and EtcdLocker', function () {
       await Promise.all(lockers.map((l) => l.close()));
     });
 
-    it('a waiter that dies mid-queue: the one behind it waits for the holder, not for the dead', async () => {
+    it('a waiter whose lease goes mid-queue: the one behind it waits for the holder, not for the dead key; the waiter joins again at the back', async () => {
       const key = fresh('dies');
       const [holder, dying, last] = await Promise.all([0, 1, 2].map(async () => new EtcdLocker(await connect())));
       const name = holder!.lockName(key);
       const held = await holder!.acquire(key);
-      const dyingWait = dying!.acquire(key);
+      let dyingLock: Lock | undefined;
+      const dyingWait = dying!.acquire(key).then((l) => (dyingLock = l));
       await eventually(async () => (await queue(name)).length === 2, 3000, 'dying queued');
       let lastLock: Lock | undefined;
       const lastWait = last!.acquire(key).then((l) => (lastLock = l));
       await eventually(async () => (await queue(name)).length === 3, 3000, 'last queued');
-      // The middle waiter's process dies: its lease is gone, and so is its key.
+      // The middle waiter's lease is gone (as if its process had died), and so is its key.
       const deadKey = (await queue(name))[1]!;
       const [deadKv] = (await admin.range({ key: deadKey })).kvs;
       await admin.leaseRevoke({ ID: deadKv!.lease });
-      const err = await rejection(dyingWait);
-      expect(err).to.be.instanceOf(LockLostError);
-      expect((err as LockLostError).reason).to.equal('session-expired');
+      // Its process lives on here: its wait goes on, on a new lease, behind `last`.
+      await eventually(async () => {
+        const q = await queue(name);
+        return q.length === 3 && !q.includes(deadKey);
+      }, 3000, 'the waiter back in line on a new lease');
       await sleep(300);
       expect(lastLock, 'granted while the holder still holds').to.equal(undefined);
       expect(held.signal.aborted).to.equal(false);
       await held.release();
       await lastWait;
       expect(lastLock!.fence > held.fence).to.equal(true);
+      await sleep(200);
+      expect(dyingLock, 'the waiter that joined again granted before the one ahead of it').to.equal(undefined);
       await lastLock!.release();
+      await dyingWait;
+      expect(dyingLock!.fence > lastLock!.fence).to.equal(true);
+      await dyingLock!.release();
       await Promise.all([holder, dying, last].map((l) => l!.close()));
     });
 

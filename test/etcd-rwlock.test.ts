@@ -240,25 +240,38 @@ describe('EtcdRWLock', function () {
     await w.release(); // a no-op after a loss
   });
 
-  it('re-checks its own key before a grant: a waiter whose lease went while it queued is not granted', async () => {
+  it('re-checks its own key before a grant: a waiter whose lease went while it queued is never granted on it', async () => {
     const key = fresh('recheck');
     const [a, b] = await Promise.all([rw(), rw()]);
     const writer = await a.write.acquire(key);
+    // A lease of its own (autoExtend: false): its end is the end of the wait.
+    const own = b.read.acquire(key, { autoExtend: false });
+    await eventually(async () => (await line(key)).length === 2, 3000, 'the reader in line');
+    let [kv] = (await admin.range({ key: (await line(key))[1]! })).kvs;
+    await admin.leaseRevoke({ ID: kv!.lease });
+    const err = await rejection(own, 3000);
+    expect(err).to.be.instanceOf(LockLostError);
+    expect(err.reason).to.equal('session-expired');
+
+    // On the shared session the wait goes on, on a new lease: never granted on the dead key.
     let granted: Lock | undefined;
     const waiting = b.read.acquire(key).then((l) => (granted = l));
     await eventually(async () => (await line(key)).length === 2, 3000, 'the reader in line');
     const readerKey = (await line(key))[1]!;
-    const [kv] = (await admin.range({ key: readerKey })).kvs;
+    [kv] = (await admin.range({ key: readerKey })).kvs;
     await admin.leaseRevoke({ ID: kv!.lease });
-    const err = await rejection(waiting, 3000);
-    expect(err).to.be.instanceOf(LockLostError);
-    expect(err.reason).to.equal('session-expired');
-    await writer.release();
+    await eventually(async () => {
+      const keys = await line(key);
+      return keys.length === 2 && keys[1] !== readerKey;
+    }, 3000, 'the reader back in line on a new lease');
     await sleep(200);
-    expect(granted).to.equal(undefined);
-    // The lock itself goes on: the next acquire gets a new session.
-    const again = await b.read.acquire(key, { waitTimeoutMs: 2000 });
-    await again.release();
+    expect(granted, 'granted while the writer holds').to.equal(undefined);
+    await writer.release();
+    await waiting;
+    expect(granted!.token).to.not.equal(readerKey);
+    const [now] = (await admin.range({ key: granted!.token })).kvs;
+    expect(now!.lease, 'its key stands on a live lease, not the revoked one').to.not.equal(kv!.lease);
+    await granted!.release();
   });
 
   it('gives up at waitTimeoutMs, on abort and on close(), taking its key out of line', async () => {

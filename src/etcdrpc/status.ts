@@ -80,6 +80,14 @@ export function isTransientEtcdError(err: unknown): boolean {
 }
 
 /**
+ * etcd no longer has the lease a write named (NOT_FOUND "etcdserver: requested lease not found"): it
+ * expired, or was revoked, before the write arrived. The write was not applied.
+ */
+export function isLeaseGone(err: unknown): boolean {
+  return err instanceof EtcdError && err.grpcCode === Status.NOT_FOUND && /requested lease not found/.test(err.details);
+}
+
+/**
  * A write certainly not applied: etcd refused it before it ran (bad argument, lease not found,
  * permission, authentication, failed precondition), or it was never sent (the client was closed).
  * Any other failure leaves its outcome unknown: it may have been applied, or may yet be.

@@ -10,7 +10,7 @@
  *   which removes any such key.
  */
 import { EtcdClient } from '../etcdrpc/client.js';
-import { isTransientEtcdError, wasNotApplied } from '../etcdrpc/status.js';
+import { isLeaseGone, isTransientEtcdError, wasNotApplied } from '../etcdrpc/status.js';
 import { noop, onAbort, raceAbort } from '../abort.js';
 import { LockLostError, SessionExpiredError, invalidType } from '../errors.js';
 import type { HeldLock, LockOps } from './held-lock.js';
@@ -111,6 +111,9 @@ export async function endAttempt(a: Attempt): Promise<void> {
  * new locks use it, and it is revoked when its last lock ends.
  */
 export async function abandonAttempt(a: Attempt, rev: bigint | undefined, err: unknown): Promise<void> {
+  // etcd says the lease is gone before the session's own timer does (the cluster was paused or
+  // unreachable past the TTL): the session is lost now, so the next attempt makes a new one.
+  if (isLeaseGone(err)) a.session.lose('etcd no longer has the lease (requested lease not found)', err);
   // No revision: the enqueue failed. Refused before it ran, it left nothing; otherwise it may have.
   const mayHaveKey = rev !== undefined || !wasNotApplied(err);
   if (!a.ownSession && mayHaveKey) {
@@ -176,6 +179,36 @@ export async function persist<T>(wait: Wait | undefined, call: () => Promise<T>)
     } catch (err) {
       if (!wait || wait.signal.aborted || !isTransientEtcdError(err)) throw err;
       await wait.backoff(err, { baseMs: 100 });
+    }
+  }
+}
+
+/**
+ * The attempt failed because its session's lease went before a grant, and a new session may succeed:
+ * etcd refused the key's write naming the lease ("requested lease not found": it expired while nobody
+ * could renew it, e.g. the cluster was paused), or the shared session ended while the attempt waited
+ * in line. Not for a lease of the attempt's own (autoExtend: false): nobody renews that one by the
+ * caller's choice, so its end is the answer.
+ */
+export function leaseWentBeforeGrant(err: unknown, o: ResolvedAcquire): boolean {
+  if (isLeaseGone(err)) return true;
+  return o.autoExtend && err instanceof LockLostError && err.reason === 'session-expired';
+}
+
+/**
+ * Runs `attempt` again when its session's lease went before a grant (leaseWentBeforeGrant):
+ * abandonAttempt has taken its key back and the session is lost, so the next try stands on a new
+ * one, at the back of the line. The caller never chose that lease: its loss before a grant is no
+ * reason to fail. Without a wait, one more try; within one, tries until the wait ends, backing off
+ * from the second failure in a row on.
+ */
+export async function onFreshLease<T>(wait: Wait | undefined, o: ResolvedAcquire, attempt: () => Promise<T>): Promise<T> {
+  for (let failures = 0; ; failures++) {
+    try {
+      return await attempt();
+    } catch (err) {
+      if (!leaseWentBeforeGrant(err, o) || (wait ? wait.signal.aborted : failures > 0)) throw err;
+      if (wait && failures > 0) await wait.backoff(err, { baseMs: 100 });
     }
   }
 }

@@ -10,6 +10,10 @@
  *   The session's renewals move each lock's validUntil; its loss is each lock's loss.
  * - autoExtend: false gives the lock a lease of its own that nobody renews: it ends after ttlMs
  *   unless `extend()` renews it.
+ * - A shared session whose lease goes before a grant (etcd refuses the write naming it, or the lease
+ *   ends while the attempt waits in line) is marked lost, and the acquire goes on on a new one, at
+ *   the back of the line: until the wait ends, or once for tryAcquire (etcd-attempts.ts, onFreshLease).
+ *   A lease of the attempt's own ends the wait with LockLostError('session-expired').
  * - Two acquires of one key through one locker queue here, in order. (Go's mutex would let both
  *   "hold" it: they share the session's key.)
  * - `lock.token` is the lock's etcd key, `lock.fence` its create revision; `ownerCompare(lock)`
@@ -21,13 +25,13 @@
  */
 import type { EtcdClient } from '../etcdrpc/client.js';
 import { lockChannels } from '../diagnostics.js';
-import { isTransientEtcdError } from '../etcdrpc/status.js';
+import { isLeaseGone, isTransientEtcdError } from '../etcdrpc/status.js';
 import type { Compare } from '../etcdrpc/types.js';
 import { noop, raceAbort } from '../abort.js';
 import { LockLostError } from '../errors.js';
 import { BaseLocker } from './base-locker.js';
 import { HeldLock } from './held-lock.js';
-import { EtcdHold, SessionPool, abandonAttempt, endAttempt, etcdLockerOptions, type Attempt } from './etcd-attempts.js';
+import { EtcdHold, SessionPool, abandonAttempt, endAttempt, etcdLockerOptions, leaseWentBeforeGrant, type Attempt } from './etcd-attempts.js';
 import { deleteOwnKey, enqueue, ownsKey, waitTurn } from './etcd-queue.js';
 import { resolveAcquire, type ResolvedAcquire } from './options.js';
 import type { AcquireOptions, Lock, LockerOptions } from './types.js';
@@ -100,7 +104,12 @@ export class EtcdLocker extends BaseLocker {
     if (this.#turns.has(key)) return null; // held (or being acquired) through this very locker
     const turn = await this.#takeTurn(key, undefined, performance.now());
     try {
-      const lock = await this.#lockOnce(key, o, turn, undefined);
+      // One more try on a new session if etcd no longer had the lease (its key was never written).
+      const lock = await this.#lockOnce(key, o, turn, undefined).catch(async (err: unknown) => {
+        if (!isLeaseGone(err)) throw err;
+        await turn.cleaned;
+        return this.#lockOnce(key, o, turn, undefined);
+      });
       if (!lock) void turn.cleaned.then(turn.pass);
       return lock;
     } catch (err) {
@@ -128,7 +137,8 @@ export class EtcdLocker extends BaseLocker {
         try {
           return (await this.#lockOnce(key, o, turn, wait))!;
         } catch (err) {
-          if (wait.signal.aborted || !isTransientEtcdError(err)) throw err;
+          // A lease gone before the grant (abandonAttempt took the key back): the next attempt stands on a new one.
+          if (wait.signal.aborted || !(isTransientEtcdError(err) || leaseWentBeforeGrant(err, o))) throw err;
           await wait.backoff(err, { baseMs: 100 });
           await raceAbort(turn.cleaned, wait.signal); // the same key must be gone before it is written again
         }

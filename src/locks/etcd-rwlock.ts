@@ -63,7 +63,7 @@ import { noop } from '../abort.js';
 import { LockLostError, WatchCompactedError, invalidValue } from '../errors.js';
 import { BaseLocker } from './base-locker.js';
 import { HeldLock } from './held-lock.js';
-import { EtcdHold, SessionPool, abandonAttempt, endAttempt, etcdLockerOptions, persist, type Attempt } from './etcd-attempts.js';
+import { EtcdHold, SessionPool, abandonAttempt, endAttempt, etcdLockerOptions, onFreshLease, persist, type Attempt } from './etcd-attempts.js';
 import { deleteOwnKey, enqueue, waitTurn, whyKeyDeleted, type QueueEntry } from './etcd-queue.js';
 import { resolveAcquire, type ResolvedAcquire } from './options.js';
 import type { AcquireOptions, Lock, Locker, LockerOptions } from './types.js';
@@ -155,7 +155,7 @@ class EtcdRWLockSide extends BaseLocker {
     this.#refuseUpgrade(key);
     const start = performance.now();
     if (o.waitTimeoutMs === 0) return this.onlyOnce(key, start, o, () => this.tryAcquire(key, opts));
-    return this.waitFor(key, start, o, async (wait) => (await this.#attempt(key, o, start, wait))!);
+    return this.waitFor(key, start, o, async (wait) => (await onFreshLease(wait, o, () => this.#attempt(key, o, start, wait)))!);
   }
 
   /** One attempt: the lock, or null if an older key stands in its way (our key is deleted again). */
@@ -163,7 +163,8 @@ class EtcdRWLockSide extends BaseLocker {
     const o = resolveAcquire(key, opts, this.#ttlMs);
     this.checkOpen();
     this.#refuseUpgrade(key);
-    return this.#attempt(key, o, performance.now(), undefined);
+    const start = performance.now();
+    return onFreshLease(undefined, o, () => this.#attempt(key, o, start, undefined));
   }
 
   /** Releases every hold, then revokes the sessions' leases. Does not close the client. */

@@ -47,7 +47,7 @@ import { noop } from '../abort.js';
 import { LockLostError, WatchCompactedError } from '../errors.js';
 import { BaseLocker } from './base-locker.js';
 import { HeldLock } from './held-lock.js';
-import { EtcdHold, SessionPool, abandonAttempt, endAttempt, etcdLockerOptions, persist, type Attempt } from './etcd-attempts.js';
+import { EtcdHold, SessionPool, abandonAttempt, endAttempt, etcdLockerOptions, onFreshLease, persist, type Attempt } from './etcd-attempts.js';
 import { deleteOwnKey, lost, ownsKey, prefixRange, whyKeyDeleted, type QueueEntry } from './etcd-queue.js';
 import { checkLimit, resolveAcquire, type ResolvedAcquire } from './options.js';
 import type { AcquireOptions, Lock, SemaphoreOptions } from './types.js';
@@ -276,14 +276,15 @@ export class EtcdSemaphore extends BaseLocker {
     this.checkOpen();
     const start = performance.now();
     if (o.waitTimeoutMs === 0) return this.onlyOnce(key, start, o, () => this.tryAcquire(key, opts));
-    return this.waitFor(key, start, o, async (wait) => (await this.#permit(key, o, start, wait))!);
+    return this.waitFor(key, start, o, async (wait) => (await onFreshLease(wait, o, () => this.#permit(key, o, start, wait)))!);
   }
 
   /** One attempt: a permit, or null if `limit` older contenders are in line (our key is deleted again). */
   async tryAcquire(key: string, opts?: AcquireOptions): Promise<Lock | null> {
     const o = resolveAcquire(key, opts, this.#ttlMs);
     this.checkOpen();
-    return this.#permit(key, o, performance.now(), undefined);
+    const start = performance.now();
+    return onFreshLease(undefined, o, () => this.#permit(key, o, start, undefined));
   }
 
   /** Releases every permit, then revokes the sessions' leases. Does not close the client. */
