@@ -5,7 +5,8 @@
  * k holders) for moments over the limit, repeated fences and fence regressions.
  */
 import { suiteServers } from '../support/faults-env.js';
-import { killedPermitHolder, leaderKilledUnderPermits, pausedPermitHolder, pausedSemaphoreServer } from './scenarios/semaphore.js';
+import { leaderKilledUnderContention, pausedServerUnderContention } from './scenarios/contended.js';
+import { killedPermitHolder, pausedPermitHolder, SEMAPHORE } from './scenarios/semaphore.js';
 
 describe('faults: semaphores, limit 2, 5 processes', function () {
   this.timeout(90_000);
@@ -18,7 +19,7 @@ describe('faults: semaphores, limit 2, 5 processes', function () {
     it('(b) holder killed (SIGKILL): its permit comes back within TTL + 500 ms, to the first in line alone', () =>
       killedPermitHolder(servers.redis.env('redis'), 'sem-killed', ttlMs, 500, `RedisSemaphore, TTL ${ttlMs} ms`));
     it('(c) Redis paused for 2×TTL under contention: holders told by their validUntil, nothing granted meanwhile, service back after SIGCONT', () =>
-      pausedSemaphoreServer(servers.redis.env('redis'), servers.redis.nodes[0]!, 'sem-server-paused',
+      pausedServerUnderContention(SEMAPHORE, servers.redis.env('redis'), servers.redis.nodes[0]!, 'sem-server-paused',
         { ttlMs, pauseMs: 2 * ttlMs, recoveryMs: ttlMs + 4000, clientOptions: { commandTimeoutMs: 500 } }, 'RedisSemaphore'));
   });
 
@@ -31,13 +32,13 @@ describe('faults: semaphores, limit 2, 5 processes', function () {
     it('(b) holder killed (SIGKILL): its permit comes back within TTL + 1000 ms, to the first in line alone', () =>
       killedPermitHolder(servers.etcd.env, 'sem-killed', ttlMs, 1000, `EtcdSemaphore, TTL ${ttlMs} ms`));
     it('(c) its only member paused for 2×TTL under contention: holders told by their validUntil, nothing granted meanwhile, service back after SIGCONT', () =>
-      pausedSemaphoreServer(servers.etcd.env, servers.etcd.cluster.members[0]!, 'sem-server-paused',
+      pausedServerUnderContention(SEMAPHORE, servers.etcd.env, servers.etcd.cluster.members[0]!, 'sem-server-paused',
         { ttlMs, pauseMs: 2 * ttlMs, recoveryMs: ttlMs + 6000, clientOptions: { callTimeoutMs: 1000 } }, 'EtcdSemaphore'));
   });
 
   describe('EtcdSemaphore on a 3-member cluster', () => {
     const servers = suiteServers({ etcd: 3 });
     it('(d) leader killed under contention: no moment over the limit, every contender holds again', () =>
-      leaderKilledUnderPermits(servers.etcd.cluster, servers.etcd.env, 'sem-leader-kill', 3000, 'EtcdSemaphore'));
+      leaderKilledUnderContention(SEMAPHORE, servers.etcd.cluster, servers.etcd.env, 'sem-leader-kill', 3000, 'EtcdSemaphore'));
   });
 });

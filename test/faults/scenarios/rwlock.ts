@@ -1,7 +1,8 @@
 /**
  * Read-write lock scenarios: RedisRWLock and EtcdRWLock (`read` and `write` on one key,
  * writer-preferring). (a) a writer paused past its TTL while readers and writers contend, (b) a
- * reader killed while a writer waits. Every history goes through checkReadWrite (no writer beside
+ * reader killed while a writer waits; the server faults, (c) the server paused and (d) the etcd
+ * leader killed, are contended.ts's, run on `RW_LOCK`. Every history goes through checkReadWrite (no writer beside
  * anyone; readers may share) and checkPermits (for its fence checks), each hold cut down to what its
  * holder could believe in (its exit, its validUntil, or the moment its signal aborted, whichever is first).
  */
@@ -11,6 +12,7 @@ import { big, ms, sleep, type FaultWorker, type WorkerEvent } from '../../suppor
 import { report, worker, type Env } from '../../support/faults-env.js';
 import { waitFor } from '../../support/wait.js';
 import { lastValidUntil } from './holder.js';
+import { believed, stopLoops, type Contended } from './contended.js';
 
 const min = (...xs: bigint[]): bigint => xs.reduce((a, b) => (b < a ? b : a));
 const max = (...xs: bigint[]): bigint => xs.reduce((a, b) => (b > a ? b : a));
@@ -25,12 +27,6 @@ async function take(w: FaultWorker, key: string, mode: Mode, ttlMs: number, wait
   const e = await w.request({ op: 'acquire', key, mode, ttlMs, waitTimeoutMs }, ['acquired', 'acquire-failed'], waitTimeoutMs + 10_000);
   if (e.type !== 'acquired' || !e.got) throw new Error(`${w.id} did not acquire ${mode} ${key}: ${JSON.stringify(e)}`);
   return e;
-}
-
-/** A `permit` event of the permit loop as an RWHold, ended where its holder stopped believing in it. */
-function believed(w: FaultWorker, e: WorkerEvent): RWHold {
-  const ends = [big(e, 'exit'), big(e, 'validUntil'), ...(e.lostAt === undefined ? [] : [big(e, 'lostAt')])];
-  return { worker: w.id, mode: e.mode as Mode, requested: big(e, 'requested'), enter: big(e, 'enter'), exit: min(...ends), fence: big(e, 'fence') };
 }
 
 /** A hold taken with `acquire` and given back with `release`, ended at its last validUntil at the latest. */
@@ -59,6 +55,29 @@ function expectExclusion(c: ReturnType<typeof check>): void {
 }
 
 /**
+ * The read-write lock for the contention scenarios: the long holder reads (so others can share its
+ * hold until a writer queues), the other four write a third of their holds. Never a writer beside
+ * anyone; both modes were granted, and readers did share.
+ */
+export const RW_LOCK: Contended = {
+  worker: { rw: true },
+  loop: (i) => ({ writes: i === 0 ? 0 : 0.3 }),
+  check(holds) {
+    const c = check(holds);
+    const writes = holds.filter((h) => h.mode === 'write').length;
+    return {
+      text: c.text,
+      assert() {
+        expectExclusion(c);
+        expect(writes, 'write holds').to.be.above(0);
+        expect(holds.length - writes, 'read holds').to.be.above(0);
+        expect(c.rw.maxReaders, 'peak readers together (readers shared)').to.be.at.least(2);
+      },
+    };
+  },
+};
+
+/**
  * (a) Writer H takes the write lock, begins the fenced resource and is paused (SIGSTOP) for 2×TTL,
  * its write queued. Five contenders run the permit loop, each hold a write with probability 0.3
  * (writes fenced), else a read. Pass: the first contender enters only after H's validUntil; no writer
@@ -79,7 +98,7 @@ export async function pausedWriter(env: Env, key: string, ttlMs: number, label: 
     await waitFor(() => contenders.some((w) => w.all('permit').length > 0), 3 * ttlMs + 10_000, "a contender's first hold", 20);
     const remaining = 2 * ttlMs - ms(pausedAt, process.hrtime.bigint());
     if (remaining > 0) await sleep(remaining);
-    await Promise.all(contenders.map((w) => w.request({ op: 'permits-stop' }, 'permits-stopped', 20_000)));
+    await stopLoops(contenders);
 
     const resumedAt = holder!.resume();
     const [lost, write] = await Promise.all([holder!.next('lost', 5000), holder!.next('write', 5000)]);
