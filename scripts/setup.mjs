@@ -22,7 +22,8 @@ const servers = [
 // `--tests`: what only the tests need. Go builds the interop programs in test/go against etcd's Go
 // sources (a directory -> Debian package: it installs sources rather than a binary).
 const forTests = process.argv.includes('--tests');
-if (forTests) servers.push(['go', 'golang-go'], ['tmux', 'tmux']); // tmux: the terminal `status --watch` is tested in
+// tmux: the terminal `status --watch` is tested in; redis-sentinel: the Sentinel tests' sentinels
+if (forTests) servers.push(['go', 'golang-go'], ['tmux', 'tmux'], ['redis-sentinel', 'redis-sentinel']);
 const sources = forTests ? [['/usr/share/gocode/src/go.etcd.io/etcd/clientv3/concurrency', 'golang-etcd-server-dev']] : [];
 
 function onPath(binary) {

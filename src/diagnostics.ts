@@ -39,6 +39,18 @@ export interface RespErrorPayload { connection: number; address: string; command
 export interface RespClosePayload { connection: number; address: string; error?: Error }
 export interface RespMessagePayload { address: string; channel: string; message: string | Buffer }
 
+/** The master of a Sentinel-managed name was found, or moved. */
+export interface RespMasterPayload {
+  /** The name the sentinels monitor. */
+  masterName: string;
+  /** host:port of the master now. */
+  address: string;
+  /** host:port of the master before; undefined at the first discovery. */
+  previous: string | undefined;
+  /** `discovered`: a sentinel named it when asked (at connect, or after the node we were on answered READONLY or a ROLE other than master); `switch-master`: a sentinel announced a failover. */
+  cause: 'discovered' | 'switch-master';
+}
+
 export const respChannels = {
   /** A RESP connection is established (after AUTH/SELECT). */
   connect: channel<RespConnectPayload>('wirelock:resp:connect'),
@@ -52,6 +64,8 @@ export const respChannels = {
   close: channel<RespClosePayload>('wirelock:resp:close'),
   /** A pub/sub message arrived on the subscriber connection. */
   message: channel<RespMessagePayload>('wirelock:resp:message'),
+  /** Redis Sentinel: the master was found, or moved (a failover). */
+  master: channel<RespMasterPayload>('wirelock:resp:master'),
 } as const;
 
 // ---- Locks (src/locks), shared by every backend. Fences are bigints; times are performance.now() ms.

@@ -17,6 +17,8 @@ export type WirelockErrorCode =
   | 'WL_CLOSED'
   /** {@link QuorumError}: Redlock could not get a majority of its nodes to agree. */
   | 'WL_QUORUM'
+  /** {@link ReplicaError}: fewer than `minReplicas` Redis replicas acknowledged a grant or extension in time (WAIT). */
+  | 'WL_REPLICAS'
   /** {@link RespError}: a Redis server answered with an error reply. */
   | 'WL_RESP'
   /** {@link ProtocolError}: a server sent bytes that could not be decoded; the connection was closed. */
@@ -69,13 +71,16 @@ export type LockLostReason =
   /** Redlock: fewer than a quorum of nodes still hold it. */
   | 'quorum-lost'
   /** etcd: the session (lease) the lock was held under expired. */
-  | 'session-expired';
+  | 'session-expired'
+  /** Redis Sentinel: the master changed, and the new master does not have the lock (replication had not carried it over). */
+  | 'failover';
 
 const lostText: Record<LockLostReason, string> = {
   expired: 'its lease ran out, or its key is gone, before it could be extended',
   stolen: 'another holder owns the key now',
   'quorum-lost': 'fewer than a quorum of nodes still hold it',
   'session-expired': 'its etcd session (lease) expired',
+  failover: 'the Redis master changed, and the new master does not have it',
 };
 
 /** The lock is no longer held: `lock.signal` aborts with this, and `extend()` rejects with it. */
@@ -130,6 +135,27 @@ export interface QuorumNodeFailure {
 
 /** The same thing under the name Redlock's docs use. */
 export type RedlockNodeFailure = QuorumNodeFailure;
+
+/**
+ * Redis with `minReplicas`: fewer replicas than asked acknowledged a grant or an extension within
+ * `replicaTimeoutMs` (WAIT). An unconfirmed grant is taken back: within a wait this is a failed
+ * attempt, retried until the deadline (it is then the LockTimeoutError's cause); an unconfirmed
+ * extension leaves `validUntil` where it was, and is tried again while it lasts.
+ */
+export class ReplicaError extends WirelockError {
+  /** The key of the lock. */
+  readonly key: string;
+  /** How many replicas acknowledged the write in time. */
+  readonly acknowledged: number;
+  /** How many were asked for (`minReplicas`). */
+  readonly required: number;
+  constructor(key: string, what: 'grant' | 'extension', acknowledged: number, required: number, timeoutMs: number) {
+    super('WL_REPLICAS', `lock "${key}": ${what} acknowledged by ${acknowledged} of the ${required} replicas asked for within ${timeoutMs} ms`);
+    this.key = key;
+    this.acknowledged = acknowledged;
+    this.required = required;
+  }
+}
 
 /** Redlock could not reach a quorum. `nodes[]` holds each failing node's cause. */
 export class QuorumError extends WirelockError {

@@ -13,6 +13,7 @@ export {
   LockReleasedError,
   ClosedError,
   QuorumError,
+  ReplicaError,
   RespError,
   ProtocolError,
   ConnectionError,
@@ -25,13 +26,13 @@ export type { ArgumentErrorCode, LockLostReason, QuorumNodeFailure, RedlockNodeF
 
 export { RedisClient } from './resp/client.js';
 export type { MessageListener } from './resp/subscriber.js';
-export type { RedisOptions, ReconnectStrategy } from './resp/options.js';
+export type { RedisOptions, ReconnectStrategy, SentinelAddress } from './resp/options.js';
 export type { RespValue, CommandOptions } from './resp/connection.js';
 export { encodeCommand } from './resp/encoder.js';
 export type { RespArg } from './resp/encoder.js';
 export { Script } from './resp/script.js';
 
-export type { Lock, Locker, AcquireOptions, LockerOptions } from './locks/types.js';
+export type { Lock, Locker, AcquireOptions, LockerOptions, RedisLockerOptions, ReplicaOptions } from './locks/types.js';
 export { RedisLocker } from './locks/redis-locker.js';
 export { RedisSemaphore } from './locks/redis-semaphore.js';
 export { RedisRWLock } from './locks/redis-rwlock.js';

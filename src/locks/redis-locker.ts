@@ -13,10 +13,15 @@
  * A waiter refreshes its place every ttl/3, so a crashed waiter holds up the queue for at most one ttl.
  *
  * Timing uses performance.now() only: validUntil = (when the SET was sent) + ttl - drift.
+ *
+ * On a Sentinel-managed master, a failover the client sees (a `+switch-master`, or a READONLY reply)
+ * makes every held lock be checked on the new master at once, by its extend script: one that is not
+ * there (replication had not carried it over) or not ours aborts with LockLostError('failover'),
+ * before its next renewal would have found out.
  */
 import { RedisClient } from '../resp/client.js';
 import { isTransientRedisError } from '../resp/transient.js';
-import { LockLostError, LockTimeoutError, RespError, invalidType } from '../errors.js';
+import { LockLostError, LockTimeoutError, ReplicaError, RespError, invalidType, outOfRange } from '../errors.js';
 import { lockChannels } from '../diagnostics.js';
 import { MAX_TIMER_MS, jitter, remaining } from '../abort.js';
 import { BaseLocker } from './base-locker.js';
@@ -25,8 +30,10 @@ import { DEFAULT_TTL_MS, checkPrefix, checkTtl, driftMs, resolveAcquire, type Re
 import type { Script } from '../resp/script.js';
 import { EXTEND, EXTEND_WITH_RECORD, QUEUE_ACQUIRE, QUEUE_RELEASE, redisKeys, type RedisKeys } from './redis-scripts.js';
 import { randomToken } from './token.js';
-import type { AcquireOptions, Lock, LockerOptions } from './types.js';
+import type { RespValue } from '../resp/connection.js';
+import type { AcquireOptions, Lock, RedisLockerOptions } from './types.js';
 import { gaveUp, retryInBackground, type Wait } from './waiting.js';
+import { noop } from '../abort.js';
 
 /** Not granted: the holder's PTTL (-2: free, but another waiter's turn) and ms until the head's place lapses. */
 type Attempt = { lock: HeldLock; pttl?: undefined; headLeft?: undefined } | { lock?: undefined; pttl: number; headLeft: number };
@@ -70,8 +77,8 @@ const LOCK: QueueKind = {
   admits: (message, token) => message === token,
 };
 
-/** LockerOptions plus the internal {@link lockRecord} and {@link queueKind} hooks. */
-export interface RedisLockerInternalOptions extends LockerOptions {
+/** RedisLockerOptions plus the internal {@link lockRecord} and {@link queueKind} hooks. */
+export interface RedisLockerInternalOptions extends RedisLockerOptions {
   [lockRecord]?: (keys: RedisKeys) => string;
   [queueKind]?: QueueKind;
 }
@@ -94,13 +101,18 @@ export class RedisLocker extends BaseLocker {
   readonly #ttlMs: number;
   readonly #record: ((keys: RedisKeys) => string) | undefined;
   readonly #kind: QueueKind;
+  /** Replicas that must acknowledge each grant and extension (WAIT), and how long WAIT waits. */
+  readonly #minReplicas: number;
+  readonly #replicaTimeoutMs: number;
+  /** Stops listening for the client's master changes (Redis Sentinel). */
+  readonly #offMasterChange: () => void;
   /** How the HeldLocks this locker hands out extend and release themselves (not public: see LockOps). */
   readonly #ops: LockOps = {
     extend: (lock, ttlMs, signal) => this.#extend(lock, ttlMs, signal),
     release: async (lock) => void (await this.#release(this.#kind.keys(this.#prefix, lock.key), lock.token)),
   };
 
-  constructor(client: RedisClient, opts: LockerOptions = {}) {
+  constructor(client: RedisClient, opts: RedisLockerOptions = {}) {
     super('redis');
     if (opts === null || typeof opts !== 'object') throw invalidType('locker options must be an object');
     this.#kind = (opts as RedisLockerInternalOptions)[queueKind] ?? LOCK;
@@ -109,8 +121,40 @@ export class RedisLocker extends BaseLocker {
     this.#record = (opts as RedisLockerInternalOptions)[lockRecord];
     this.#prefix = checkPrefix(opts.prefix ?? 'wirelock:');
     this.#ttlMs = checkTtl('ttlMs', opts.ttlMs ?? DEFAULT_TTL_MS);
+    const { minReplicas = 0, replicaTimeoutMs = 100 } = opts;
+    if (!Number.isInteger(minReplicas) || minReplicas < 0) throw outOfRange(`minReplicas must be an integer >= 0, got ${String(minReplicas)}`);
+    if (typeof replicaTimeoutMs !== 'number' || !(replicaTimeoutMs > 0) || !Number.isFinite(replicaTimeoutMs)) {
+      throw outOfRange(`replicaTimeoutMs must be a finite number > 0, got ${String(replicaTimeoutMs)}`);
+    }
+    this.#minReplicas = minReplicas;
+    this.#replicaTimeoutMs = Math.ceil(replicaTimeoutMs);
+    this.#offMasterChange = client.onMasterChange(() => this.#checkAfterFailover());
   }
 
+  /** Releases every lock it holds, and stops following the client's failovers. Does not close the client. */
+  override async close(): Promise<void> {
+    this.#offMasterChange();
+    await super.close();
+  }
+
+  /**
+   * The master changed: is each held lock on the new one? Its extend script answers: 1 kept; 0 (not
+   * there) or -1 (another token) is the loss, 'failover'. It sets the key's expiry to what is left of
+   * the lock's validity, never more, so the check extends nothing the holder did not ask for. A check
+   * that cannot get through is retried until the lock's validUntil; then the lock ends by its own timer.
+   */
+  #checkAfterFailover(): void {
+    for (const lock of [...this.held]) {
+      const step = async (): Promise<boolean> => {
+        const left = lock.validUntil - performance.now();
+        if (!lock.held || left < 1) return true;
+        const { reply } = await this.#extendScript(lock, left, undefined);
+        if (reply !== 1) lock.lose('failover');
+        return true;
+      };
+      void retryInBackground(() => step().catch((err: unknown) => !isTransientRedisError(err)), { until: lock.validUntil }).catch(noop);
+    }
+  }
   /** One attempt that does not join the queue: null if the lock is held, or free but promised to a waiter. */
   async tryAcquire(key: string, opts?: AcquireOptions): Promise<Lock | null> {
     const o = resolveAcquire(key, opts, this.#ttlMs);
@@ -239,19 +283,31 @@ export class RedisLocker extends BaseLocker {
     const ttl = Math.ceil(o.ttlMs);
     const sentAt = performance.now();
     let reply: unknown;
+    let acked: Promise<RespValue> | undefined;
     try {
-      reply = await this.#client.evalScript(
+      ({ reply, acked } = await this.#evalReplicated(
         this.#kind.acquire,
         [keys.lock, keys.fence, keys.queue, keys.queueExpiry],
         [token, ttl, queue ? ttl : 0, keys.channel, ...this.#kind.extraArgs],
-        { signal },
-      );
+        signal,
+      ));
     } catch (err) {
       if (!(err instanceof RespError)) this.#cleanup(claim, o.ttlMs);
       throw err;
     }
     const [granted, n, headLeft] = reply as [number, number, number];
     if (granted !== 1) return { pttl: n, headLeft };
+    if (acked) {
+      // Not held until enough replicas have it: an unconfirmed grant is taken back, under its token.
+      const count = await acked.then(Number, (err: unknown) => {
+        this.#cleanup(claim, o.ttlMs);
+        throw err;
+      });
+      if (count < this.#minReplicas) {
+        this.#cleanup(claim, o.ttlMs);
+        throw new ReplicaError(claim.key, 'grant', count, this.#minReplicas, this.#replicaTimeoutMs);
+      }
+    }
     const lock = new HeldLock({
       backend: 'redis',
       key: claim.key,
@@ -292,13 +348,47 @@ export class RedisLocker extends BaseLocker {
   }
 
   async #extend(lock: HeldLock, ttlMs: number, signal?: AbortSignal): Promise<number> {
-    const keys = this.#kind.keys(this.#prefix, lock.key);
     const sentAt = performance.now();
+    const { reply, acked } = await this.#extendScript(lock, ttlMs, signal, true);
+    if (reply !== 1) throw new LockLostError(lock.key, reply === 0 ? 'expired' : 'stolen');
+    if (acked) {
+      // An extension the replicas do not have would not survive a failover: it does not count.
+      const count = Number(await acked);
+      if (count < this.#minReplicas) throw new ReplicaError(lock.key, 'extension', count, this.#minReplicas, this.#replicaTimeoutMs);
+    }
+    return sentAt + ttlMs - driftMs(ttlMs);
+  }
+
+  /** The kind's extend script (the election's, with its record): 1 extended, 0 not there, -1 another token's. */
+  #extendScript(lock: HeldLock, ttlMs: number, signal: AbortSignal | undefined, replicated = false): Promise<{ reply: RespValue; acked?: Promise<RespValue> }> {
+    const keys = this.#kind.keys(this.#prefix, lock.key);
     const args = [lock.token, Math.ceil(ttlMs)];
-    const result = this.#record
-      ? await this.#client.evalScript(EXTEND_WITH_RECORD, [keys.lock, this.#record(keys)], args, { signal })
-      : await this.#client.evalScript(this.#kind.extend, [keys.lock], args, { signal });
-    if (result === 1) return sentAt + ttlMs - driftMs(ttlMs);
-    throw new LockLostError(lock.key, result === 0 ? 'expired' : 'stolen');
+    const [script, scriptKeys] = this.#record ? [EXTEND_WITH_RECORD, [keys.lock, this.#record(keys)]] : [this.#kind.extend, [keys.lock]];
+    if (replicated) return this.#evalReplicated(script, scriptKeys, args, signal);
+    return this.#client.evalScript(script, scriptKeys, args, { signal }).then((reply) => ({ reply }));
+  }
+
+  /**
+   * A script, and with minReplicas > 0 a WAIT sent in the same tick right behind it: one pipelined
+   * write on the one connection, so the WAIT counts the replicas that have this script's writes (a
+   * WAIT sent later could go out on a new connection, whose own writes are none, and be acknowledged
+   * at once). NOSCRIPT: the same with EVAL. `acked` resolves with WAIT's count.
+   */
+  async #evalReplicated(script: Script, keys: string[], args: Array<string | number>, signal: AbortSignal | undefined): Promise<{ reply: RespValue; acked?: Promise<RespValue> }> {
+    const send = (withSource: boolean): { reply: Promise<RespValue>; acked?: Promise<RespValue> } => {
+      const reply = this.#client.send([withSource ? 'EVAL' : 'EVALSHA', withSource ? script.lua : script.sha, script.numKeys, ...keys, ...args], { signal });
+      if (this.#minReplicas === 0) return { reply };
+      const acked = this.#client.send(['WAIT', this.#minReplicas, this.#replicaTimeoutMs], { signal, timeoutMs: this.#replicaTimeoutMs + this.#client.commandTimeoutMs });
+      acked.catch(noop); // read by the caller only after a grant
+      return { reply, acked };
+    };
+    let sent = send(false);
+    try {
+      return { reply: await sent.reply, acked: sent.acked };
+    } catch (err) {
+      if (!(err instanceof RespError) || err.prefix !== 'NOSCRIPT') throw err;
+      sent = send(true);
+      return { reply: await sent.reply, acked: sent.acked };
+    }
   }
 }

@@ -25,7 +25,7 @@ import { invalidType, invalidValue } from '../errors.js';
 import type { RedisClient } from '../resp/client.js';
 import { RedisLocker, queueKind, type QueueKind, type RedisLockerInternalOptions } from './redis-locker.js';
 import { RW_ACQUIRE, RW_EXTEND, RW_RELEASE, rwKeys } from './redis-scripts.js';
-import type { AcquireOptions, Lock, Locker, LockerOptions } from './types.js';
+import type { AcquireOptions, Lock, Locker, RedisLockerOptions } from './types.js';
 
 function side(mode: 'r' | 'w'): QueueKind {
   return {
@@ -43,7 +43,7 @@ function side(mode: 'r' | 'w'): QueueKind {
 class ReadSide extends RedisLocker {
   readonly #holding = new Map<string, number>();
 
-  constructor(client: RedisClient, opts: LockerOptions) {
+  constructor(client: RedisClient, opts: RedisLockerOptions) {
     super(client, { ...opts, [queueKind]: side('r') } as RedisLockerInternalOptions);
   }
 
@@ -81,7 +81,7 @@ class ReadSide extends RedisLocker {
 class WriteSide extends RedisLocker {
   readonly #reads: ReadSide;
 
-  constructor(client: RedisClient, opts: LockerOptions, reads: ReadSide) {
+  constructor(client: RedisClient, opts: RedisLockerOptions, reads: ReadSide) {
     super(client, { ...opts, [queueKind]: side('w') } as RedisLockerInternalOptions);
     this.#reads = reads;
   }
@@ -116,7 +116,7 @@ export class RedisRWLock {
   /** Exclusive holds: one at a time, and only when no reader holds. */
   readonly write: Locker;
 
-  constructor(client: RedisClient, opts: LockerOptions = {}) {
+  constructor(client: RedisClient, opts: RedisLockerOptions = {}) {
     if (opts === null || typeof opts !== 'object') throw invalidType('locker options must be an object');
     const read = new ReadSide(client, opts);
     this.read = read;

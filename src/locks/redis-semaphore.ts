@@ -23,7 +23,7 @@ import type { RedisClient } from '../resp/client.js';
 import { RedisLocker, queueKind, type QueueKind, type RedisLockerInternalOptions } from './redis-locker.js';
 import { SEMAPHORE_ACQUIRE, SEMAPHORE_EXTEND, SEMAPHORE_RELEASE, semaphoreKeys } from './redis-scripts.js';
 import { checkLimit } from './options.js';
-import type { SemaphoreOptions } from './types.js';
+import type { ReplicaOptions, SemaphoreOptions } from './types.js';
 
 /**
  * A counting semaphore on one Redis server: a key admits up to `limit` holders at once, served in
@@ -35,7 +35,7 @@ export class RedisSemaphore extends RedisLocker {
   /** How many holders one key admits. */
   readonly limit: number;
 
-  constructor(client: RedisClient, opts: SemaphoreOptions) {
+  constructor(client: RedisClient, opts: SemaphoreOptions & ReplicaOptions) {
     if (opts === null || typeof opts !== 'object') throw invalidType('RedisSemaphore needs options with a limit');
     const limit = checkLimit(opts.limit);
     const kind: QueueKind = {

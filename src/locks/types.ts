@@ -73,6 +73,29 @@ export interface LockerOptions {
   ttlMs?: number;
 }
 
+/**
+ * Replication confirmations, for the lockers on one Redis master (RedisLocker, RedisSemaphore,
+ * RedisRWLock), e.g. one that Sentinel manages: Redis replicates asynchronously, so a grant the
+ * master gave may be missing on the replica a failover promotes. WAIT narrows that window.
+ */
+export interface ReplicaOptions {
+  /**
+   * How many replicas must acknowledge each grant and each extension (WAIT, sent right behind the
+   * script on the same connection) before it counts. An unconfirmed grant is taken back and is a
+   * failed attempt (ReplicaError); an unconfirmed extension does not move `validUntil`. 0: no WAIT.
+   * @defaultValue `0`
+   */
+  minReplicas?: number;
+  /**
+   * How long WAIT waits for the acknowledgements, in ms.
+   * @defaultValue `100`
+   */
+  replicaTimeoutMs?: number;
+}
+
+/** Options of RedisLocker and RedisRWLock: a locker's, plus replication confirmations. */
+export interface RedisLockerOptions extends LockerOptions, ReplicaOptions {}
+
 /** Options of a semaphore: a locker's, plus how many holders one key admits. */
 export interface SemaphoreOptions extends LockerOptions {
   /** How many holders one key admits at once: an integer >= 1. Required. */

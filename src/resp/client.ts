@@ -9,6 +9,7 @@ import { resolveRedisOptions, type RedisOptions, type ResolvedRedisOptions } fro
 import { ReconnectingConnection } from './reconnecting.js';
 import { Script } from './script.js';
 import { Subscriber, type MessageListener } from './subscriber.js';
+import { SentinelWatch, type NodeAddress } from './sentinel.js';
 import { ClosedError, RespError, invalidValue, outOfRange } from '../errors.js';
 
 /**
@@ -19,25 +20,48 @@ import { ClosedError, RespError, invalidValue, outOfRange } from '../errors.js';
 export class RedisClient {
   readonly #opts: ResolvedRedisOptions;
   readonly #link: ReconnectingConnection;
+  /** Redis Sentinel: where the master is, and the news that it moved. */
+  readonly #sentinel: SentinelWatch | undefined;
   #subscriber: Subscriber | undefined;
   #closed = false;
 
   private constructor(opts: ResolvedRedisOptions) {
     this.#opts = opts;
-    this.#link = new ReconnectingConnection(opts);
+    this.#sentinel = opts.sentinel ? new SentinelWatch(opts) : undefined;
+    this.#link = new ReconnectingConnection(opts, { sentinel: this.#sentinel });
   }
 
   /**
    * Connects (and authenticates) once before resolving, so a wrong address or password fails here.
    * Later losses reconnect in the background.
    *
-   * @param url `redis://[user[:pass]@]host[:port][/db]`, `rediss://…` for TLS, or an options object.
-   * @param options Options that a URL cannot carry (e.g. `tls: { ca }` for a private CA); they win over the URL's.
+   * With Sentinel (`redis+sentinel://…`, or `sentinels` and `masterName`), the sentinels are asked for
+   * the master, the client connects there, checks with ROLE that it is the master, and then follows
+   * failovers: a `+switch-master` from a sentinel, or a READONLY reply, moves it to the new master.
+   *
+   * @param url `redis://[user[:pass]@]host[:port][/db]`, `rediss://…` for TLS,
+   *   `redis+sentinel://[user[:pass]@]host1:port1,host2:port2/masterName[/db]`, or an options object.
+   * @param options Options that a URL cannot carry (e.g. `tls: { ca }` for a private CA, or the
+   *   sentinels' own `sentinelPassword`); they win over the URL's.
    */
   static async connect(url: string | RedisOptions, options?: RedisOptions): Promise<RedisClient> {
     const client = new RedisClient(resolveRedisOptions(url, options));
-    await client.#link.start();
+    try {
+      await client.#link.start();
+    } catch (err) {
+      client.#sentinel?.close();
+      throw err;
+    }
+    client.#sentinel?.follow();
     return client;
+  }
+
+  /**
+   * @internal Redis Sentinel: calls `listener` with the new master each time it moves (a failover),
+   * until the returned function is called. Never called for a client without Sentinel.
+   */
+  onMasterChange(listener: (to: NodeAddress) => void): () => void {
+    return this.#sentinel?.onSwitch(listener) ?? (() => {});
   }
 
   /** host:port of the server (never the credentials). */
@@ -93,7 +117,7 @@ export class RedisClient {
    */
   subscribe(channel: string, listener: MessageListener, signal?: AbortSignal): Promise<() => void> {
     if (this.#closed) return Promise.reject(new ClosedError('Redis client'));
-    this.#subscriber ??= new Subscriber(this.#opts);
+    this.#subscriber ??= new Subscriber(this.#opts, this.#sentinel);
     return this.#subscriber.subscribe(channel, listener, signal);
   }
 
@@ -101,13 +125,15 @@ export class RedisClient {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#sentinel?.close();
     await Promise.all([this.#link.close(), this.#subscriber?.close()]);
   }
 
   /** How `util.inspect` and `console.log` show the client: its URL without the password, e.g. `RedisClient { redis://app@127.0.0.1:6379/0 }`. */
   [inspect.custom](): string {
     const o = this.#opts;
-    return `RedisClient { ${o.tls ? 'rediss' : 'redis'}://${o.username ? `${o.username}@` : ''}${this.address}/${o.db}${
+    const scheme = `${o.tls ? 'rediss' : 'redis'}${o.sentinel ? `+sentinel(${o.sentinel.masterName})` : ''}`;
+    return `RedisClient { ${scheme}://${o.username ? `${o.username}@` : ''}${this.address}/${o.db}${
       this.#closed ? ' (closed)' : ''
     } }`;
   }

@@ -9,6 +9,7 @@ import type { RespArg } from './encoder.js';
 import { ClosedError, ConnectionError, RespError, TimeoutError, WirelockError } from '../errors.js';
 import { respChannels } from '../diagnostics.js';
 import { MAX_TIMER_MS, onAbort } from '../abort.js';
+import type { NodeAddress, SentinelWatch } from './sentinel.js';
 
 interface Waiter {
   resolve: (conn: RespConnection) => void;
@@ -22,6 +23,23 @@ export interface ReconnectingHooks {
   onConnect?: (conn: RespConnection, reconnected: boolean) => Promise<void>;
   /** Whether the first connect, without a password, PINGs to find out that one is needed (checkNoAuth). Default true. */
   askForPassword?: boolean;
+  /** Redis Sentinel: where the master is (asked before each connect), and who hears that it moved. */
+  sentinel?: SentinelWatch;
+}
+
+/** Error replies that say this node is no longer the master (a failover demoted it). */
+const DEMOTED = new Set(['READONLY', 'MASTERDOWN']);
+
+/**
+ * Redis Sentinel: the node we reached must say it is the master (ROLE), since a sentinel's answer
+ * may predate a failover. Anything else is a failed connect; the next one asks the sentinels again.
+ */
+async function checkMaster(conn: RespConnection, sentinel: SentinelWatch, at: NodeAddress): Promise<void> {
+  const role = await conn.send(['ROLE']);
+  const name = Array.isArray(role) ? String(role[0]) : String(role);
+  if (name === 'master') return;
+  sentinel.demoted(at);
+  throw new ConnectionError(conn.address, `not the master of "${sentinel.masterName}" (ROLE says ${name}); asking the sentinels again`);
 }
 
 /**
@@ -50,7 +68,7 @@ function needsPassword(err: unknown): unknown {
 }
 
 export class ReconnectingConnection {
-  readonly address: string;
+  readonly #address: string;
   readonly #opts: ResolvedRedisOptions;
   readonly #hooks: ReconnectingHooks;
   #conn: RespConnection | undefined;
@@ -63,7 +81,23 @@ export class ReconnectingConnection {
   constructor(opts: ResolvedRedisOptions, hooks: ReconnectingHooks = {}) {
     this.#opts = opts;
     this.#hooks = hooks;
-    this.address = `${opts.host}:${opts.port}`;
+    this.#address = `${opts.host}:${opts.port}`;
+    hooks.sentinel?.onSwitch((to) => this.#masterMoved(to));
+  }
+
+  /** host:port of the server: with Sentinel, the master connected to (or last known). */
+  get address(): string {
+    const sentinel = this.#hooks.sentinel;
+    if (!sentinel) return this.#address;
+    if (this.#conn) return this.#conn.address;
+    const m = sentinel.lastKnown;
+    return m ? `${m.host}:${m.port}` : `sentinel:${sentinel.masterName}`;
+  }
+
+  /** The master moved elsewhere: a connection to the old one is dropped now, not at its first failure. */
+  #masterMoved(to: NodeAddress): void {
+    const conn = this.#conn;
+    if (conn && conn.address !== `${to.host}:${to.port}`) conn.destroy(new ConnectionError(conn.address, `the master of "${this.#hooks.sentinel!.masterName}" moved to ${to.host}:${to.port}`));
   }
 
   /** The first connection: rejects (and gives up) if it cannot be made, so bad addresses and passwords fail fast. */
@@ -78,8 +112,19 @@ export class ReconnectingConnection {
 
   send(args: ReadonlyArray<RespArg>, opts?: CommandOptions): Promise<RespValue> {
     const conn = this.#conn;
-    if (conn) return conn.send(args, opts);
-    return this.#sendLater(args, opts);
+    const sent = conn ? conn.send(args, opts) : this.#sendLater(args, opts);
+    return this.#hooks.sentinel ? sent.catch((err: unknown) => this.#demotedReply(err)) : sent;
+  }
+
+  /** Sentinel: READONLY or MASTERDOWN from the node we are on means a failover demoted it; reconnect to the new master. */
+  #demotedReply(err: unknown): never {
+    const conn = this.#conn;
+    if (err instanceof RespError && DEMOTED.has(err.prefix) && conn) {
+      const [host, port] = [conn.address.slice(0, conn.address.lastIndexOf(':')), Number(conn.address.slice(conn.address.lastIndexOf(':') + 1))];
+      this.#hooks.sentinel!.demoted({ host, port });
+      conn.destroy(new ConnectionError(conn.address, `no longer the master of "${this.#hooks.sentinel!.masterName}" (${err.prefix})`));
+    }
+    throw err;
   }
 
   async #sendLater(args: ReadonlyArray<RespArg>, opts?: CommandOptions): Promise<RespValue> {
@@ -130,9 +175,11 @@ export class ReconnectingConnection {
 
   async #open({ reconnected }: { reconnected: boolean }): Promise<RespConnection> {
     const o = this.#opts;
+    const sentinel = this.#hooks.sentinel;
+    const at = sentinel ? (sentinel.master ?? (await sentinel.discover())) : { host: o.host, port: o.port };
     const conn = await RespConnection.open({
-      host: o.host,
-      port: o.port,
+      host: at.host,
+      port: at.port,
       tls: o.tls,
       connectTimeoutMs: o.connectTimeoutMs,
       commandTimeoutMs: o.commandTimeoutMs,
@@ -145,7 +192,9 @@ export class ReconnectingConnection {
         await conn.send(o.username !== undefined ? ['AUTH', o.username, o.password] : ['AUTH', o.password]);
       }
       if (o.db !== 0) await conn.send(['SELECT', o.db]);
-      else if (o.password === undefined && !reconnected && this.#hooks.askForPassword !== false) await checkNoAuth(conn, o.connectTimeoutMs);
+      // With Sentinel, ROLE asks too: its NOAUTH says a password is needed, as the PING's would.
+      if (sentinel) await checkMaster(conn, sentinel, at);
+      else if (o.db === 0 && o.password === undefined && !reconnected && this.#hooks.askForPassword !== false) await checkNoAuth(conn, o.connectTimeoutMs);
       await this.#hooks.onConnect?.(conn, reconnected);
     } catch (err) {
       conn.destroy();

@@ -19,6 +19,7 @@ import type { ResolvedRedisOptions } from './options.js';
 import type { RespConnection } from './connection.js';
 import { respChannels } from '../diagnostics.js';
 import { noop, raceAbort } from '../abort.js';
+import type { SentinelWatch } from './sentinel.js';
 
 /**
  * Called with each message published on a subscribed channel (a Buffer when `returnBuffers` is set),
@@ -40,9 +41,10 @@ export class Subscriber {
   #started: Promise<void> | undefined;
   readonly #timeoutMs: number;
 
-  constructor(opts: ResolvedRedisOptions) {
+  constructor(opts: ResolvedRedisOptions, sentinel?: SentinelWatch) {
     this.#timeoutMs = opts.commandTimeoutMs;
     this.#link = new ReconnectingConnection(opts, {
+      sentinel,
       onPush: (channel, message) => this.#deliver(channel, message),
       onConnect: (conn, reconnected) => (reconnected ? this.#resubscribe(conn) : Promise.resolve()),
       // The client's command connection asked already, at connect(): a waiter's first SUBSCRIBE need not wait for a PING.

@@ -2,7 +2,7 @@
  * Which Redis failures a waiter should wait out rather than report: the one predicate every Redis
  * primitive uses for "retry with backoff until the deadline".
  */
-import { ConnectionError, RespError, TimeoutError } from '../errors.js';
+import { ConnectionError, ReplicaError, RespError, TimeoutError } from '../errors.js';
 
 /**
  * Error replies a server gives while it cannot serve *yet*: after a restart (LOADING its data), while
@@ -12,8 +12,8 @@ import { ConnectionError, RespError, TimeoutError } from '../errors.js';
  */
 const TRANSIENT_REPLIES = new Set(['LOADING', 'BUSY', 'MASTERDOWN', 'READONLY', 'TRYAGAIN', 'CLUSTERDOWN']);
 
-/** Worth retrying while waiting: the server is unreachable, slow, or says "not yet". */
+/** Worth retrying while waiting: the server is unreachable, slow, or says "not yet" (its replicas too). */
 export function isTransientRedisError(err: unknown): boolean {
   if (err instanceof RespError) return TRANSIENT_REPLIES.has(err.prefix);
-  return err instanceof ConnectionError || err instanceof TimeoutError;
+  return err instanceof ConnectionError || err instanceof TimeoutError || err instanceof ReplicaError;
 }

@@ -157,3 +157,4 @@ export { checkPermits, type PermitExcess, type PermitReport, type RepeatedFence 
 export { checkReadWrite, type RWHold, type RWReport } from './history.js';
 export * from './etcd.js';
 export { replayMutex, type MutexEvent, type MutexReplay } from './history.js';
+export * from './sentinel.js';
