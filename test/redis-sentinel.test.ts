@@ -10,9 +10,13 @@ import dc from 'node:diagnostics_channel';
 import { ConnectionError, LockLostError, RedisClient, RedisLocker } from '../src/index.js';
 import type { RespMasterPayload } from '../src/diagnostics.js';
 import { startRedisSentinel, type RedisSentinel } from '../src/testing/servers.js';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { eventually } from './support/etcd.js';
+import { runProcess } from './support/run.js';
 import { makeTlsFiles, type TlsFiles } from './support/tls.js';
 
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 const addr = (a: { host: string; port: number }): string => `${a.host}:${a.port}`;
 
@@ -172,6 +176,17 @@ describe('Redis Sentinel with credentials', function () {
     } finally {
       await c.close();
     }
+  });
+
+  it('the CLI takes the Sentinel URL as one --redis URL, and the sentinels\' password from WIRELOCK_SENTINEL_PASSWORD', async () => {
+    const cli = (args: string[]): ReturnType<typeof runProcess> =>
+      runProcess(process.execPath, ['--import', 'tsx', path.join(root, 'src/cli/main.ts'), ...args], { cwd: root, env: { WIRELOCK_SENTINEL_PASSWORD: 'sentinel-pw-3K' } });
+    const r = await cli(['run', '--redis', setup.url, '--key', 'cli', '--', 'sh', '-c', 'echo "held $WIRELOCK_FENCE"']);
+    expect(r.code, r.stderr).to.equal(0);
+    expect(r.stdout).to.match(/^held \d+/);
+    expect(`${r.stdout}${r.stderr}`).to.not.match(/data-pw-7Q|sentinel-pw-3K/);
+    const status = await cli(['status', '--redis', setup.url, '--key', 'cli']);
+    expect(status.code, status.stderr).to.equal(0);
   });
 });
 

@@ -99,6 +99,8 @@ CMD gets WIRELOCK_KEY and WIRELOCK_FENCE in its environment (pass the fence to w
   --tls-ca F, --tls-cert F, --tls-key F   PEM files for TLS (rediss:// or https:// URLs)
 
 Passwords come from the URL or from WIRELOCK_REDIS_PASSWORD / WIRELOCK_ETCD_PASSWORD; they are never printed.
+Redis Sentinel: --redis redis+sentinel://host1:26379,host2:26379/masterName (one URL); the sentinels'
+own password from WIRELOCK_SENTINEL_PASSWORD.
 Durations: 500ms, 10s, 2m, 1h (a bare number is seconds).
 
 Exit status: CMD's own (128+N if a signal N ended it); 75 the lock is held elsewhere (--wait 0) or
@@ -213,8 +215,10 @@ export function parseFlags(
 /** The backend and how to reach it: exactly one of --redis or --etcd, with at least one URL. */
 export function connectionFlags(command: string, values: Map<string, string>, help: boolean): ConnectionFlags {
   const list = (v: string | undefined): string[] | undefined => v?.split(',').map((s) => s.trim()).filter(Boolean);
+  // A Sentinel URL lists its sentinels with commas itself: it is one URL, and the only one.
+  const redisUrls = (v: string | undefined): string[] | undefined => (v !== undefined && /^rediss?\+sentinel:/i.test(v.trim()) ? [v.trim()] : list(v));
   const flags: ConnectionFlags = {
-    redis: list(values.get('--redis')),
+    redis: redisUrls(values.get('--redis')),
     etcd: list(values.get('--etcd')),
     prefix: values.get('--prefix'),
     user: values.get('--user'),

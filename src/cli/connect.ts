@@ -61,6 +61,7 @@ export async function connectClients(flags: ConnectionFlags): Promise<Clients> {
         const perUrl = { ...overrides };
         // The URL's own password wins; the environment fills in for URLs without one.
         if (envPassword !== undefined && !hasPassword(url)) perUrl.password = envPassword;
+        if (process.env.WIRELOCK_SENTINEL_PASSWORD !== undefined) perUrl.sentinelPassword = process.env.WIRELOCK_SENTINEL_PASSWORD;
         if (perUrl.tls && url.startsWith('redis://')) throw new UsageError(`TLS files given for a plain redis:// URL (use rediss://)`);
         clients.push(await RedisClient.connect(url, perUrl));
       }
@@ -150,6 +151,8 @@ export async function openBackend(flags: ConnectionFlags, use: Primitive = {}): 
 }
 
 function hasPassword(url: string): boolean {
+  // A Sentinel URL is not a WHATWG URL (its host list has commas): look for user:password@ by hand.
+  if (/^rediss?\+sentinel:/i.test(url)) return /^[^:]+:\/\/[^@/]*:[^@/]*@/.test(url);
   try {
     return new URL(url).password !== '';
   } catch {
