@@ -1,10 +1,11 @@
 /**
  * Redis Sentinel, on the wire: which node is the master now, and the news that it moved.
  *
- * - Discovery: the sentinels are asked in turn, starting with the last one that answered,
- *   `SENTINEL get-master-addr-by-name <name>` (a [host, port] pair, or nil for a name it does not
- *   monitor). The first address given wins; the client connecting there confirms it with `ROLE`
- *   (reconnecting.ts), since a sentinel may not have seen a failover yet.
+ * - Discovery: every sentinel is asked at once, `SENTINEL MASTER <name>` (its address and the
+ *   config epoch of that configuration). Once a majority has answered, the highest epoch wins, and
+ *   an answer older than what the client knows is not taken: a sentinel that has not yet heard of a
+ *   failover names the old master. The client connecting there confirms it with `ROLE`
+ *   (reconnecting.ts).
  * - Following: one connection to a sentinel is SUBSCRIBEd to `+switch-master` ("<name> <old host>
  *   <old port> <new host> <new port>"). When it names our master, `onSwitch` is called, and the
  *   client drops its connections to the old master at once instead of waiting to fail on them. If
@@ -33,8 +34,10 @@ export type MasterChangeCause = 'discovered' | 'switch-master';
 export class SentinelWatch {
   readonly #s: ResolvedSentinel;
   readonly #opts: ResolvedRedisOptions;
-  /** The sentinel to ask first: the last one that answered. */
-  #first = 0;
+  /** The highest config epoch a sentinel has named the master under: older answers are not taken. */
+  #epoch = -1;
+  /** How many `+switch-master` announcements have been taken: a discovery begun before one is older news. */
+  #switches = 0;
   /** The master last found or announced (kept after a demotion, to tell a move from the first discovery). */
   #master: NodeAddress | undefined;
   /** Whether #master is still worth connecting to (false once that node turned out demoted). */
@@ -73,35 +76,62 @@ export class SentinelWatch {
   }
 
   /**
-   * The master's address, from the first sentinel that knows it. Rejects with ConnectionError when no
-   * sentinel answers, or none monitors the name (the message lists what each said).
+   * The master's address, as the sentinels see it. All are asked at once (`SENTINEL MASTER <name>`);
+   * once a majority has answered (or all have settled), the answer with the highest config epoch
+   * wins: a sentinel that has not yet heard of a failover still names the old master, which may be
+   * back and still believe it is the master. An answer older than what this client already knows
+   * (a lower epoch, or a `+switch-master` heard while asking) is not taken. Rejects with
+   * ConnectionError when no sentinel answers, or none monitors the name (the message lists what each
+   * said).
    */
   async discover(): Promise<NodeAddress> {
+    const switches = this.#switches;
+    const sentinels = this.#s.sentinels;
+    const majority = Math.floor(sentinels.length / 2) + 1;
     const said: string[] = [];
-    const n = this.#s.sentinels.length;
-    for (let i = 0; i < n; i++) {
-      const at = (this.#first + i) % n;
-      const sentinel = this.#s.sentinels[at]!;
-      const where = `${sentinel.host}:${sentinel.port}`;
-      let conn: RespConnection | undefined;
-      try {
-        conn = await this.#connect(sentinel);
-        const reply = await conn.send(['SENTINEL', 'get-master-addr-by-name', this.#s.masterName]);
-        if (!Array.isArray(reply) || reply.length < 2) {
-          said.push(`${where}: does not monitor "${this.#s.masterName}"`);
-          continue;
-        }
-        const master = { host: text(reply[0]), port: Number(text(reply[1])) };
-        this.#first = at;
-        this.#moved(master, 'discovered');
-        return master;
-      } catch (err) {
-        said.push(`${where}: ${err instanceof Error ? err.message : String(err)}`);
-      } finally {
-        conn?.destroy();
+    const answers: Array<{ master: NodeAddress; epoch: number }> = [];
+    await new Promise<void>((resolve) => {
+      let settled = 0;
+      for (const sentinel of sentinels) {
+        const where = `${sentinel.host}:${sentinel.port}`;
+        void this.#ask(sentinel)
+          .then(
+            (answer) => (answer ? void answers.push(answer) : void said.push(`${where}: does not monitor "${this.#s.masterName}"`)),
+            (err: unknown) => void said.push(`${where}: ${err instanceof Error ? err.message : String(err)}`),
+          )
+          .finally(() => {
+            settled++;
+            if (answers.length >= majority || settled === sentinels.length) resolve();
+          });
       }
+    });
+    if (answers.length === 0) {
+      throw new ConnectionError(`sentinel:${this.#s.masterName}`, `no sentinel gave the master of "${this.#s.masterName}" (${said.join('; ')})`);
     }
-    throw new ConnectionError(`sentinel:${this.#s.masterName}`, `no sentinel gave the master of "${this.#s.masterName}" (${said.join('; ')})`);
+    const best = answers.reduce((a, b) => (b.epoch > a.epoch ? b : a));
+    const known = this.#master;
+    // Newer news arrived while we asked, or these sentinels are behind what we know: keep ours.
+    if (known && (this.#switches !== switches || best.epoch < this.#epoch)) return known;
+    this.#epoch = best.epoch;
+    this.#moved(best.master, 'discovered');
+    return best.master;
+  }
+
+  /** One sentinel's view: the master's address and the config epoch it is known under; undefined if it does not monitor the name. */
+  async #ask(sentinel: NodeAddress): Promise<{ master: NodeAddress; epoch: number } | undefined> {
+    const conn = await this.#connect(sentinel);
+    try {
+      const reply = await conn.send(['SENTINEL', 'MASTER', this.#s.masterName]).catch((err: unknown) => {
+        if (err instanceof RespError && /no such master/i.test(err.message)) return undefined;
+        throw err;
+      });
+      if (!Array.isArray(reply)) return undefined;
+      const f = new Map<string, string>();
+      for (let i = 0; i + 1 < reply.length; i += 2) f.set(text(reply[i]), text(reply[i + 1]));
+      return { master: { host: f.get('ip')!, port: Number(f.get('port')) }, epoch: Number(f.get('config-epoch') ?? 0) };
+    } finally {
+      conn.destroy();
+    }
   }
 
   /** The node at `at` answered ROLE as something other than master: the master moved, ask again. */
@@ -125,7 +155,8 @@ export class SentinelWatch {
 
   async #subscribe(): Promise<void> {
     const n = this.#s.sentinels.length;
-    const sentinel = this.#s.sentinels[(this.#first + this.#failures) % n]!;
+    // The first sentinel, then the next one after each failure to subscribe.
+    const sentinel = this.#s.sentinels[this.#failures % n]!;
     try {
       const conn = await this.#connect(sentinel, (channel, message) => {
         if (channel !== '+switch-master') return;
@@ -155,6 +186,7 @@ export class SentinelWatch {
 
   #moved(to: NodeAddress, cause: MasterChangeCause): void {
     const from = this.#master;
+    if (cause === 'switch-master') this.#switches++;
     this.#trusted = true;
     if (from && from.host === to.host && from.port === to.port) return;
     this.#master = to;
