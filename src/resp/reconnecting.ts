@@ -198,8 +198,7 @@ export class ReconnectingConnection {
         // A failover announced while we connected: this node is the old master, even if it says otherwise.
         const now = sentinel.master;
         if (now && (now.host !== at.host || now.port !== at.port)) throw new ConnectionError(conn.address, `the master of "${sentinel.masterName}" moved to ${now.host}:${now.port} while connecting`);
-      }
-      else if (o.db === 0 && o.password === undefined && !reconnected && this.#hooks.askForPassword !== false) await checkNoAuth(conn, o.connectTimeoutMs);
+      } else if (o.db === 0 && o.password === undefined && !reconnected && this.#hooks.askForPassword !== false) await checkNoAuth(conn, o.connectTimeoutMs);
       await this.#hooks.onConnect?.(conn, reconnected);
     } catch (err) {
       conn.destroy();
