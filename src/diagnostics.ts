@@ -51,6 +51,32 @@ export interface RespMasterPayload {
   cause: 'discovered' | 'switch-master';
 }
 
+/** Redis Cluster: a node answered MOVED, ASK, TRYAGAIN or CLUSTERDOWN, and the command is sent again. */
+export interface RespRedirectPayload {
+  /** The error reply's first word. */
+  kind: 'MOVED' | 'ASK' | 'TRYAGAIN' | 'CLUSTERDOWN';
+  /** The command's name (never its arguments). */
+  command: string;
+  /** The key's slot; undefined for a command without keys. */
+  slot: number | undefined;
+  /** host:port of the node that answered. */
+  from: string;
+  /** host:port the command goes to next (MOVED and ASK); undefined for a retry after a pause. */
+  to: string | undefined;
+}
+
+/** Redis Cluster: the client read the slot map from a node (at connect, after a MOVED, a lost node, or on its timer). */
+export interface RespSlotsPayload {
+  /** host:port of the node that answered CLUSTER SHARDS (or CLUSTER SLOTS). */
+  from: string;
+  /** host:port of every master that serves slots now. */
+  masters: string[];
+  /** How many slots have a different master than in the map before. */
+  changed: number;
+  /** Why it was read. */
+  cause: 'connect' | 'moved' | 'node-down' | 'timer' | 'clusterdown';
+}
+
 export const respChannels = {
   /** A RESP connection is established (after AUTH/SELECT). */
   connect: channel<RespConnectPayload>('wirelock:resp:connect'),
@@ -66,6 +92,10 @@ export const respChannels = {
   message: channel<RespMessagePayload>('wirelock:resp:message'),
   /** Redis Sentinel: the master was found, or moved (a failover). */
   master: channel<RespMasterPayload>('wirelock:resp:master'),
+  /** Redis Cluster: a command is redirected (MOVED, ASK) or retried after a pause (TRYAGAIN, CLUSTERDOWN). */
+  redirect: channel<RespRedirectPayload>('wirelock:resp:redirect'),
+  /** Redis Cluster: the slot map was read. */
+  slots: channel<RespSlotsPayload>('wirelock:resp:slots'),
 } as const;
 
 // ---- Locks (src/locks), shared by every backend. Fences are bigints; times are performance.now() ms.

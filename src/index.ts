@@ -25,6 +25,9 @@ export {
 export type { ArgumentErrorCode, LockLostReason, QuorumNodeFailure, RedlockNodeFailure, RedlockNodeOutcome, WirelockErrorCode } from './errors.js';
 
 export { RedisClient } from './resp/client.js';
+export { RedisCluster } from './resp/cluster.js';
+export type { RedisClusterOptions, ClusterNodeAddress, ClusterCommandOptions } from './resp/cluster.js';
+export { keySlot } from './resp/slots.js';
 export type { MessageListener } from './resp/subscriber.js';
 export type { RedisOptions, ReconnectStrategy, SentinelAddress } from './resp/options.js';
 export type { RespValue, CommandOptions } from './resp/connection.js';

@@ -22,7 +22,9 @@
  * extended with the lock, in the same script), validUntil from the send time of the last confirmed
  * extension minus drift, a local timer that ends it then, and LockLostError('expired' | 'stolen').
  */
-import { RedisClient } from '../resp/client.js';
+import type { RedisClient } from '../resp/client.js';
+import type { RedisCluster } from '../resp/cluster.js';
+import { isRedisBackend, type RedisBackend } from '../resp/backend.js';
 import type { RespValue } from '../resp/connection.js';
 import { isTransientRedisError } from '../resp/transient.js';
 import { MAX_TIMER_MS, backoffMs, jitter, noop, sharedController, sleep } from '../abort.js';
@@ -67,7 +69,7 @@ interface Reading {
 export class RedisElection implements Election {
   /** The election's name: the key of its lock, under the prefix. */
   readonly name: string;
-  readonly #client: RedisClient;
+  readonly #client: RedisBackend;
   readonly #keys: ElectionKeys;
   readonly #ttlMs: number;
   readonly #locker: RedisLocker;
@@ -75,8 +77,8 @@ export class RedisElection implements Election {
   readonly #leading = new Set<LeadershipHandle>();
   readonly #feeds = new Set<LeaderFeed>();
 
-  constructor(client: RedisClient, name: string, opts: RedisElectionOptions = {}) {
-    if (!(client instanceof RedisClient)) throw invalidType('RedisElection needs a RedisClient');
+  constructor(client: RedisClient | RedisCluster, name: string, opts: RedisElectionOptions = {}) {
+    if (!isRedisBackend(client)) throw invalidType('RedisElection needs a RedisClient or a RedisCluster');
     if (opts === null || typeof opts !== 'object') throw invalidType('election options must be an object');
     this.name = checkElectionName(name);
     const prefix = checkPrefix(opts.prefix ?? 'wirelock:');
@@ -170,7 +172,7 @@ export class RedisElection implements Election {
       if (resigned) return resigned;
       const wasHeld = lock.held;
       resigned = lock.release();
-      if (wasHeld) void resigned.finally(() => this.#client.send(['PUBLISH', this.#keys.elected, lock.fence.toString()])).catch(noop);
+      if (wasHeld) void resigned.finally(() => this.#client.publish(this.#keys.elected, lock.fence.toString())).catch(noop);
       return resigned;
     };
   }
@@ -213,7 +215,7 @@ function parseReading(name: string, key: string, reply: RespValue): Reading {
 class RedisObserver {
   readonly feed: LeaderFeed;
   readonly #read: (seen: bigint, signal: AbortSignal) => Promise<Reading>;
-  readonly #client: RedisClient;
+  readonly #client: RedisBackend;
   readonly #keys: ElectionKeys;
   readonly #signal: AbortSignal | undefined;
   readonly #stop = new AbortController();
@@ -225,7 +227,7 @@ class RedisObserver {
   #timer: NodeJS.Timeout | undefined;
   #unsubscribe: Array<() => void> = [];
 
-  constructor(read: (seen: bigint, signal: AbortSignal) => Promise<Reading>, client: RedisClient, keys: ElectionKeys, signal: AbortSignal | undefined, closing: AbortSignal, onStop: () => void) {
+  constructor(read: (seen: bigint, signal: AbortSignal) => Promise<Reading>, client: RedisBackend, keys: ElectionKeys, signal: AbortSignal | undefined, closing: AbortSignal, onStop: () => void) {
     this.#read = read;
     this.#client = client;
     this.#keys = keys;

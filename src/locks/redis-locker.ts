@@ -14,12 +14,17 @@
  *
  * Timing uses performance.now() only: validUntil = (when the SET was sent) + ttl - drift.
  *
- * On a Sentinel-managed master, a failover the client sees (a `+switch-master`, or a READONLY reply)
- * makes every held lock be checked on the new master at once, by its extend script: one that is not
+ * On a Redis Cluster (RedisCluster) the same scripts run on the master of the key's slot: every key of
+ * a lock shares its {hash tag}, and the release message goes out with SPUBLISH on the slot's node.
+ *
+ * On a Sentinel-managed master, a failover the client sees (a `+switch-master`, or a READONLY reply),
+ * and on a cluster a change in its set of masters, makes every held lock be checked on the new master at once, by its extend script: one that is not
  * there (replication had not carried it over) or not ours aborts with LockLostError('failover'),
  * before its next renewal would have found out.
  */
-import { RedisClient } from '../resp/client.js';
+import type { RedisClient } from '../resp/client.js';
+import type { RedisCluster } from '../resp/cluster.js';
+import { isRedisBackend, type RedisBackend } from '../resp/backend.js';
 import { isTransientRedisError } from '../resp/transient.js';
 import { LockLostError, LockTimeoutError, ReplicaError, RespError, invalidType, outOfRange } from '../errors.js';
 import { lockChannels } from '../diagnostics.js';
@@ -96,7 +101,7 @@ interface Claim {
  * Closing the locker does not close the RedisClient.
  */
 export class RedisLocker extends BaseLocker {
-  readonly #client: RedisClient;
+  readonly #client: RedisBackend;
   readonly #prefix: string;
   readonly #ttlMs: number;
   readonly #record: ((keys: RedisKeys) => string) | undefined;
@@ -112,11 +117,11 @@ export class RedisLocker extends BaseLocker {
     release: async (lock) => void (await this.#release(this.#kind.keys(this.#prefix, lock.key), lock.token)),
   };
 
-  constructor(client: RedisClient, opts: RedisLockerOptions = {}) {
+  constructor(client: RedisClient | RedisCluster, opts: RedisLockerOptions = {}) {
     super('redis');
     if (opts === null || typeof opts !== 'object') throw invalidType('locker options must be an object');
     this.#kind = (opts as RedisLockerInternalOptions)[queueKind] ?? LOCK;
-    if (!(client instanceof RedisClient)) throw invalidType(`${this.#kind.name} needs a RedisClient`);
+    if (!isRedisBackend(client)) throw invalidType(`${this.#kind.name} needs a RedisClient or a RedisCluster`);
     this.#client = client;
     this.#record = (opts as RedisLockerInternalOptions)[lockRecord];
     this.#prefix = checkPrefix(opts.prefix ?? 'wirelock:');
@@ -369,26 +374,14 @@ export class RedisLocker extends BaseLocker {
   }
 
   /**
-   * A script, and with minReplicas > 0 a WAIT sent in the same tick right behind it: one pipelined
-   * write on the one connection, so the WAIT counts the replicas that have this script's writes (a
-   * WAIT sent later could go out on a new connection, whose own writes are none, and be acknowledged
-   * at once). NOSCRIPT: the same with EVAL. `acked` resolves with WAIT's count.
+   * A script, and with minReplicas > 0 a WAIT sent in the same write on the same connection right
+   * behind it (evalScriptThen), so the WAIT counts the replicas that have this script's writes.
+   * `acked` resolves with WAIT's count.
    */
   async #evalReplicated(script: Script, keys: string[], args: Array<string | number>, signal: AbortSignal | undefined): Promise<{ reply: RespValue; acked?: Promise<RespValue> }> {
-    const send = (withSource: boolean): { reply: Promise<RespValue>; acked?: Promise<RespValue> } => {
-      const reply = this.#client.send([withSource ? 'EVAL' : 'EVALSHA', withSource ? script.lua : script.sha, script.numKeys, ...keys, ...args], { signal });
-      if (this.#minReplicas === 0) return { reply };
-      const acked = this.#client.send(['WAIT', this.#minReplicas, this.#replicaTimeoutMs], { signal, timeoutMs: this.#replicaTimeoutMs + this.#client.commandTimeoutMs });
-      acked.catch(noop); // read by the caller only after a grant
-      return { reply, acked };
-    };
-    let sent = send(false);
-    try {
-      return { reply: await sent.reply, acked: sent.acked };
-    } catch (err) {
-      if (!(err instanceof RespError) || err.prefix !== 'NOSCRIPT') throw err;
-      sent = send(true);
-      return { reply: await sent.reply, acked: sent.acked };
-    }
+    if (this.#minReplicas === 0) return { reply: await this.#client.evalScript(script, keys, args, { signal }) };
+    const wait = ['WAIT', this.#minReplicas, this.#replicaTimeoutMs];
+    const { reply, then } = await this.#client.evalScriptThen(script, keys, args, wait, { signal }, this.#replicaTimeoutMs + this.#client.commandTimeoutMs);
+    return { reply, acked: then };
   }
 }

@@ -23,6 +23,7 @@
  */
 import { invalidType, invalidValue } from '../errors.js';
 import type { RedisClient } from '../resp/client.js';
+import type { RedisCluster } from '../resp/cluster.js';
 import { RedisLocker, queueKind, type QueueKind, type RedisLockerInternalOptions } from './redis-locker.js';
 import { RW_ACQUIRE, RW_EXTEND, RW_RELEASE, rwKeys } from './redis-scripts.js';
 import type { AcquireOptions, Lock, Locker, RedisLockerOptions } from './types.js';
@@ -43,7 +44,7 @@ function side(mode: 'r' | 'w'): QueueKind {
 class ReadSide extends RedisLocker {
   readonly #holding = new Map<string, number>();
 
-  constructor(client: RedisClient, opts: RedisLockerOptions) {
+  constructor(client: RedisClient | RedisCluster, opts: RedisLockerOptions) {
     super(client, { ...opts, [queueKind]: side('r') } as RedisLockerInternalOptions);
   }
 
@@ -81,7 +82,7 @@ class ReadSide extends RedisLocker {
 class WriteSide extends RedisLocker {
   readonly #reads: ReadSide;
 
-  constructor(client: RedisClient, opts: RedisLockerOptions, reads: ReadSide) {
+  constructor(client: RedisClient | RedisCluster, opts: RedisLockerOptions, reads: ReadSide) {
     super(client, { ...opts, [queueKind]: side('w') } as RedisLockerInternalOptions);
     this.#reads = reads;
   }
@@ -108,7 +109,7 @@ class WriteSide extends RedisLocker {
  * A read-write lock on one Redis server: `read` admits any number of holders of a key at once,
  * `write` one, and never beside a reader. Writer-preferring and first come, first served; every hold
  * is a {@link Lock} with its own token and fence (one counter for both modes); holds expire by the
- * server's clock. Closing it does not close the RedisClient.
+ * server's clock. Closing it does not close the client.
  */
 export class RedisRWLock {
   /** Shared holds: any number at once, none while a writer holds or waits ahead. */
@@ -116,7 +117,7 @@ export class RedisRWLock {
   /** Exclusive holds: one at a time, and only when no reader holds. */
   readonly write: Locker;
 
-  constructor(client: RedisClient, opts: RedisLockerOptions = {}) {
+  constructor(client: RedisClient | RedisCluster, opts: RedisLockerOptions = {}) {
     if (opts === null || typeof opts !== 'object') throw invalidType('locker options must be an object');
     const read = new ReadSide(client, opts);
     this.read = read;

@@ -20,6 +20,7 @@
  */
 import { invalidType } from '../errors.js';
 import type { RedisClient } from '../resp/client.js';
+import type { RedisCluster } from '../resp/cluster.js';
 import { RedisLocker, queueKind, type QueueKind, type RedisLockerInternalOptions } from './redis-locker.js';
 import { SEMAPHORE_ACQUIRE, SEMAPHORE_EXTEND, SEMAPHORE_RELEASE, semaphoreKeys } from './redis-scripts.js';
 import { checkLimit } from './options.js';
@@ -29,13 +30,13 @@ import type { ReplicaOptions, SemaphoreOptions } from './types.js';
  * A counting semaphore on one Redis server: a key admits up to `limit` holders at once, served in
  * arrival order and woken by pub/sub, never by polling. Each permit is a {@link Lock} with its own
  * token and fence (strictly increasing per key across all permits); permits expire by the server's
- * clock, and a release removes only its own permit. Closing it does not close the RedisClient.
+ * clock, and a release removes only its own permit. Closing it does not close the client.
  */
 export class RedisSemaphore extends RedisLocker {
   /** How many holders one key admits. */
   readonly limit: number;
 
-  constructor(client: RedisClient, opts: SemaphoreOptions & ReplicaOptions) {
+  constructor(client: RedisClient | RedisCluster, opts: SemaphoreOptions & ReplicaOptions) {
     if (opts === null || typeof opts !== 'object') throw invalidType('RedisSemaphore needs options with a limit');
     const limit = checkLimit(opts.limit);
     const kind: QueueKind = {

@@ -11,6 +11,7 @@ import { Script } from './script.js';
 import { Subscriber, type MessageListener } from './subscriber.js';
 import { SentinelWatch, type NodeAddress } from './sentinel.js';
 import { ClosedError, RespError, invalidValue, outOfRange } from '../errors.js';
+import { noop } from '../abort.js';
 
 /**
  * A Redis client: one command connection that reconnects in the background, Lua scripts sent by SHA
@@ -108,6 +109,35 @@ export class RedisClient {
       const left = Math.max(1, timeoutMs - (performance.now() - start));
       return this.send(['EVAL', script.lua, script.numKeys, ...keys, ...args], { ...opts, timeoutMs: left });
     }
+  }
+
+  /**
+   * @internal A script and, right behind it in the same write on the same connection, one more
+   * command (WAIT: it must count the replicas that have this script's writes; a WAIT sent later could
+   * go out on a new connection, whose own writes are none, and be acknowledged at once). NOSCRIPT:
+   * both again with EVAL. `then` resolves with the second command's reply.
+   */
+  async evalScriptThen(script: Script, keys: RespArg[], args: RespArg[], then: RespArg[], opts: CommandOptions | undefined, thenTimeoutMs: number): Promise<{ reply: RespValue; then: Promise<RespValue> }> {
+    if (keys.length !== script.numKeys) throw invalidValue(`script takes ${script.numKeys} keys, got ${keys.length}`);
+    const send = (withSource: boolean): { reply: Promise<RespValue>; then: Promise<RespValue> } => {
+      const reply = this.send([withSource ? 'EVAL' : 'EVALSHA', withSource ? script.lua : script.sha, script.numKeys, ...keys, ...args], opts);
+      const after = this.send(then, { signal: opts?.signal, timeoutMs: thenTimeoutMs });
+      after.catch(noop); // read by the caller only when it wants it
+      return { reply, then: after };
+    };
+    let sent = send(false);
+    try {
+      return { reply: await sent.reply, then: sent.then };
+    } catch (err) {
+      if (!(err instanceof RespError) || err.prefix !== 'NOSCRIPT') throw err;
+      sent = send(true);
+      return { reply: await sent.reply, then: sent.then };
+    }
+  }
+
+  /** @internal PUBLISH: what a lock's release message is on a single server. */
+  publish(channel: string, message: RespArg): Promise<RespValue> {
+    return this.send(['PUBLISH', channel, message]);
   }
 
   /**

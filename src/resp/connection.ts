@@ -49,8 +49,13 @@ export interface ConnectionOptions {
   returnBuffers?: boolean | undefined;
   /** The most bytes one reply may take; more is a ProtocolError. Default: DEFAULT_MAX_REPLY_BYTES (512 MiB). */
   maxReplyBytes?: number | undefined;
-  /** Pub/sub pushes (`message` arrays) are handed here instead of to the FIFO. Subscriber connections only. */
+  /** Pub/sub pushes (`message` and sharded `smessage` arrays) are handed here instead of to the FIFO. Subscriber connections only. */
   onPush?: ((channel: string, message: string | Buffer) => void) | undefined;
+  /**
+   * Sharded pub/sub: the server dropped our subscription to `channel` on its own (its slot moved to
+   * another node, Redis 7), with a `sunsubscribe` that answers no SUNSUBSCRIBE of ours.
+   */
+  onDropped?: ((channel: string) => void) | undefined;
 }
 
 interface Pending {
@@ -90,6 +95,7 @@ export class RespConnection {
   readonly #parser: RedisParser;
   readonly #commandTimeoutMs: number;
   readonly #onPush: ConnectionOptions['onPush'];
+  readonly #onDropped: ConnectionOptions['onDropped'];
   readonly #maxReplyBytes: number;
   /** Bytes received since the last complete reply: the reply in progress, so far. */
   #replyBytes = 0;
@@ -106,6 +112,7 @@ export class RespConnection {
     this.address = address;
     this.#commandTimeoutMs = opts.commandTimeoutMs;
     this.#onPush = opts.onPush;
+    this.#onDropped = opts.onDropped;
     this.#maxReplyBytes = opts.maxReplyBytes ?? DEFAULT_MAX_REPLY_BYTES;
     this.#parser = new RedisParser({
       returnBuffers: opts.returnBuffers ?? false,
@@ -307,9 +314,22 @@ export class RespConnection {
   }
 
   #onReply(reply: RespValue): void {
-    if (this.#onPush && Array.isArray(reply) && reply.length === 3 && String(reply[0]) === 'message') {
-      this.#onPush(String(reply[1]), reply[2] as string | Buffer);
-      return;
+    if (this.#onPush && Array.isArray(reply) && reply.length === 3) {
+      const kind = String(reply[0]);
+      if (kind === 'message' || kind === 'smessage') {
+        this.#onPush(String(reply[1]), reply[2] as string | Buffer);
+        return;
+      }
+      // A `sunsubscribe` is the reply to our SUNSUBSCRIBE of that channel when that is the command
+      // waiting; otherwise the server sent it unasked: the channel's slot has moved to another node.
+      if (kind === 'sunsubscribe' && this.#onDropped) {
+        const head = this.#sent[this.#head];
+        const channel = String(reply[1]);
+        if (!head || head.name !== 'SUNSUBSCRIBE' || String(head.args[1]) !== channel) {
+          this.#onDropped(channel);
+          return;
+        }
+      }
     }
     const cmd = this.#shift();
     if (!cmd) {

@@ -19,6 +19,10 @@ interface Waiter {
 export interface ReconnectingHooks {
   /** Pub/sub pushes, for a subscriber connection. */
   onPush?: (channel: string, message: string | Buffer) => void;
+  /** Sharded pub/sub: a subscription the server dropped on its own (the channel's slot moved). */
+  onDropped?: (channel: string) => void;
+  /** Redis Cluster: the connection was lost, or a reconnect failed (the node may be gone: look at the slot map again). */
+  onDown?: (error: Error | undefined) => void;
   /** Runs on each new connection after the handshake, before commands flow (e.g. re-SUBSCRIBE). */
   onConnect?: (conn: RespConnection, reconnected: boolean) => Promise<void>;
   /** Whether the first connect, without a password, PINGs to find out that one is needed (checkNoAuth). Default true. */
@@ -105,6 +109,22 @@ export class ReconnectingConnection {
     this.#install(await this.#open({ reconnected: false }));
   }
 
+  /**
+   * Connects without waiting, and goes on trying (paced by the ReconnectStrategy) if the first connect
+   * fails: for a Redis Cluster node, whose loss is a routing problem to solve, not the caller's error.
+   */
+  startInBackground(): void {
+    this.#open({ reconnected: false }).then(
+      (conn) => this.#install(conn),
+      (err: unknown) => {
+        this.#lastError = err instanceof Error ? err : new Error(String(err));
+        if (this.#closed) return;
+        this.#hooks.onDown?.(this.#lastError);
+        this.#scheduleReconnect(this.#lastError);
+      },
+    );
+  }
+
   /** The live connection, if there is one now. */
   get current(): RespConnection | undefined {
     return this.#conn;
@@ -186,6 +206,7 @@ export class ReconnectingConnection {
       returnBuffers: o.returnBuffers,
       maxReplyBytes: o.maxReplyBytes,
       onPush: this.#hooks.onPush,
+      onDropped: this.#hooks.onDropped,
     });
     try {
       if (o.password !== undefined) {
@@ -228,7 +249,10 @@ export class ReconnectingConnection {
     conn.onClose((error) => {
       if (this.#conn === conn) this.#conn = undefined;
       this.#lastError = error;
-      if (!this.#closed) this.#scheduleReconnect(error);
+      if (!this.#closed) {
+        this.#hooks.onDown?.(error);
+        this.#scheduleReconnect(error);
+      }
     });
     for (const w of [...this.#waiters]) w.resolve(conn);
   }
@@ -246,6 +270,7 @@ export class ReconnectingConnection {
         (conn) => this.#install(conn),
         (err: unknown) => {
           this.#lastError = err instanceof Error ? err : new Error(String(err));
+          if (!this.#closed) this.#hooks.onDown?.(this.#lastError);
           // A wrong password after a restart will not fix itself by retrying fast; the strategy paces it either way.
           if (!this.#closed) this.#scheduleReconnect(err instanceof WirelockError ? err : this.#lastError);
         },

@@ -20,6 +20,13 @@ import type { RespConnection } from './connection.js';
 import { respChannels } from '../diagnostics.js';
 import { noop, raceAbort } from '../abort.js';
 import type { SentinelWatch } from './sentinel.js';
+import { RespError } from '../errors.js';
+
+/** What a sharded (Redis Cluster) subscriber tells its owner. */
+export interface ShardedHooks {
+  /** The node dropped `channel` (its slot moved): subscribe its listeners again on the slot's new node. */
+  onDropped(channel: string): void;
+}
 
 /**
  * Called with each message published on a subscribed channel (a Buffer when `returnBuffers` is set),
@@ -40,12 +47,23 @@ export class Subscriber {
   #handshake: RespConnection | undefined;
   #started: Promise<void> | undefined;
   readonly #timeoutMs: number;
+  /** SUBSCRIBE / UNSUBSCRIBE, or for sharded pub/sub SSUBSCRIBE / SUNSUBSCRIBE. */
+  readonly #subscribeCmd: string;
+  readonly #unsubscribeCmd: string;
+  readonly #sharded: ShardedHooks | undefined;
 
-  constructor(opts: ResolvedRedisOptions, sentinel?: SentinelWatch) {
+  /**
+   * @param sharded Redis Cluster: subscribe with SSUBSCRIBE (the channel lives in a slot, on this node),
+   *   and hear of each channel the server drops because its slot moved.
+   */
+  constructor(opts: ResolvedRedisOptions, sentinel?: SentinelWatch, sharded?: ShardedHooks) {
     this.#timeoutMs = opts.commandTimeoutMs;
+    this.#sharded = sharded;
+    [this.#subscribeCmd, this.#unsubscribeCmd] = sharded ? ['SSUBSCRIBE', 'SUNSUBSCRIBE'] : ['SUBSCRIBE', 'UNSUBSCRIBE'];
     this.#link = new ReconnectingConnection(opts, {
       sentinel,
       onPush: (channel, message) => this.#deliver(channel, message),
+      onDropped: sharded ? (channel) => this.#dropped(channel) : undefined,
       onConnect: (conn, reconnected) => (reconnected ? this.#resubscribe(conn) : Promise.resolve()),
       // The client's command connection asked already, at connect(): a waiter's first SUBSCRIBE need not wait for a PING.
       askForPassword: false,
@@ -69,7 +87,7 @@ export class Subscriber {
       // Shared by every first-time subscriber of this channel, so no one caller's signal may cancel it:
       // it is cancelled when the last of them leaves (#remove).
       const cancel = new AbortController();
-      const confirmed = this.#link.send(['SUBSCRIBE', channel], { timeoutMs: this.#timeoutMs, signal: cancel.signal });
+      const confirmed = this.#link.send([this.#subscribeCmd, channel], { timeoutMs: this.#timeoutMs, signal: cancel.signal });
       const pending = { confirmed, cancel };
       this.#subscribing.set(channel, pending);
       const settled = (): void => {
@@ -117,7 +135,13 @@ export class Subscriber {
     // Fire and forget. With no connection at all, there is nothing to undo: the SUBSCRIBE was never
     // written, and a reconnect re-subscribes only the channels that still have listeners.
     const conn = this.#link.current ?? this.#handshake;
-    conn?.send(['UNSUBSCRIBE', channel], { timeoutMs: this.#timeoutMs }).catch(noop);
+    conn?.send([this.#unsubscribeCmd, channel], { timeoutMs: this.#timeoutMs }).catch(noop);
+  }
+
+  /** Sharded: the server no longer has `channel` here. Its listeners are told; they subscribe again where it went. */
+  #dropped(channel: string): void {
+    if (!this.#listeners.has(channel)) return; // one we were leaving anyway
+    this.#sharded!.onDropped(channel);
   }
 
   #deliver(channel: string, message: string | Buffer): void {
@@ -131,7 +155,19 @@ export class Subscriber {
     conn.onClose(() => {
       if (this.#handshake === conn) this.#handshake = undefined; // not kept once it is gone
     });
-    await Promise.all([...this.#listeners.keys()].map((ch) => conn.send(['SUBSCRIBE', ch])));
+    const channels = [...this.#listeners.keys()];
+    const results = await Promise.allSettled(channels.map((ch) => conn.send([this.#subscribeCmd, ch])));
+    for (let i = 0; i < results.length; i++) {
+      const r = results[i]!;
+      if (r.status === 'fulfilled') continue;
+      // Sharded: a slot that moved while we were away is answered with MOVED; the channel goes where its slot went.
+      if (this.#sharded && r.reason instanceof RespError && (r.reason.prefix === 'MOVED' || r.reason.prefix === 'ASK')) {
+        const channel = channels[i]!;
+        queueMicrotask(() => this.#dropped(channel));
+        continue;
+      }
+      throw r.reason;
+    }
     // Wake everyone after the handshake has installed the connection: a release may have been missed.
     queueMicrotask(() => {
       for (const set of this.#listeners.values()) for (const listener of [...set]) call(listener, null);
