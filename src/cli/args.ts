@@ -14,6 +14,8 @@ export class UsageError extends Error {
 /** Which servers, and how to reach them: what every command takes. */
 export interface ConnectionFlags {
   redis?: string[];
+  /** --redis-cluster: seeds of one Redis Cluster (the lockers run on the cluster; never Redlock). */
+  redisCluster?: string[];
   etcd?: string[];
   prefix?: string;
   user?: string;
@@ -99,6 +101,8 @@ CMD gets WIRELOCK_KEY and WIRELOCK_FENCE in its environment (pass the fence to w
   --tls-ca F, --tls-cert F, --tls-key F   PEM files for TLS (rediss:// or https:// URLs)
 
 Passwords come from the URL or from WIRELOCK_REDIS_PASSWORD / WIRELOCK_ETCD_PASSWORD; they are never printed.
+Redis Cluster: --redis-cluster redis://seed1:7000,redis://seed2:7001 (any nodes of one cluster; the lock,
+semaphore and read-write lock run on the master of the key's slot).
 Redis Sentinel: --redis redis+sentinel://host1:26379,host2:26379/masterName (one URL); the sentinels'
 own password from WIRELOCK_SENTINEL_PASSWORD.
 Durations: 500ms, 10s, 2m, 1h (a bare number is seconds).
@@ -160,10 +164,10 @@ export function parseDuration(text: string, flag: string): number {
   return n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit]!;
 }
 
-const VALUE_FLAGS = new Set(['--redis', '--etcd', '--key', '--name', '--value', '--prefix', '--user', '--tls-ca', '--tls-cert', '--tls-key', '--ttl', '--wait', '--grace', '--interval', '--permits']);
+const VALUE_FLAGS = new Set(['--redis', '--redis-cluster', '--etcd', '--key', '--name', '--value', '--prefix', '--user', '--tls-ca', '--tls-cert', '--tls-key', '--ttl', '--wait', '--grace', '--interval', '--permits']);
 /** Flags that take no value. */
 const SWITCHES = new Set(['--observe', '--watch', '--shared', '--exclusive', '--rw']);
-const CONNECTION_FLAGS = ['--redis', '--etcd', '--prefix', '--user', '--tls-ca', '--tls-cert', '--tls-key'];
+const CONNECTION_FLAGS = ['--redis', '--redis-cluster', '--etcd', '--prefix', '--user', '--tls-ca', '--tls-cert', '--tls-key'];
 
 export interface ParseOptions {
   /** The first word that is not a flag starts the command, as after `--` (elect's `[--] [CMD…]`). */
@@ -219,6 +223,7 @@ export function connectionFlags(command: string, values: Map<string, string>, he
   const redisUrls = (v: string | undefined): string[] | undefined => (v !== undefined && /^rediss?\+sentinel:/i.test(v.trim()) ? [v.trim()] : list(v));
   const flags: ConnectionFlags = {
     redis: redisUrls(values.get('--redis')),
+    redisCluster: list(values.get('--redis-cluster')),
     etcd: list(values.get('--etcd')),
     prefix: values.get('--prefix'),
     user: values.get('--user'),
@@ -228,8 +233,10 @@ export function connectionFlags(command: string, values: Map<string, string>, he
     help,
   };
   if (help) return flags;
-  if (!flags.redis === !flags.etcd) throw new UsageError('give exactly one of --redis or --etcd', command);
-  if ((flags.redis ?? flags.etcd)!.length === 0) throw new UsageError('no URL given', command);
+  if ([flags.redis, flags.redisCluster, flags.etcd].filter((f) => f !== undefined).length !== 1) {
+    throw new UsageError('give exactly one of --redis, --redis-cluster or --etcd', command);
+  }
+  if ((flags.redis ?? flags.redisCluster ?? flags.etcd)!.length === 0) throw new UsageError('no URL given', command);
   return flags;
 }
 

@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { EtcdClient } from '../etcdrpc/client.js';
 import { RedisClient } from '../resp/client.js';
+import { RedisCluster } from '../resp/cluster.js';
 import type { RedisOptions } from '../resp/options.js';
 import { EtcdLocker } from '../locks/etcd-locker.js';
 import { EtcdSemaphore } from '../locks/etcd-semaphore.js';
@@ -20,9 +21,9 @@ import { UsageError } from './args.js';
 
 export type BackendKind = 'redis' | 'redlock' | 'etcd';
 
-/** Connected clients: one per --redis URL, or one EtcdClient for all --etcd URLs. */
+/** Connected clients: one per --redis URL, one RedisCluster for all --redis-cluster seeds, or one EtcdClient for all --etcd URLs. */
 export interface Clients {
-  redis: RedisClient[];
+  redis: Array<RedisClient | RedisCluster>;
   etcd: EtcdClient | undefined;
   close(): Promise<void>;
 }
@@ -30,7 +31,7 @@ export interface Clients {
 export interface Backend {
   kind: BackendKind;
   locker: Locker;
-  redis: RedisClient[];
+  redis: Array<RedisClient | RedisCluster>;
   etcd: EtcdClient | undefined;
   /** The prefix the locker uses (for status to find its keys). */
   prefix: string;
@@ -50,6 +51,18 @@ export async function connectClients(flags: ConnectionFlags): Promise<Clients> {
   const ca = readPem(flags.tlsCa, '--tls-ca');
   const cert = readPem(flags.tlsCert, '--tls-cert');
   const key = readPem(flags.tlsKey, '--tls-key');
+  if (flags.redisCluster) {
+    const envPassword = process.env.WIRELOCK_REDIS_PASSWORD;
+    const urlPassword = flags.redisCluster.some(hasPassword);
+    if ((ca || cert || key) && flags.redisCluster.some((u) => u.startsWith('redis://'))) throw new UsageError(`TLS files given for a plain redis:// URL (use rediss://)`);
+    const cluster = await RedisCluster.connect({
+      seeds: flags.redisCluster,
+      ...(flags.user !== undefined && { username: flags.user }),
+      ...(envPassword !== undefined && !urlPassword && { password: envPassword }),
+      ...((ca || cert || key) && { tls: { ...(ca && { ca }), ...(cert && { cert }), ...(key && { key }) } }),
+    });
+    return { redis: [cluster], etcd: undefined, close: () => cluster.close() };
+  }
   if (flags.redis) {
     const overrides: RedisOptions = {};
     if (flags.user !== undefined) overrides.username = flags.user;
@@ -129,7 +142,7 @@ export async function openBackend(flags: ConnectionFlags, use: Primitive = {}): 
       if (use.permits !== undefined) {
         locker = etcd ? new EtcdSemaphore(etcd, { prefix, limit: use.permits }) : new RedisSemaphore(redis[0]!, { prefix, limit: use.permits });
       } else if (etcd) locker = new EtcdLocker(etcd, { prefix });
-      else locker = redis.length === 1 ? new RedisLocker(redis[0]!, { prefix }) : new Redlock(redis, { prefix });
+      else locker = redis.length === 1 ? new RedisLocker(redis[0]!, { prefix }) : new Redlock(redis as RedisClient[], { prefix });
       const only = locker;
       closeLocker = () => only.close();
     }

@@ -9,6 +9,8 @@ import { SortOrder, SortTarget } from '../etcdrpc/types.js';
 import type { Watcher } from '../etcdrpc/watch.js';
 import { redisKeys, rwKeys, semaphoreKeys } from '../locks/redis-scripts.js';
 import type { RedisClient } from '../resp/client.js';
+import { RedisCluster } from '../resp/cluster.js';
+import { Script } from '../resp/script.js';
 import type { StatusFlags } from './args.js';
 import { openBackend, type Backend } from './connect.js';
 import { describe as describeError, formatMs } from './exit.js';
@@ -122,7 +124,7 @@ async function redisView(backend: Backend, key: string, tracking?: Tracking): Pr
  * scores are the server's µs when each waiter joined; the expiry set's, the server's ms when its
  * place lapses; both are read against the server's TIME, taken in the same transaction.
  */
-async function readNode(client: RedisClient, keys: ReturnType<typeof redisKeys>) {
+async function readNode(client: RedisClient | RedisCluster, keys: ReturnType<typeof redisKeys>) {
   const reads = [
     ['GET', keys.lock],
     ['PTTL', keys.lock],
@@ -135,8 +137,31 @@ async function readNode(client: RedisClient, keys: ReturnType<typeof redisKeys>)
   return { token, pttl, fence, waiters: queueWaiters(queue, expiries, serverUs(time)) };
 }
 
+/**
+ * On a cluster, the same reads as one script on the keys' master (a transaction needs one connection,
+ * which a cluster client does not keep): ARGV holds each command as its length, then its arguments.
+ * A nil reply comes back as false inside a script; it is turned back into null here.
+ */
+const READS = new Script(
+  `local out, i = {}, 1
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  local r = redis.call(unpack(ARGV, i + 1, i + n))
+  if r == false then r = '\0nil' end
+  out[#out + 1] = r
+  i = i + n + 1
+end
+return out`,
+  1,
+);
+
 /** `reads` in one MULTI/EXEC: sent in one write, run by the server as one, answered as EXEC's array. */
-async function transaction(client: RedisClient, reads: Array<Array<string | number>>): Promise<unknown[]> {
+async function transaction(client: RedisClient | RedisCluster, reads: Array<Array<string | number>>): Promise<unknown[]> {
+  if (client instanceof RedisCluster) {
+    const key = reads.find((r) => r.length > 1)![1]!;
+    const reply = (await client.evalScript(READS, [key], reads.flatMap((r) => [r.length, ...r]))) as unknown[];
+    return reply.map((v) => (v === '\0nil' ? null : v));
+  }
   const replies = await Promise.all([client.send(['MULTI']), ...reads.map((r) => client.send(r)), client.send(['EXEC'])]);
   return replies[replies.length - 1] as unknown[];
 }
@@ -189,7 +214,7 @@ async function redisRwView(backend: Backend, key: string, tracking?: Tracking): 
 }
 
 /** The live holds (token -> time left), the fence and the queue of a RedisLocker-style key set, in one MULTI/EXEC. */
-async function readQueued(client: RedisClient, keys: ReturnType<typeof redisKeys>) {
+async function readQueued(client: RedisClient | RedisCluster, keys: ReturnType<typeof redisKeys>) {
   const reads = [
     ['ZRANGE', keys.lock, 0, -1, 'WITHSCORES'],
     ['GET', keys.fence],
