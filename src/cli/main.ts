@@ -35,7 +35,7 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'trace': {
-      const { values, help } = parseFlags('trace', rest, ['--redis', '--etcd', '--key', '--prefix', '--user', '--tls-ca', '--tls-cert', '--tls-key', '--ttl']);
+      const { values, help } = parseFlags('trace', rest, ['--redis', '--redis-cluster', '--etcd', '--key', '--prefix', '--user', '--tls-ca', '--tls-cert', '--tls-key', '--ttl']);
       if (help) return out(USAGE.trace!), 0;
       const flags = commonFlags('trace', values, help);
       await trace({ ...flags, ttlMs: values.has('--ttl') ? parseDuration(values.get('--ttl')!, '--ttl') : undefined }, out);

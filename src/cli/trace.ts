@@ -46,6 +46,8 @@ function formats(): Array<[Channel<never>, Format<never>]> {
     f(r.error, (m) => `←  redis c${m.connection}  ${m.command} failed: ${errorText(m.error)}`),
     f(r.message, (m) => `⇠  redis pub/sub  ${m.channel}  ${show(m.message)}`),
     f(r.close, (m) => `   redis c${m.connection} closed`),
+    f(r.redirect, (m) => `↪  redis ${m.command} slot ${m.slot ?? '-'}: ${m.kind} from ${m.from}${m.to ? ` to ${m.to}` : ', again after a pause'}`),
+    f(r.slots, (m) => `   redis slot map from ${m.from} (${m.cause}): masters ${m.masters.join(', ')}; ${m.changed} slots changed`),
     f(e.call, (m) => `→  etcd ${m.method}  ${show(m.request)}`),
     f(e.response, (m) => `←  etcd ${m.method}  ${show(m.response)}   (${m.durationMs.toFixed(2)} ms)`),
     f(e.error, (m) => `←  etcd ${m.method} failed: ${errorText(m.error)}`),
