@@ -158,3 +158,4 @@ export { checkReadWrite, type RWHold, type RWReport } from './history.js';
 export * from './etcd.js';
 export { replayMutex, type MutexEvent, type MutexReplay } from './history.js';
 export * from './sentinel.js';
+export { startRedisCluster, type RedisClusterServers, type RedisClusterServersOptions, type RedisClusterNode, type MoveSlotOptions, type SlotMove, type ClusterFailoverOptions, type ClusterFailover } from './cluster.js';
