@@ -295,7 +295,7 @@ describe('wirelock elect', function () {
       [['elect', '--redis', redis.url, '--name', 'n'], '--value V is required to campaign'],
       [['elect', '--etcd', etcd.clientUrl, '--name', 'n', '--observe', '--value', 'v'], '--value is for campaigning, not for --observe'],
       [['elect', '--redis', `${redis.url},${redis.url}`, '--name', 'n', '--observe'], 'elect takes one --redis URL'],
-      [['elect', '--name', 'n', '--observe'], 'give exactly one of --redis or --etcd'],
+      [['elect', '--name', 'n', '--observe'], 'give exactly one of --redis, --redis-cluster or --etcd'],
       [['elect', '--etcd', etcd.clientUrl, '--name', 'n', '--key', 'k', '--observe'], 'unknown option "--key"'],
     ];
     for (const [args, message] of cases) {

@@ -117,7 +117,9 @@ export function launch(binary: string, args: string[], readyLine: RegExp, timeou
       clearTimeout(timer);
       reject(err);
     });
-    void exited.then(({ code, signal }) => {
+    // 'close', not 'exit': on a busy machine a process can be seen to exit before its last output is
+    // read, and that output ("Address already in use") is what a caller decides to retry on.
+    child.once('close', (code, signal) => {
       if (ready) return;
       clearTimeout(timer);
       reject(new Error(`${path.basename(binary)} exited (${code ?? signal}) before it was ready:\n${out.slice(-4000)}`));
