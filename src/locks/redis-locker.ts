@@ -17,10 +17,10 @@
  * On a Redis Cluster (RedisCluster) the same scripts run on the master of the key's slot: every key of
  * a lock shares its {hash tag}, and the release message goes out with SPUBLISH on the slot's node.
  *
- * On a Sentinel-managed master, a failover the client sees (a `+switch-master`, or a READONLY reply),
- * and on a cluster a change in its set of masters, makes every held lock be checked on the new master at once, by its extend script: one that is not
- * there (replication had not carried it over) or not ours aborts with LockLostError('failover'),
- * before its next renewal would have found out.
+ * On a Sentinel-managed master, a failover the client sees (a `+switch-master`, or a READONLY
+ * reply), and on a cluster a change in its set of masters, makes every held lock be checked on the
+ * new master at once, by its extend script: one that is not there (replication had not carried it
+ * over) or not ours aborts with LockLostError('failover'), before its next renewal would have found out.
  */
 import type { RedisClient } from '../resp/client.js';
 import type { RedisCluster } from '../resp/cluster.js';
