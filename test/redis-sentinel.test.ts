@@ -115,6 +115,9 @@ describe('Redis Sentinel', function () {
     const lock = await locker.acquire('gone', { ttlMs: 30_000 });
     await eventually(async () => (await c.send(['WAIT', 1, 1000])) === 1, 10_000, 'the replica acknowledging');
     // The replicas (whichever is promoted) lose the key: as if replication had not carried it over.
+    // Settled first: failover() waits for that itself, and a replica resynced meanwhile would get the
+    // key back from the master.
+    await setup.settled();
     const master = await setup.master();
     const admins = await Promise.all(setup.nodes.filter((n) => n.port !== master.port).map((n) => connect(n.url)));
     for (const admin of admins) {
