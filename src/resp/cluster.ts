@@ -346,6 +346,7 @@ export class RedisCluster {
       }
     }
     this.#subscriptions.add(sub);
+    if (this.#slots[sub.slot] !== sub.node) this.#move(sub); // the map changed while we subscribed
     return () => {
       if (!sub.active) return;
       sub.active = false;
