@@ -33,7 +33,7 @@ import type { RespArg } from './encoder.js';
 import { parseRedisUrl, resolveRedisOptions, type RedisOptions, type ReconnectStrategy, type ResolvedRedisOptions } from './options.js';
 import { ReconnectingConnection } from './reconnecting.js';
 import type { Script } from './script.js';
-import { Subscriber, type MessageListener } from './subscriber.js';
+import { Subscriber, call, type MessageListener } from './subscriber.js';
 import { keySlot, SLOT_COUNT } from './slots.js';
 import type { NodeAddress } from './sentinel.js';
 import { ClosedError, ConnectionError, RespError, TimeoutError, invalidType, invalidValue, outOfRange } from '../errors.js';
@@ -888,15 +888,4 @@ function parseKeySpec(reply: RespValue): KeySpec {
   const first = Number(info[3]);
   if (!(first > 0)) return { kind: 'none' };
   return { kind: 'range', first, last: Number(info[4]), step: Math.max(1, Number(info[5])) };
-}
-
-/** A listener that throws must not break the subscription machinery: its error is rethrown on its own. */
-function call(listener: MessageListener, message: string | Buffer | null): void {
-  try {
-    listener(message);
-  } catch (err) {
-    queueMicrotask(() => {
-      throw err;
-    });
-  }
 }

@@ -179,7 +179,7 @@ export class Subscriber {
  * A listener that throws must not take the connection down with it (nor the other listeners): its
  * error is rethrown on its own, as an uncaught exception, the way an EventEmitter listener's would be.
  */
-function call(listener: MessageListener, message: string | Buffer | null): void {
+export function call(listener: MessageListener, message: string | Buffer | null): void {
   try {
     listener(message);
   } catch (err) {

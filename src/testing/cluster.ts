@@ -22,7 +22,7 @@ import path from 'node:path';
 import { RedisClient } from '../resp/client.js';
 import type { RespArg } from '../resp/encoder.js';
 import { outOfRange } from '../errors.js';
-import { findBinary, freePort, launch, removeDir, tempDir, terminate, type Launched } from './process.js';
+import { findBinary, freePort, launch, removeDir, tempDir, terminate, type Launched, until as pollUntil } from './process.js';
 
 /** Options for {@link startRedisCluster}. */
 export interface RedisClusterServersOptions {
@@ -242,22 +242,9 @@ function scrub(err: unknown, password: string | undefined): unknown {
   return new Error(forms.reduce((m, f) => m.split(f).join('***'), message));
 }
 
-/** Polls `check` until it returns a value (not undefined); past `timeoutMs` throws with `what` and the last error. */
-async function until<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined>): Promise<T> {
-  const deadline = performance.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await check();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (performance.now() > deadline) {
-      throw new Error(`startRedisCluster: ${what} within ${Math.round(timeoutMs)} ms${last ? ` (last: ${(last as Error).message})` : ''}`);
-    }
-    await sleep(100);
-  }
+/** Polls `check` until it returns a value (see process.ts); errors name startRedisCluster. */
+function until<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined>): Promise<T> {
+  return pollUntil('startRedisCluster', what, timeoutMs, check);
 }
 
 /** One slot range as a node's CLUSTER SHARDS reports it, by node ID. */

@@ -140,3 +140,24 @@ export async function terminate(l: Launched, graceMs = 3000): Promise<void> {
   await l.exited;
   clearTimeout(timer);
 }
+
+/**
+ * Polls `check` until it returns a value (not undefined), every `intervalMs`; past `timeoutMs` throws
+ * an Error `<label>: <what> within <ms> ms (last error: …)`. A check that throws counts as "not yet".
+ */
+export async function until<T>(label: string, what: string, timeoutMs: number, check: () => Promise<T | undefined>, intervalMs = 100): Promise<T> {
+  const deadline = performance.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (performance.now() > deadline) {
+      throw new Error(`${label}: ${what} within ${Math.round(timeoutMs)} ms${last ? ` (last error: ${(last as Error).message})` : ''}`);
+    }
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}

@@ -16,7 +16,7 @@ import path from 'node:path';
 import { inspect } from 'node:util';
 import { REDACTED } from '../diagnostics.js';
 import { RedisClient } from '../resp/client.js';
-import { findBinary, freePort, launch, removeDir, tempDir, terminate, type Launched } from './process.js';
+import { findBinary, freePort, launch, removeDir, tempDir, terminate, type Launched, until as pollUntil } from './process.js';
 import { startRedis, type RedisServer, type RedisServerOptions } from './servers.js';
 
 /** Options for {@link startRedisSentinel}. */
@@ -128,20 +128,9 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 const text = (v: unknown): string => (Buffer.isBuffer(v) ? v.toString() : String(v));
 const same = (a: RedisAddress, b: RedisAddress): boolean => a.host === b.host && a.port === b.port;
 
-/** Polls `check` until it returns a value (not undefined) or `timeoutMs` passes; then throws with `what` and the last error. */
-async function until<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined>): Promise<T> {
-  const deadline = performance.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await check();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (performance.now() > deadline) throw new Error(`startRedisSentinel: ${what} within ${timeoutMs} ms${last ? ` (last error: ${(last as Error).message})` : ''}`);
-    await sleep(150);
-  }
+/** Polls `check` until it returns a value (see process.ts); errors name startRedisSentinel. */
+function until<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined>): Promise<T> {
+  return pollUntil('startRedisSentinel', what, timeoutMs, check, 150);
 }
 
 /** Pairs of a flat RESP map reply ([k1, v1, k2, v2, …]) as an object. */
