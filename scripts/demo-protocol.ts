@@ -9,11 +9,15 @@
  * bigints (fences, process.hrtime.bigint() stamps) travel as decimal strings: IPC is JSON.
  */
 
-export type Backend = 'redis' | 'redlock' | 'etcd';
+/**
+ * 'sentinel': a RedisLocker on a `redis+sentinel://` URL (the client follows failovers);
+ * 'cluster': a RedisLocker on a RedisCluster (urls are its seeds).
+ */
+export type Backend = 'redis' | 'redlock' | 'etcd' | 'sentinel' | 'cluster';
 
 export interface ScenarioConfig {
   backend: Backend;
-  /** Redis URLs (one for RedisLocker, several for Redlock) or etcd endpoints. */
+  /** Redis URLs (one for RedisLocker or Sentinel, several for Redlock, a Cluster's seeds) or etcd endpoints. */
   urls: string[];
   key: string;
   ttlMs: number;

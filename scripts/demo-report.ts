@@ -22,6 +22,10 @@ export interface Verdict {
   staleRefused: boolean;
   /** For a killed server: how soon the next hold began, and the longest gap between holds while it was down. */
   afterKill: { firstHoldMs: number; longestGapMs: number; holdsWhileDown: number } | undefined;
+  /** Each failover and slot migration: how long it took, the holds while it ran, the first hold after it was done. */
+  switches: Array<{ what: string; at: number; tookMs: number; holdsDuring: number; firstHoldMs: number }>;
+  /** Holds whose holder was told the lock was lost, by reason ('failover': the new master lacked it). */
+  told: Map<string, number>;
   faults: string;
   ok: boolean;
 }
@@ -44,12 +48,18 @@ export function judge(name: string, servers: string, result: RunResult, workers:
   const fences = result.holds.map((h) => h.fence).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   const pause = result.events.find((e) => e.kind === 'pause');
   const frozen = pause && result.holds.find((h) => h.worker === pause.worker && h.exit > h.validUntil);
-  const staleRefused = frozen !== undefined && frozen.write === 'refused';
+  // A scene without a frozen holder has no stale write to refuse.
+  const staleRefused = pause === undefined || (frozen !== undefined && frozen.write === 'refused');
   const counterOk = result.counter.value === result.counter.accepted;
   const kill = result.events.find((e) => e.kind === 'kill');
   const afterKill = kill && downtime(result, kill.t, eventAt(result.events, 'restart'));
+  const switches = spans(result);
+  const told = new Map<string, number>();
+  for (const h of result.holds) if (h.lost) told.set(h.lost, (told.get(h.lost) ?? 0) + 1);
   const faults = [
     ...(kill ? [`${kill.short}, next hold +${fmt(afterKill!.firstHoldMs)}`] : []),
+    ...switches.map((x) => `${x.what} (${fmt(x.tookMs)}), next hold +${fmt(x.firstHoldMs)}`),
+    ...[...told].map(([reason, k]) => `${k} told '${reason}'`),
     ...(pause ? [`w${pause.worker} frozen ${fmt(eventAt(result.events, 'resume') - pause.t)}`] : []),
   ].join('; ');
   return {
@@ -67,9 +77,32 @@ export function judge(name: string, servers: string, result: RunResult, workers:
     counterOk,
     staleRefused,
     afterKill,
+    switches,
+    told,
     faults,
     ok: r.overlaps.length === 0 && r.fenceRegressions.length === 0 && counterOk && staleRefused && r.holds > 0,
   };
+}
+
+/** The failovers ('failover' to 'switched') and slot migrations ('migrate' to 'moved') of a run. */
+function spans(result: RunResult): Verdict['switches'] {
+  const out: Verdict['switches'] = [];
+  for (const [begin, end] of [['failover', 'switched'], ['migrate', 'moved']] as const) {
+    for (const b of result.events.filter((e) => e.kind === begin)) {
+      const e = result.events.find((x) => x.kind === end && x.t >= b.t);
+      if (!e) continue;
+      const enters = result.holds.map((h) => h.enter);
+      const after = enters.filter((t) => t > e.t);
+      out.push({
+        what: b.short,
+        at: b.t,
+        tookMs: e.t - b.t,
+        holdsDuring: enters.filter((t) => t >= b.t && t <= e.t).length,
+        firstHoldMs: after.length ? Math.min(...after) - e.t : NaN,
+      });
+    }
+  }
+  return out.sort((a, b) => a.at - b.at);
 }
 
 /** How the lock fared while a server was down: entries into the critical section between kill and restart. */
@@ -101,12 +134,16 @@ export function printVerdict(v: Verdict): void {
     const k = v.afterKill;
     console.log(`  while the server was down: ${k.holdsWhileDown} holds; the first began ${fmt(k.firstHoldMs)} after the kill; longest wait between holds ${fmt(k.longestGapMs)}`);
   }
+  for (const x of v.switches) {
+    console.log(`  ${x.what}: took ${fmt(x.tookMs)}, ${x.holdsDuring} holds began meanwhile; the first hold after it began ${fmt(x.firstHoldMs)} after`);
+  }
+  if (v.told.size > 0) console.log(`  holders told their lock was lost: ${[...v.told].map(([r, k]) => `${k} ('${r}')`).join(', ')}`);
   if (v.result.errors.length > 0) {
     console.log(`  ${v.result.errors.length} failed attempt${v.result.errors.length === 1 ? '' : 's'} (retried): ${v.result.errors.slice(0, 3).join('; ')}${v.result.errors.length > 3 ? '; …' : ''}`);
   }
   console.log(
     `  check ${v.name}: ${v.overlaps} overlapping holds, ${v.fenceRegressions} fence regressions, ` +
-      `stale write ${v.staleRefused ? 'refused' : 'NOT refused'} -> ${v.ok ? 'OK, no two holds overlapped' : 'FAILED'}`,
+      `stale write ${v.result.events.some((e) => e.kind === 'pause') ? (v.staleRefused ? 'refused' : 'NOT refused') : 'none (no holder frozen)'} -> ${v.ok ? 'OK, no two holds overlapped' : 'FAILED'}`,
   );
 }
 
@@ -119,7 +156,7 @@ export function table(verdicts: Verdict[]): string[] {
     fmt(v.handoffMedian),
     fmt(v.handoffP99),
     v.faults,
-    v.staleRefused ? 'refused' : 'ACCEPTED',
+    v.result.events.some((e) => e.kind === 'pause') ? (v.staleRefused ? 'refused' : 'ACCEPTED') : '-',
     String(v.overlaps),
     v.ok ? 'OK' : 'FAILED',
   ]);
@@ -159,6 +196,8 @@ export function summaryMarkdown(verdicts: Verdict[], intro: string[], election?:
       ...(v.afterKill
         ? [`- while the server was down: ${v.afterKill.holdsWhileDown} holds; the first began ${fmt(v.afterKill.firstHoldMs)} after the kill; longest wait between holds ${fmt(v.afterKill.longestGapMs)}`]
         : []),
+      ...v.switches.map((x) => `- ${x.what}: took ${fmt(x.tookMs)}, ${x.holdsDuring} holds began meanwhile; the first hold after it began ${fmt(x.firstHoldMs)} after`),
+      ...(v.told.size ? [`- holders told their lock was lost: ${[...v.told].map(([r, k]) => `${k} ('${r}')`).join(', ')}`] : []),
       ...(v.result.errors.length ? [`- ${v.result.errors.length} failed attempt${v.result.errors.length === 1 ? '' : 's'}, retried (first: ${v.result.errors[0]})`] : []),
       '',
       'What happened:',

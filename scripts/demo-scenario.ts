@@ -10,7 +10,12 @@ import { metricsHub } from './demo-metrics.js';
 export interface DemoEvent {
   /** ms since the scenario started. */
   t: number;
-  kind: 'kill' | 'restart' | 'pause' | 'takeover' | 'resume' | 'refused' | 'resign';
+  /**
+   * A fault that has a beginning and an end is marked twice: 'kill' then 'restart', 'failover' (asked
+   * for) then 'switched' (the new master serves), 'migrate' (a slot's move begins) then 'moved' (every
+   * node agrees on its new owner).
+   */
+  kind: 'kill' | 'restart' | 'pause' | 'takeover' | 'resume' | 'refused' | 'resign' | 'failover' | 'switched' | 'migrate' | 'moved';
   label: string;
   /** A few words for the timeline. */
   short: string;

@@ -1,7 +1,8 @@
 /**
  * demo-out/timeline.svg, drawn by hand: one panel per backend showing who held the lock when (one lane
- * per worker), the fences climbing, the server kills, and a zoom on the frozen holder whose lease ran
- * out and whose late write the store refused. Hover a hold for its worker, fence and duration.
+ * per worker), the fences climbing, the server kills, failovers and slot migrations, a zoom on the
+ * frozen holder whose lease ran out and whose late write the store refused, and one on each failover
+ * and migration (a hold whose holder was told of a loss is outlined in red). Hover a hold for its worker, fence and duration.
  * Then one panel per election scene: each service's terms and its wait in the queue, the killed
  * leader's lease running out, and below, who each process saw leading.
  */
@@ -42,7 +43,13 @@ const EVENT_COLOR: Record<DemoEvent['kind'], string> = {
   resume: '#7f3fbf',
   refused: '#d62728',
   resign: '#555555',
+  failover: '#d62728',
+  switched: '#2ca02c',
+  migrate: '#e07b00',
+  moved: '#2ca02c',
 };
+/** Faults drawn on the whole run's panel (the pause has its zoom). */
+const COARSE: ReadonlySet<DemoEvent['kind']> = new Set(['kill', 'restart', 'failover', 'switched', 'migrate', 'moved']);
 
 const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 const n = (x: number): string => (Math.round(x * 10) / 10).toString();
@@ -100,8 +107,11 @@ function lanes(p: Panel, s: Scale, top: number, opts: { hatchLate: boolean }): s
     const guaranteedEnd = Math.min(h.exit, h.validUntil);
     const width = Math.max(1, s.x(guaranteedEnd) - x);
     const tip = `w${h.worker} fence ${h.fence}: held ${(guaranteedEnd - h.enter).toFixed(2)} ms from ${(h.enter / 1000).toFixed(3)} s` +
-      (h.exit > h.validUntil ? `, then ${(h.exit - h.validUntil).toFixed(0)} ms past its lease (frozen); write ${h.write}` : '');
-    out.push(`<rect x="${n(x)}" y="${y}" width="${n(width)}" height="${LANE - 4}" fill="${COLORS[h.worker % COLORS.length]}"><title>${esc(tip)}</title></rect>`);
+      (h.exit > h.validUntil ? `, then ${(h.exit - h.validUntil).toFixed(0)} ms past its lease (frozen); write ${h.write}` : '') +
+      (h.lost ? `; its holder was told the lock was lost ('${h.lost}')` : '');
+    // A hold whose holder was told of a loss (a failover's new master lacked it) is outlined in red.
+    const lost = h.lost ? ' stroke="#d62728" stroke-width="1.5"' : '';
+    out.push(`<rect x="${n(x)}" y="${y}" width="${n(width)}" height="${LANE - 4}" fill="${COLORS[h.worker % COLORS.length]}"${lost}><title>${esc(tip)}</title></rect>`);
     if (opts.hatchLate && h.exit > h.validUntil) {
       const lx = s.x(h.validUntil);
       out.push(`<rect x="${n(lx)}" y="${y}" width="${n(Math.max(1, s.x(h.exit) - lx))}" height="${LANE - 4}" fill="url(#late)" stroke="#d62728" stroke-width="0.6"><title>${esc(tip)}</title></rect>`);
@@ -168,6 +178,24 @@ function fenceLabels(holds: HoldRecord[], s: Scale, y: number): string {
   return out.join('\n');
 }
 
+/** A zoom on [from, to] below a panel's whole run; `marks` are drawn on it too (by default its non-fault events). Returns the new y. */
+function zoomOn(p: Panel, out: string[], y: number, from: number, to: number, origin: number, color: string, caption: string, marks?: DemoEvent[]): number {
+  const zoom = scale(from, to);
+  out.push(`<text x="${LEFT}" y="${y + 4}" font-size="12" font-weight="bold" fill="${color}">${esc(caption)}</text>`);
+  y += 10;
+  const steps = marks ?? p.events.filter((e) => e.t >= from && e.t <= to && !COARSE.has(e.kind));
+  const zLabelTop = y + 12;
+  y += 4 * 13 + 6;
+  const lanesHeight = p.workers * LANE;
+  out.push(lanes(p, zoom, y, { hatchLate: true }));
+  out.push(eventLines(steps, zoom, y, lanesHeight, zLabelTop, 4));
+  y += lanesHeight + 14;
+  out.push(fenceLabels(p.holds, zoom, y));
+  y += 8;
+  out.push(axis(zoom, y, 'ms', origin));
+  return y + 24;
+}
+
 function panel(p: Panel, top: number): { svg: string; height: number } {
   const out: string[] = [`<g ${FONT}>`];
   let y = top;
@@ -177,7 +205,7 @@ function panel(p: Panel, top: number): { svg: string; height: number } {
   const full = scale(0, p.durationMs);
   const pause = p.events.find((e) => e.kind === 'pause');
   const refused = p.events.find((e) => e.kind === 'refused');
-  const coarse = p.events.filter((e) => e.kind === 'kill' || e.kind === 'restart');
+  const coarse = p.events.filter((e) => COARSE.has(e.kind));
   if (pause && refused) coarse.push({ t: pause.t, kind: 'pause', label: pause.label, short: `w${pause.worker} frozen past its lease (zoom below)` });
   const labelTop = y + 10;
   y += 30;
@@ -197,19 +225,16 @@ function panel(p: Panel, top: number): { svg: string; height: number } {
   if (pause && refused) {
     const from = pause.t - 150;
     const to = refused.t + 150;
-    const zoom = scale(from, to);
-    out.push(`<text x="${LEFT}" y="${y + 4}" font-size="12" font-weight="bold" fill="#7f3fbf">${esc(`zoom on ${fmtSpan(to - from)}: w${pause.worker} frozen while holding the lock, its lease runs out, its late write is refused`)}</text>`);
-    y += 10;
-    const steps = p.events.filter((e) => e.t >= from && e.t <= to && e.kind !== 'kill' && e.kind !== 'restart');
-    const zLabelTop = y + 12;
-    y += 4 * 13 + 6;
-    out.push(lanes(p, zoom, y, { hatchLate: true }));
-    out.push(eventLines(steps, zoom, y, lanesHeight, zLabelTop, 4));
-    y += lanesHeight + 14;
-    out.push(fenceLabels(p.holds, zoom, y));
-    y += 8;
-    out.push(axis(zoom, y, 'ms', pause.t));
-    y += 24;
+    y = zoomOn(p, out, y, from, to, pause.t, '#7f3fbf', `zoom on ${fmtSpan(to - from)}: w${pause.worker} frozen while holding the lock, its lease runs out, its late write is refused`);
+  }
+  // A failover or a slot migration: from the moment it was asked for to a little after it was done.
+  const ends: Partial<Record<DemoEvent['kind'], DemoEvent['kind']>> = { failover: 'switched', migrate: 'moved' };
+  for (const b of p.events.filter((e) => ends[e.kind] !== undefined)) {
+    const e = p.events.find((x) => x.kind === ends[b.kind] && x.t >= b.t);
+    if (!e) continue;
+    const from = b.t - 100;
+    const to = e.t + 250;
+    y = zoomOn(p, out, y, from, to, b.t, EVENT_COLOR[b.kind], `zoom on ${fmtSpan(to - from)}: ${b.short} -> ${e.short}`, [b, e]);
   }
   out.push('</g>');
   return { svg: out.join('\n'), height: y - top + 16 };

@@ -8,7 +8,7 @@
  * it keeps running while a process is SIGSTOPped), so the parent can check that holds never overlapped.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { EtcdClient, EtcdLocker, LockLostError, RedisClient, RedisLocker, Redlock, type Lock, type Locker } from '../src/index.js';
+import { EtcdClient, EtcdLocker, LockLostError, RedisClient, RedisCluster, RedisLocker, Redlock, type Lock, type Locker } from '../src/index.js';
 import type { FromWorker, HoldReport, ScenarioConfig, ToWorker } from './demo-protocol.js';
 import { answerMetricsOverIpc } from './demo-metrics.js';
 
@@ -33,6 +33,19 @@ async function connect(cfg: ScenarioConfig): Promise<Backend> {
     // it short here (default 5 s): the lock's next turn waits on it.
     const client = await EtcdClient.connect({ endpoints: cfg.urls, callTimeoutMs: 1000 });
     const locker = new EtcdLocker(client, { ttlMs: cfg.ttlMs });
+    return { locker, close: async () => (await locker.close(), await client.close()) };
+  }
+  if (cfg.backend === 'cluster') {
+    // Read the slot map every second (default 2 s): a failover that the nodes agree on is then seen
+    // soon even by a worker that was not redirected.
+    const cluster = await RedisCluster.connect({ seeds: cfg.urls, reconnect: () => 50, topologyRefreshMs: 1000 });
+    const locker = new RedisLocker(cluster, { ttlMs: cfg.ttlMs });
+    return { locker, close: async () => (await locker.close(), await cluster.close()) };
+  }
+  if (cfg.backend === 'sentinel') {
+    // The URL names the sentinels; the client asks them for the master and follows +switch-master.
+    const client = await RedisClient.connect(cfg.urls[0]!, { reconnect: () => 50 });
+    const locker = new RedisLocker(client, { ttlMs: cfg.ttlMs });
     return { locker, close: async () => (await locker.close(), await client.close()) };
   }
   // Retry a lost connection every 50 ms rather than backing off: a killed Redlock node should rejoin

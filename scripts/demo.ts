@@ -7,6 +7,10 @@
  *   RedisLocker  one redis-server                 a holder is frozen (SIGSTOP) past its TTL
  *   Redlock      3 redis-servers, quorum 2        a node is killed mid-run (and restarted later),
  *                                                 then a holder is frozen past its TTL
+ *   Sentinel     a master, 2 replicas, 3          SENTINEL FAILOVER mid-run: the clients follow
+ *                sentinels (redis+sentinel://)    +switch-master to the new master
+ *   Cluster      3 masters with a replica each    the lock's slot migrated live to another master,
+ *                (RedisCluster)                   then that master replaced by CLUSTER FAILOVER
  *   EtcdLocker   3-member etcd cluster            the leader is killed mid-run (and restarted later),
  *                                                 then a holder is frozen past its TTL
  *
@@ -32,7 +36,17 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startEtcdCluster, startRedisNodes, type EtcdCluster, type RedisServer } from '../src/testing/servers.js';
+import { keySlot } from '../src/index.js';
+import {
+  startEtcdCluster,
+  startRedisCluster,
+  startRedisNodes,
+  startRedisSentinel,
+  type EtcdCluster,
+  type RedisClusterServers,
+  type RedisSentinel,
+  type RedisServer,
+} from '../src/testing/servers.js';
 import { runElection } from './demo-election.js';
 import { metricsHub } from './demo-metrics.js';
 import { Electors, SERVICES } from './demo-election-processes.js';
@@ -83,7 +97,12 @@ interface Stage {
   script(ctl: ScenarioControl): Promise<void>;
 }
 
-function stages(redis: RedisServer[], etcd: EtcdCluster): Stage[] {
+/** The lock's key in a scene (the counter file is named after the backend too). */
+const keyOf = (backend: Backend): string => `demo-counter-${backend}`;
+/** The Cluster scene's masters; nodes[MASTERS + i] is the replica of nodes[i] (one each). */
+const MASTERS = 3;
+
+function stages(redis: RedisServer[], etcd: EtcdCluster, sentinel: RedisSentinel, cluster: RedisClusterServers): Stage[] {
   const withKill = (ttl: number): number => PHASE.warm + PHASE.down + PHASE.between + ttl + 500 + PHASE.tail;
   return [
     {
@@ -120,6 +139,55 @@ function stages(redis: RedisServer[], etcd: EtcdCluster): Stage[] {
         ctl.mark('restart', 'node 2 restarted', `redis node 2 restarted (empty, after more than one TTL) and votes again`);
         await ctl.wait(PHASE.between);
         await ctl.pauseHolder(2, REDIS_TTL_MS);
+        await ctl.wait(PHASE.tail);
+      },
+    },
+    {
+      name: 'Sentinel',
+      title: 'RedisLocker on Redis Sentinel (a master, 2 replicas, 3 sentinels)',
+      servers: `redis-servers :${sentinel.nodes.map((r) => r.port).join(', :')}, sentinels :${sentinel.sentinels.map((x) => x.port).join(', :')}`,
+      backend: 'sentinel',
+      urls: [sentinel.url],
+      ttlMs: REDIS_TTL_MS,
+      plannedMs: PHASE.warm + 2500 + PHASE.tail,
+      async script(ctl) {
+        await ctl.wait(PHASE.warm);
+        await sentinel.settled();
+        const before = await sentinel.master();
+        ctl.mark('failover', 'SENTINEL FAILOVER', `SENTINEL FAILOVER ${sentinel.masterName}: the sentinels promote a replica of :${before.port}`);
+        const after = await sentinel.failover();
+        ctl.mark(
+          'switched',
+          `+switch-master :${after.port}`,
+          `+switch-master: :${after.port} is the master now (was :${before.port}); the clients follow it, and a held lock the new master lacks is lost with 'failover'`,
+        );
+        await ctl.wait(PHASE.tail);
+      },
+    },
+    {
+      name: 'Cluster',
+      title: `RedisLocker on a Redis Cluster (${MASTERS} masters, a replica each)`,
+      servers: `cluster nodes :${cluster.nodes.map((x) => x.port).join(', :')}`,
+      backend: 'cluster',
+      urls: cluster.urls,
+      ttlMs: REDIS_TTL_MS,
+      plannedMs: PHASE.warm + 500 + PHASE.between + 1500 + PHASE.tail,
+      async script(ctl) {
+        await ctl.wait(PHASE.warm);
+        // The lock's keys share the hash tag {key}: one slot holds them all.
+        const slot = keySlot(`wirelock:{${keyOf('cluster')}}`);
+        const from = await cluster.masterOf(slot);
+        const i = from === cluster.nodes[0] ? 1 : 0;
+        const to = cluster.nodes[i]!;
+        ctl.mark('migrate', `slot ${slot} migrating`, `slot ${slot}, the lock's, migrating live from :${from.port} to :${to.port} (IMPORTING/MIGRATING, then MIGRATE key by key)`);
+        const move = await cluster.moveSlot(slot, to, { keysPerBatch: 1, pauseBetweenBatchesMs: 50 });
+        ctl.mark('moved', `slot ${slot} on :${to.port}`, `slot ${slot} is served by :${to.port}, every node agrees (${move.keys} keys moved); the clients follow MOVED`);
+        await ctl.wait(PHASE.between);
+        await cluster.settled();
+        const replica = cluster.nodes[MASTERS + i]!;
+        ctl.mark('failover', 'CLUSTER FAILOVER', `CLUSTER FAILOVER on :${replica.port}, the replica of :${to.port}, which now serves the lock's slot`);
+        const f = await cluster.failover(replica);
+        ctl.mark('switched', `:${f.to.port} serves slot ${slot}`, `every node agrees that :${f.to.port} serves slot ${slot} (:${f.from.port} is its replica); the clients follow MOVED and the slot map`);
         await ctl.wait(PHASE.tail);
       },
     },
@@ -176,7 +244,7 @@ async function main(): Promise<void> {
   const started = performance.now();
   mkdirSync(out, { recursive: true });
   console.log(`wirelock demo${quick ? ' (quick)' : ''}: ${WORKERS} worker processes take turns on one lock around a shared counter,`);
-  console.log(`for each backend, while servers die and a holder freezes. Lock TTL ${REDIS_TTL_MS / 1000} s (etcd ${ETCD_TTL_MS / 1000} s).`);
+  console.log(`for each backend, while servers die, masters fail over, a slot migrates and a holder freezes. Lock TTL ${REDIS_TTL_MS / 1000} s (etcd ${ETCD_TTL_MS / 1000} s).`);
   console.log(`Then ${SERVICES.length} services elect a leader on etcd and on Redis, and the leader is killed. Election lease ${ELECTION_TTL_MS / 1000} s.\n`);
   if (metricsPort !== undefined) {
     metricsHub.enable(); // before the fork: the children read it from their environment
@@ -186,16 +254,25 @@ async function main(): Promise<void> {
   // the election's processes too (they wait, idle, for their scene).
   const pool = new WorkerPool(path.join(root, 'scripts/demo-worker.ts'), WORKERS);
   const electors = new Electors(path.join(root, 'scripts/demo-election-worker.ts'));
-  const [redis, etcd] = await Promise.all([startRedisNodes(3), startEtcdCluster(3)]);
-  console.log(`servers: redis-server on :${redis.map((r) => r.port).join(', :')}; etcd cluster on ${etcd.endpoints.join(', ')}\n`);
+  const [redis, etcd, sentinel, cluster] = await Promise.all([
+    startRedisNodes(3),
+    startEtcdCluster(3),
+    startRedisSentinel({ replicas: 2, sentinels: 3 }),
+    startRedisCluster({ masters: MASTERS, replicasPerMaster: 1 }),
+  ]);
+  console.log(
+    `servers: redis-server on :${redis.map((r) => r.port).join(', :')}; etcd cluster on ${etcd.endpoints.join(', ')}; ` +
+      `Sentinel: redis-server :${sentinel.nodes.map((r) => r.port).join(', :')} watched by sentinels :${sentinel.sentinels.map((x) => x.port).join(', :')}; ` +
+      `Redis Cluster on :${cluster.nodes.map((x) => x.port).join(', :')}\n`,
+  );
   const verdicts: Verdict[] = [];
   const panels: Panel[] = [];
   const elections: ElectionVerdict[] = [];
   const electionPanels: ElectionPanel[] = [];
   try {
-    for (const stage of stages(redis, etcd)) {
+    for (const stage of stages(redis, etcd, sentinel, cluster)) {
       console.log(`${stage.title}`);
-      const config: ScenarioConfig = { backend: stage.backend, urls: stage.urls, key: `demo-counter-${stage.backend}`, ttlMs: stage.ttlMs, holdMs: 2, thinkMs: 2 };
+      const config: ScenarioConfig = { backend: stage.backend, urls: stage.urls, key: keyOf(stage.backend), ttlMs: stage.ttlMs, holdMs: 2, thinkMs: 2 };
       const result = await runScenario(pool, config, path.join(out, `counter-${stage.backend}.json`), stage.plannedMs, (ctl) => stage.script(ctl));
       const v = judge(stage.name, stage.servers, result, WORKERS);
       printVerdict(v);
@@ -223,7 +300,7 @@ async function main(): Promise<void> {
     }
   } finally {
     await Promise.all([pool.close(), electors.close()]);
-    await Promise.all([...redis.map((r) => r.stop()), etcd.stop()]);
+    await Promise.all([...redis.map((r) => r.stop()), etcd.stop(), sentinel.stop(), cluster.stop()]);
     await metricsHub.close();
   }
 

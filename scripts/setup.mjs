@@ -14,6 +14,7 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 // the Go toolchain that builds etcd's own client recipes in test/go)
 const servers = [
   ['redis-server', 'redis-server'],
+  ['redis-sentinel', 'redis-sentinel'], // the demo's Sentinel scene and the Sentinel tests
   ['etcd', 'etcd-server'],
   ['etcdctl', 'etcd-client'],
   ['openssl', 'openssl'],
@@ -22,8 +23,8 @@ const servers = [
 // `--tests`: what only the tests need. Go builds the interop programs in test/go against etcd's Go
 // sources (a directory -> Debian package: it installs sources rather than a binary).
 const forTests = process.argv.includes('--tests');
-// tmux: the terminal `status --watch` is tested in; redis-sentinel: the Sentinel tests' sentinels
-if (forTests) servers.push(['go', 'golang-go'], ['tmux', 'tmux'], ['redis-sentinel', 'redis-sentinel']);
+// tmux: the terminal `status --watch` is tested in
+if (forTests) servers.push(['go', 'golang-go'], ['tmux', 'tmux']);
 const sources = forTests ? [['/usr/share/gocode/src/go.etcd.io/etcd/clientv3/concurrency', 'golang-etcd-server-dev']] : [];
 
 function onPath(binary) {
@@ -72,7 +73,7 @@ if (missing.length > 0) {
   run('apt-get', ['update', '-qq']);
   run('apt-get', ['install', '-y', '-qq', ...missing]);
   // Debian starts the packaged services on install; ours start their own servers on free ports.
-  for (const svc of ['redis-server', 'etcd']) {
+  for (const svc of ['redis-server', 'redis-sentinel', 'etcd']) {
     try {
       execFileSync('sh', ['-c', `command -v systemctl >/dev/null && systemctl stop ${svc} 2>/dev/null || true`]);
     } catch {

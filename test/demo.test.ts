@@ -1,6 +1,7 @@
 /**
  * `npm run demo -- --quick`, as CI runs it: a child process that starts its own servers and workers.
  * It must exit 0, pass the overlap check on every backend, show the frozen holder's write refused,
+ * fail a Sentinel master over and migrate a Cluster slot and fail its master over under contention,
  * elect one leader at a time (and see the next after a kill) on etcd and Redis,
  * and leave a well-formed timeline.svg and a summary.md.
  */
@@ -125,6 +126,11 @@ describe('npm run demo -- --quick', function () {
       expect(line, `no check line for ${backend} in:\n${result.stdout}`).to.be.a('string');
       expect(line).to.match(/ 0 overlapping holds, 0 fence regressions, stale write refused -> OK, no two holds overlapped$/);
     }
+    for (const backend of ['Sentinel', 'Cluster']) {
+      const line = result.stdout.split('\n').find((l) => l.includes(`check ${backend}:`));
+      expect(line, `no check line for ${backend} in:\n${result.stdout}`).to.be.a('string');
+      expect(line).to.match(/ 0 overlapping holds, 0 fence regressions, stale write none \(no holder frozen\) -> OK, no two holds overlapped$/);
+    }
     expect(result.stdout).to.match(/^OK: no two holds overlapped on any backend/m);
   });
 
@@ -133,6 +139,23 @@ describe('npm run demo -- --quick', function () {
     expect(result.stdout).to.match(/etcd leader m\d killed/);
     expect(result.stdout.match(/frozen \(SIGSTOP\)/g)).to.have.length(3);
     expect(result.stdout.match(/the store REFUSED w\d's late write: fence \d+ < \d+ already seen/g)).to.have.length(3);
+  });
+
+  it('fails the Sentinel master over, migrates the lock\'s Cluster slot and fails its master over, and the lock carries on', () => {
+    const seen = (what: RegExp): RegExpExecArray => {
+      const m = what.exec(result.stdout);
+      expect(m, `${what} in:\n${result.stdout}`).to.not.equal(null);
+      return m!;
+    };
+    seen(/SENTINEL FAILOVER mymaster: the sentinels promote a replica of :\d+/);
+    seen(/\+switch-master: :\d+ is the master now \(was :\d+\)/);
+    seen(/slot \d+, the lock's, migrating live from :\d+ to :\d+/);
+    seen(/slot \d+ is served by :\d+, every node agrees \(\d+ keys moved\)/);
+    seen(/every node agrees that :\d+ serves slot \d+/);
+    // Each fault's line: how long it took and how soon the next hold began (a number, not NaN).
+    for (const what of ['SENTINEL FAILOVER', 'slot \\d+ migrating', 'CLUSTER FAILOVER']) {
+      seen(new RegExp(`^  ${what}: took [\\d.]+ m?s, \\d+ holds began meanwhile; the first hold after it began [\\d.]+ m?s after$`, 'm'));
+    }
   });
 
   it('elects one leader at a time on etcd and Redis, kills the leader, and every observer sees the next one', () => {
@@ -182,6 +205,7 @@ describe('npm run demo -- --quick', function () {
     expect(svg).to.include('redis node 2 killed');
     expect(svg).to.match(/leader m\d killed/);
     expect(svg.match(/late write refused/g)).to.have.length(3);
+    for (const what of ['SENTINEL FAILOVER -&gt; +switch-master', 'CLUSTER FAILOVER -&gt;', 'migrating -&gt; slot']) expect(svg).to.include(what);
     expect(svg.match(/<title>svc-\w led term \d+ /g)?.length ?? 0).to.be.at.least(4);
   });
 
@@ -190,7 +214,7 @@ describe('npm run demo -- --quick', function () {
     expect(existsSync(file), file).to.equal(true);
     const md = readFileSync(file, 'utf8');
     expect(md).to.match(/^\| backend +\| holds/m);
-    for (const backend of ['RedisLocker', 'Redlock', 'EtcdLocker']) expect(md).to.match(new RegExp(`^\\| ${backend} .*\\| OK +\\|$`, 'm'));
+    for (const backend of ['RedisLocker', 'Redlock', 'Sentinel', 'Cluster', 'EtcdLocker']) expect(md).to.match(new RegExp(`^\\| ${backend} .*\\| OK +\\|$`, 'm'));
     expect(md).to.include('No two holds overlapped, on any backend');
     expect(md).to.match(/^\| election +\| terms/m);
     expect(md).to.include('## Leader election on etcd');
