@@ -3,17 +3,20 @@
  * create): routing by slot, MOVED after a real slot migration, ASK and TRYAGAIN during one, sharded
  * pub/sub that follows its slot, the lockers on a cluster (a handoff woken by SPUBLISH, a lock and a
  * waiter that live through a migration of their slot), a CLUSTER FAILOVER that keeps a replicated lock
- * and loses one the new master lacks (LockLostError 'failover'), and WAIT on the slot's own master.
+ * and loses one the new master lacks (LockLostError 'failover'), WAIT on the slot's own master, a
+ * password cluster, and a TLS-only cluster (private CA).
  */
 import { expect } from 'chai';
 import dc from 'node:diagnostics_channel';
 import { LockLostError, RedisClient, RedisCluster, RedisElection, RedisLocker, RedisRWLock, RedisSemaphore, ReplicaError, keySlot } from '../src/index.js';
 import { startRedisCluster, type RedisClusterServers, type RedisClusterNode } from '../src/testing/servers.js';
-import type { RespRedirectPayload } from '../src/diagnostics.js';
+import type { RespCommandPayload, RespRedirectPayload } from '../src/diagnostics.js';
+import net from 'node:net';
 import { eventually } from './support/etcd.js';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runProcess } from './support/run.js';
+import { makeTlsFiles, type TlsFiles } from './support/tls.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const cli = (args: string[]) => runProcess(process.execPath, ['--import', 'tsx', path.join(root, 'src/cli/main.ts'), ...args], { cwd: root });
@@ -292,6 +295,51 @@ describe('RedisCluster on a real cluster', function () {
     await locker.close();
   });
 
+  it('reads the map with CLUSTER SLOTS from a node that does not know CLUSTER SHARDS (as before Redis 7), and routes by it', async () => {
+    // No server here lacks SHARDS, so a proxy in front of the seed renames it on the way in
+    // (SHARDS -> SHARDX, same length): the node answers "unknown subcommand", as Redis 6 does.
+    const seed = setup.nodes[0]!;
+    const proxy = net.createServer((inbound) => {
+      const upstream = net.connect(seed.port, seed.host);
+      inbound.on('data', (chunk: Buffer) => upstream.write(Buffer.from(chunk.toString('latin1').replace(/\$6\r\nSHARDS\r\n/gi, '$6\r\nSHARDX\r\n'), 'latin1')));
+      upstream.pipe(inbound);
+      inbound.on('error', () => upstream.destroy());
+      upstream.on('error', () => inbound.destroy());
+      inbound.on('close', () => upstream.destroy());
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const port = (proxy.address() as net.AddressInfo).port;
+    const sent: Array<{ address: string; args: string }> = [];
+    const listener = (m: unknown): void => {
+      const { address, args } = m as RespCommandPayload;
+      if (String(args[0]).toUpperCase() === 'CLUSTER') sent.push({ address, args: args.map(String).join(' ') });
+    };
+    dc.subscribe('wirelock:resp:command', listener);
+    try {
+      const c = await RedisCluster.connect({ seeds: [`redis://127.0.0.1:${port}`], topologyRefreshMs: 60_000 });
+      try {
+        expect(sent.slice(0, 2)).to.deep.equal([
+          { address: `127.0.0.1:${port}`, args: 'CLUSTER SHARDS' },
+          { address: `127.0.0.1:${port}`, args: 'CLUSTER SLOTS' },
+        ]);
+        // The map from CLUSTER SLOTS names the masters of now (earlier tests failed some over), and
+        // each key goes to its owner.
+        const live: string[] = [];
+        for (const n of setup.nodes) if ((await n.role()) === 'master') live.push(addr(n));
+        expect([...c.masters].sort()).to.deep.equal(live.sort());
+        for (const k of ['alpha', 'beta', 'gamma', 'delta']) {
+          await c.send(['SET', `slots-${k}`, k]);
+          expect(c.masterOf(`slots-${k}`)).to.equal(addr(await setup.masterOf(keySlot(`slots-${k}`))));
+        }
+      } finally {
+        await c.close();
+      }
+    } finally {
+      dc.unsubscribe('wirelock:resp:command', listener);
+      await new Promise((resolve) => proxy.close(resolve));
+    }
+  });
+
   it('the CLI: run --redis-cluster under the lock (the fence in its environment), status of a held lock, trace shows the slot map', async () => {
     const seeds = setup.urls.slice(0, 2).join(',');
     const run = await cli(['run', '--redis-cluster', seeds, '--key', 'cli-lock', '--', 'sh', '-c', 'echo "fence=$WIRELOCK_FENCE"']);
@@ -339,5 +387,50 @@ describe('RedisCluster with a password', function () {
     expect((wrong as Error).message).to.match(/WRONGPASS|invalid username-password/).and.not.include('not-it-9d2f');
     const none = await RedisCluster.connect(`redis://${host}:${port}`).catch((e: Error) => e);
     expect((none as Error).message).to.match(/NOAUTH/).and.not.include(secret);
+  });
+});
+
+describe('RedisCluster over TLS (a private CA; bus, replication and MIGRATE over TLS too)', function () {
+  this.timeout(90_000);
+  let setup: RedisClusterServers;
+  let files: TlsFiles;
+  before(async () => {
+    files = makeTlsFiles();
+    setup = await startRedisCluster({
+      masters: 3,
+      replicasPerMaster: 1,
+      tls: { certFile: files.serverCertFile, keyFile: files.serverKeyFile, caFile: files.caFile },
+    });
+  });
+  after(async () => {
+    await setup?.stop();
+    files?.remove();
+  });
+
+  it('maps the TLS ports, follows MOVED after a migration, waits for the replica, and refuses a server its CA did not sign', async () => {
+    expect(setup.url).to.match(/^rediss:\/\//);
+    const c = await RedisCluster.connect({ seeds: [setup.url], tls: { ca: files.ca } });
+    try {
+      // The map names each master by its TLS port (the only one it has).
+      expect([...c.masters].sort()).to.deep.equal(setup.nodes.slice(0, 3).map(addr).sort());
+      const locker = new RedisLocker(c, { ttlMs: 10_000, minReplicas: 1 });
+      const lock = await locker.acquire('tls-job');
+      const slot = keySlot('wirelock:{tls-job}');
+      const to = await otherMaster(setup, slot);
+      await setup.moveSlot(slot, to);
+      // The held lock moved with its slot (MIGRATE over TLS); the release follows MOVED to it.
+      const { seen } = await redirectsDuring(() => lock.release());
+      expect(seen.map((r) => r.kind)).to.include('MOVED');
+      expect(c.masterOf('wirelock:{tls-job}')).to.equal(addr(to));
+      // A grant waits for a replica's acknowledgement: replication runs over TLS.
+      const again = await locker.acquire('tls-job');
+      await again.release();
+      await locker.close();
+    } finally {
+      await c.close();
+    }
+    const untrusted = await RedisCluster.connect({ seeds: [setup.url], tls: { ca: files.otherCa }, connectTimeoutMs: 2000 }).catch((e: Error) => e);
+    expect(untrusted).to.be.instanceOf(Error);
+    expect((untrusted as Error).message).to.match(/certificate|self[- ]signed|unable to verify/i);
   });
 });

@@ -16,12 +16,13 @@
  * no process's argv; every error a launch or the join throws is scrubbed of it.
  */
 import { execFile } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { RedisClient } from '../resp/client.js';
 import type { RespArg } from '../resp/encoder.js';
 import { outOfRange } from '../errors.js';
+import type { RedisServerOptions } from './servers.js';
 import { findBinary, freePort, launch, removeDir, tempDir, terminate, type Launched, until as pollUntil } from './process.js';
 
 /** Options for {@link startRedisCluster}. */
@@ -48,6 +49,13 @@ export interface RedisClusterServersOptions {
    * @defaultValue `2000`
    */
   clusterNodeTimeoutMs?: number;
+  /**
+   * TLS only, everywhere: every node serves TLS on its port (no plain port), and the cluster bus,
+   * replication and MIGRATE run over TLS too (`tls-cluster`, `tls-replication`). `url`/`urls` become
+   * `rediss://`; a client needs the CA (`tls: { ca }`). Client certificates are not asked for.
+   * @defaultValue none: plain TCP
+   */
+  tls?: Pick<NonNullable<RedisServerOptions['tls']>, 'certFile' | 'keyFile' | 'caFile'>;
   /** Extra redis-server arguments for every node, after the generated redis.conf. */
   args?: string[];
   /**
@@ -65,7 +73,7 @@ export interface RedisClusterNode {
   readonly port: number;
   /** Its cluster bus port: always port + 10000. */
   readonly busPort: number;
-  /** `redis://[:password@]127.0.0.1:port`. */
+  /** `redis://[:password@]127.0.0.1:port` (`rediss://` with `tls`). */
   readonly url: string;
   /** Its node ID (CLUSTER MYID), the same for its whole life. */
   readonly id: string;
@@ -141,7 +149,7 @@ export interface ClusterFailover {
 
 /** A running Redis Cluster that {@link startRedisCluster} started. */
 export interface RedisClusterServers {
-  /** `redis://[:password@]127.0.0.1:port` of the first master: a seed for a cluster client. */
+  /** `redis://[:password@]127.0.0.1:port` (`rediss://` with `tls`) of the first master: a seed for a cluster client. */
   readonly url: string;
   /** One URL per node, in the order of {@link RedisClusterServers.nodes}. */
   readonly urls: string[];
@@ -299,6 +307,8 @@ const ownerIn = (view: ClusterView, slot: number): string | undefined =>
 interface NodeConfig {
   server: string;
   password: string | undefined;
+  /** The TLS files, and the CA's PEM for our own connections to the nodes. */
+  tls: (NonNullable<RedisClusterServersOptions['tls']> & { ca: Buffer }) | undefined;
   clusterNodeTimeoutMs: number;
   args: string[];
   clients: Set<RedisClient>;
@@ -320,13 +330,18 @@ class Member implements RedisClusterNode {
 
   /** Starts a node in a fresh temp dir, on another port if its port (or bus port) was taken meanwhile. */
   static async start(config: NodeConfig, timeoutMs: () => number): Promise<Member> {
-    const { password } = config;
+    const { password, tls } = config;
     const dir = tempDir('cluster');
     let lastError: unknown;
     for (let tries = 0; tries < 8; tries++) {
       const port = await pickPort();
       const lines = [
-        `port ${port}`, 'bind 127.0.0.1', `dir ${confQuote(dir)}`, 'logfile ""', 'save ""', 'appendonly no',
+        // With TLS the port is the TLS port, and the bus port (port + 10000) is derived from it.
+        ...(tls
+          ? ['port 0', `tls-port ${port}`, `tls-cert-file ${confQuote(tls.certFile)}`, `tls-key-file ${confQuote(tls.keyFile)}`,
+            `tls-ca-cert-file ${confQuote(tls.caFile)}`, 'tls-auth-clients no', 'tls-cluster yes', 'tls-replication yes']
+          : [`port ${port}`]),
+        'bind 127.0.0.1', `dir ${confQuote(dir)}`, 'logfile ""', 'save ""', 'appendonly no',
         'cluster-enabled yes', `cluster-config-file ${confQuote(path.join(dir, 'nodes.conf'))}`,
         `cluster-node-timeout ${config.clusterNodeTimeoutMs}`,
         // Persistence is off, so replicas sync diskless: without the default 5 s wait, a (re)sync is quick.
@@ -362,7 +377,7 @@ class Member implements RedisClusterNode {
 
   get url(): string {
     const { password } = this.#config;
-    return `redis://${password === undefined ? '' : `:${encodeURIComponent(password)}@`}${this.host}:${this.port}`;
+    return `${this.#config.tls ? 'rediss' : 'redis'}://${password === undefined ? '' : `:${encodeURIComponent(password)}@`}${this.host}:${this.port}`;
   }
   get busPort(): number {
     return this.port + BUS_OFFSET;
@@ -381,8 +396,8 @@ class Member implements RedisClusterNode {
 
   /** Commands (pipelined when sent together) on a short-lived connection: a paused node's timeout ends only it. */
   async with<T>(use: (c: RedisClient) => Promise<T>, timeoutMs = 2000): Promise<T> {
-    const { password, clients } = this.#config;
-    const c = await RedisClient.connect({ host: this.host, port: this.port, password, returnBuffers: true, connectTimeoutMs: 1000, commandTimeoutMs: timeoutMs, reconnect: () => false });
+    const { password, clients, tls } = this.#config;
+    const c = await RedisClient.connect({ host: this.host, port: this.port, password, tls: tls && { ca: tls.ca }, returnBuffers: true, connectTimeoutMs: 1000, commandTimeoutMs: timeoutMs, reconnect: () => false });
     clients.add(c);
     try {
       return await use(c);
@@ -435,6 +450,7 @@ export async function startRedisCluster(opts: RedisClusterServersOptions = {}): 
   const config: NodeConfig = {
     server: findBinary('redis-server', 'redis-server'),
     password: opts.password,
+    tls: opts.tls && { ...opts.tls, ca: readFileSync(opts.tls.caFile) },
     clusterNodeTimeoutMs,
     args: opts.args ?? [],
     clients: new Set(),
@@ -483,7 +499,11 @@ class Cluster implements RedisClusterServers {
 
     const { password } = this.#config;
     const created = await new Promise<string>((resolve, reject) => {
-      const args = ['--cluster', 'create', ...this.nodes.map((m) => `${m.host}:${m.port}`), '--cluster-replicas', String(replicasPerMaster), '--cluster-yes'];
+      const { tls } = this.#config;
+      const args = [
+        ...(tls ? ['--tls', '--cacert', tls.caFile] : []),
+        '--cluster', 'create', ...this.nodes.map((m) => `${m.host}:${m.port}`), '--cluster-replicas', String(replicasPerMaster), '--cluster-yes',
+      ];
       // REDISCLI_AUTH, not -a: the password stays out of argv (ps) and redis-cli prints no warning about it.
       const env = password === undefined ? process.env : { ...process.env, REDISCLI_AUTH: password };
       execFile(cli, args, { env, timeout: left(), maxBuffer: 4 * 1024 * 1024 }, (err, stdout, stderr) =>
