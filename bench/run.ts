@@ -8,8 +8,8 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
-import { startEtcd, startRedis, startRedisNodes } from '../src/testing/servers.js';
-import { etcdLibraries, rawIoredis, redlockLibraries, rwLibraries, semaphoreLibraries, singleRedisLibraries, type Library } from './lib/adapters.js';
+import { startEtcd, startRedis, startRedisCluster, startRedisNodes, type RedisClusterServers } from '../src/testing/servers.js';
+import { clusterLibraries, etcdLibraries, rawIoredis, redlockLibraries, rwLibraries, semaphoreLibraries, singleRedisLibraries, type Library } from './lib/adapters.js';
 import { contended, manyKeys, uncontended, waiterScale, type ContendedResult } from './lib/scenarios.js';
 import { countingRedisProxy, etcdMessages } from './lib/counters.js';
 import { markdownTable, writeOutputs, type Row, type Section } from './lib/report.js';
@@ -102,6 +102,9 @@ async function main(): Promise<void> {
   const etcd = await startEtcd();
   const sections: Section[] = [];
   const want = (id: string): boolean => !only || only.includes(id);
+  // Three masters without replicas: the rows compare clients, and replicas would only add their
+  // replication's CPU to this 2-core machine's noise.
+  const cluster: RedisClusterServers | undefined = want('11') ? await startRedisCluster({ masters: 3, replicasPerMaster: 0 }) : undefined;
   const proxies: Array<{ close(): Promise<void> }> = [];
   const profileLines: string[] = [];
   try {
@@ -273,6 +276,27 @@ async function main(): Promise<void> {
       });
       print(sections.at(-1)!);
     }
+    if (cluster) {
+      log('11. Redis Cluster, 3 masters: uncontended, then 16 workers on one key');
+      const libs = clusterLibraries(cluster.urls);
+      const u = await alternate(libs, (lib) => uncontended(lib, P.uncontendedS));
+      sections.push({
+        id: '11a', title: 'Redis Cluster (3 masters): uncontended acquire+release, a new key each cycle (cycles/s)', columns: ['cycles/s'],
+        higherIsBetter: true, rows: throughputRows(u, 'cycles/s'), target: 'report (issue 12): against the libraries on an ioredis Cluster',
+        notes: [
+          'Each cycle\'s key is new, so its slot, and the master it goes to, change from cycle to cycle. Every client routes by its own slot map and sends each command straight to the slot\'s master: two round trips a cycle, as on one Redis.',
+          'wirelock finds a script\'s keys from its KEYS (numkeys) and checks that they share a slot before sending; its lock keys share the hash tag {key}.',
+        ],
+      });
+      print(sections.at(-1)!);
+      const c = await alternate(libs, (lib) => contended(lib, { workers: 16, seconds: P.contendedS }));
+      sections.push({
+        id: '11b', title: 'Redis Cluster (3 masters): contended, 16 workers, one key, hold 1 ms, think 0–2 ms', columns: ['acq/s', 'wait p50 ms', 'wait p99 ms', 'wait max ms', 'release→next ms', 'min/worker', 'max/worker', 'violations', 'p99 gain'],
+        higherIsBetter: true, rows: contendedRows(c, 'commands/handoff'), target: 'report (issue 12): against the libraries on an ioredis Cluster, 0 violations',
+        notes: ['One key means one slot and one master, as for any hot lock on a cluster. wirelock\'s waiters queue on that master and are woken by a sharded-pub/sub message (SPUBLISH) from the release; the anchors retry on their timers.'],
+      });
+      print(sections.at(-1)!);
+    }
     if (!quick && !only) {
       log('profiles: where the time goes');
       profileLines.push(
@@ -292,7 +316,7 @@ async function main(): Promise<void> {
     }
   } finally {
     await Promise.all(proxies.map((p) => p.close()));
-    await Promise.all([redis.stop(), ...nodes.map((n) => n.stop()), etcd.stop()]);
+    await Promise.all([redis.stop(), ...nodes.map((n) => n.stop()), etcd.stop(), cluster?.stop()]);
   }
   writeOutputs(repoRoot, sections, {
     quick: quick || only !== undefined, // docs/bench.md records full runs of every scenario only

@@ -4,12 +4,12 @@
  * defaults (retry delays, refresh intervals): the figures are what a user of each library gets.
  */
 import { randomBytes } from 'node:crypto';
-import { Redis as IORedis } from 'ioredis';
+import { Cluster as IOCluster, Redis as IORedis } from 'ioredis';
 import { Redlock as SesameRedlock } from '@sesamecare-oss/redlock';
 import RedlockV4 from 'redlock';
 import { Mutex as SemaphoreMutex, RedlockMutex as SemaphoreRedlockMutex, Semaphore as SemaphoreSemaphore } from 'redis-semaphore';
 import { Etcd3, EtcdLockFailedError } from 'etcd3';
-import { EtcdClient, EtcdLocker, RedisClient, RedisLocker, RedisRWLock, RedisSemaphore, Redlock, type Locker } from '../../src/index.js';
+import { EtcdClient, EtcdLocker, RedisClient, RedisCluster, RedisLocker, RedisRWLock, RedisSemaphore, Redlock, type Locker } from '../../src/index.js';
 
 export interface LockAdapter {
   /** Waits until held; resolves with the function that releases. */
@@ -46,6 +46,30 @@ function ioredis(url: string): IORedis {
   return new IORedis(url, { lazyConnect: false, maxRetriesPerRequest: 1 });
 }
 
+/** @sesamecare-oss/redlock over `clients` (one for a single Redis or a Cluster, several for Redlock). */
+function sesameAdapter(clients: Array<IORedis | IOCluster>): LockAdapter {
+  const redlock = new SesameRedlock(clients, { retryCount: -1 });
+  return {
+    async lock(key) {
+      const lock = await redlock.acquire([key], TTL_MS);
+      return async () => void (await lock.release());
+    },
+    close: async () => clients.forEach((c) => c.disconnect()),
+  };
+}
+
+/** redis-semaphore's Mutex on one client (a Redis or a Cluster). */
+function semaphoreMutexAdapter(c: IORedis | IOCluster): LockAdapter {
+  return {
+    async lock(key) {
+      const m = new SemaphoreMutex(c, key, { lockTimeout: TTL_MS, acquireTimeout: 600_000 });
+      await m.acquire();
+      return () => m.release();
+    },
+    close: async () => void c.disconnect(),
+  };
+}
+
 /** Libraries for one Redis server. */
 export function singleRedisLibraries(url: string): Library[] {
   return [
@@ -60,17 +84,7 @@ export function singleRedisLibraries(url: string): Library[] {
     {
       name: '@sesamecare-oss/redlock',
       ours: false,
-      make: async () => {
-        const c = ioredis(url);
-        const redlock = new SesameRedlock([c], { retryCount: -1 });
-        return {
-          async lock(key) {
-            const lock = await redlock.acquire([key], TTL_MS);
-            return async () => void (await lock.release());
-          },
-          close: async () => void c.disconnect(),
-        };
-      },
+      make: async () => sesameAdapter([ioredis(url)]),
     },
     {
       name: 'redlock 4',
@@ -90,17 +104,7 @@ export function singleRedisLibraries(url: string): Library[] {
     {
       name: 'redis-semaphore Mutex',
       ours: false,
-      make: async () => {
-        const c = ioredis(url);
-        return {
-          async lock(key) {
-            const m = new SemaphoreMutex(c, key, { lockTimeout: TTL_MS, acquireTimeout: 600_000 });
-            await m.acquire();
-            return () => m.release();
-          },
-          close: async () => void c.disconnect(),
-        };
-      },
+      make: async () => semaphoreMutexAdapter(ioredis(url)),
     },
   ];
 }
@@ -196,6 +200,44 @@ export function rawIoredis(url: string): Library {
   };
 }
 
+/** An ioredis Cluster client, seeded with every node, as its users connect. */
+async function ioCluster(seeds: string[]): Promise<IOCluster> {
+  const c = new IOCluster(seeds.map((u) => ({ host: new URL(u).hostname, port: Number(new URL(u).port) })), { redisOptions: { maxRetriesPerRequest: 1 } });
+  await new Promise<void>((resolve, reject) => {
+    c.once('ready', resolve);
+    c.once('error', reject);
+  });
+  return c;
+}
+
+/**
+ * Libraries on a Redis Cluster: wirelock's RedisLocker on its own RedisCluster, and the two libraries
+ * that take an ioredis `Cluster` in place of a Redis client (one "Redlock" instance, as their
+ * docs say for a cluster). Keys land in different slots, so cycles spread over the masters.
+ */
+export function clusterLibraries(seeds: string[]): Library[] {
+  return [
+    {
+      name: 'wirelock RedisLocker on RedisCluster',
+      ours: true,
+      make: async () => {
+        const cluster = await RedisCluster.connect({ seeds });
+        return fromLocker(new RedisLocker(cluster), () => cluster.close());
+      },
+    },
+    {
+      name: '@sesamecare-oss/redlock on ioredis Cluster',
+      ours: false,
+      make: async () => sesameAdapter([await ioCluster(seeds)]),
+    },
+    {
+      name: 'redis-semaphore Mutex on ioredis Cluster',
+      ours: false,
+      make: async () => semaphoreMutexAdapter(await ioCluster(seeds)),
+    },
+  ];
+}
+
 /** Libraries for Redlock over several Redis masters. */
 export function redlockLibraries(urls: string[]): Library[] {
   return [
@@ -210,17 +252,7 @@ export function redlockLibraries(urls: string[]): Library[] {
     {
       name: '@sesamecare-oss/redlock',
       ours: false,
-      make: async () => {
-        const cs = urls.map(ioredis);
-        const redlock = new SesameRedlock(cs, { retryCount: -1 });
-        return {
-          async lock(key) {
-            const lock = await redlock.acquire([key], TTL_MS);
-            return async () => void (await lock.release());
-          },
-          close: async () => cs.forEach((c) => c.disconnect()),
-        };
-      },
+      make: async () => sesameAdapter(urls.map(ioredis)),
     },
     {
       name: 'redis-semaphore RedlockMutex',
