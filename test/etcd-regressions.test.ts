@@ -9,7 +9,7 @@ import { expect } from 'chai';
 import dc from 'node:diagnostics_channel';
 import type { ChildProcess } from 'node:child_process';
 import {
-  EtcdClient, EtcdLocker, LockTimeoutError, Mutex, Session, type EtcdOptions, type Lock,
+  EtcdClient, EtcdLocker, EtcdRWLock, EtcdSemaphore, LockTimeoutError, Mutex, Session, type EtcdOptions, type Lock,
 } from '../src/index.js';
 import { startEtcd, type EtcdServer } from '../src/testing/servers.js';
 import { FaultProxy } from './support/proxy.js';
@@ -327,6 +327,49 @@ describe('etcd regressions', function () {
       await holder.unlock();
     });
   });
+});
+
+describe('etcd regressions: a grant on a lease that ran out while the member was paused', function () {
+  this.timeout(60_000);
+  let etcd: EtcdServer;
+  before(async () => {
+    etcd = await startEtcd();
+  });
+  after(async () => {
+    await etcd?.stop();
+  });
+
+  // Found by the RW-lock fault scenario "its only member paused for 2×TTL" (2026-12-03): the waiter's
+  // shared session expired during the pause, its retry's LeaseGrant was answered only after SIGCONT
+  // (so its validUntil, counted from the send, had passed), and the read lock was granted on it,
+  // already lost: acquire() resolved with an aborted signal. It must stand on a lease it can vouch for.
+  for (const kind of ['read lock', 'write lock', 'EtcdLocker', 'EtcdSemaphore'] as const) {
+    it(`${kind}: a waiter through a 4 s pause (TTL 2 s) is granted on a live lease, never an expired one`, async () => {
+      const client = await EtcdClient.connect({ endpoints: etcd.endpoints });
+      const rw = new EtcdRWLock(client, { ttlMs: 2000 });
+      const locker = new EtcdLocker(client, { ttlMs: 2000 });
+      const semaphore = new EtcdSemaphore(client, { limit: 1, ttlMs: 2000 });
+      const side = kind === 'read lock' ? rw.read : kind === 'write lock' ? rw.write : kind === 'EtcdLocker' ? locker : semaphore;
+      const holderSide = kind === 'read lock' ? rw.write : side;
+      try {
+        const key = `paused-grant-${kind.replace(/\W/g, '')}`;
+        const held = await holderSide.acquire(key);
+        const waiting = side.acquire(key, { waitTimeoutMs: 20_000 });
+        await sleep(100);
+        etcd.pause();
+        await sleep(4000);
+        etcd.resume();
+        expect(held.signal.aborted, 'the holder was told by its validUntil').to.equal(true);
+        const lock = await waiting;
+        expect(lock.signal.aborted, 'granted already lost').to.equal(false);
+        expect(lock.validUntil).to.be.above(performance.now());
+        await lock.release();
+      } finally {
+        await Promise.allSettled([rw.close(), locker.close(), semaphore.close()]);
+        await client.close();
+      }
+    });
+  }
 });
 
 describe('etcd regressions, with auth', function () {

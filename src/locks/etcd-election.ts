@@ -34,7 +34,7 @@ import { ClosedError, EtcdError, LockLostError, LockTimeoutError, SessionExpired
 import { Status } from '../etcdrpc/status.js';
 import { HeldLock, type LockOps } from './held-lock.js';
 import { Session, ttlSeconds } from './etcd-session.js';
-import { deleteOwnKey, enqueue, lost, ownsKey, prefixRange, waitTurn, type QueueEntry } from './etcd-queue.js';
+import { assertSessionLive, deleteOwnKey, enqueue, lost, ownsKey, prefixRange, waitTurn, type QueueEntry } from './etcd-queue.js';
 import {
   LeaderFeed, LeadershipHandle, checkElectionName, checkObserveOptions, resolveCampaign,
   type CampaignOptions, type Election, type Leader, type Leadership, type ObserveOptions, type ResolvedCampaign,
@@ -168,6 +168,7 @@ export class EtcdElection implements Election {
           // A retried enqueue finds the key it wrote (the lease is new: no other value can be there).
           const header = place.first ? place.header : await waitTurn(entry, place, wait!);
           if (signal.aborted) throw signal.reason; // our turn came after the wait ended: give it back
+          assertSessionLive(entry);
           return this.#lead(entry, place.rev, header, init.start, attempts);
         } catch (err) {
           if (err instanceof LockLostError || err instanceof LockTimeoutError) throw err;

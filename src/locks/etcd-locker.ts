@@ -32,7 +32,7 @@ import { LockLostError } from '../errors.js';
 import { BaseLocker } from './base-locker.js';
 import { HeldLock } from './held-lock.js';
 import { EtcdHold, SessionPool, abandonAttempt, endAttempt, etcdLockerOptions, leaseWentBeforeGrant, type Attempt } from './etcd-attempts.js';
-import { deleteOwnKey, enqueue, ownsKey, waitTurn } from './etcd-queue.js';
+import { assertSessionLive, deleteOwnKey, enqueue, ownsKey, waitTurn } from './etcd-queue.js';
 import { resolveAcquire, type ResolvedAcquire } from './options.js';
 import type { AcquireOptions, Lock, LockerOptions } from './types.js';
 import type { Wait } from './waiting.js';
@@ -170,6 +170,7 @@ export class EtcdLocker extends BaseLocker {
         await waitTurn(a.entry, place, wait);
         if (wait.signal.aborted) throw wait.signal.reason; // granted after the wait ended: give it back
       }
+      assertSessionLive(a.entry);
     } catch (err) {
       turn.cleaned = abandonAttempt(a, rev, err);
       throw err;

@@ -25,7 +25,7 @@ import { lockChannels } from '../diagnostics.js';
 import { keepAlive, noop, raceAbort } from '../abort.js';
 import { LockLostError, LockReleasedError, LockTimeoutError, invalidType, invalidValue, outOfRange } from '../errors.js';
 import { Session } from './etcd-session.js';
-import { deleteOwnKey, enqueue, lost, ownsKey, removeOwnKey, waitTurn, type Place, type QueueEntry } from './etcd-queue.js';
+import { assertSessionLive, deleteOwnKey, enqueue, lost, ownsKey, removeOwnKey, waitTurn, type Place, type QueueEntry } from './etcd-queue.js';
 import { gaveUp, waitFor, type Wait } from './waiting.js';
 
 /** Options for {@link Mutex.lock}. */
@@ -191,6 +191,7 @@ export class Mutex {
       try {
         const header = await turn(wait, place);
         if (wait.signal.aborted) throw wait.signal.reason; // granted after the wait ended: give it back
+        if (header) assertSessionLive(this.#entry);
         settle();
         return header;
       } catch (err) {

@@ -151,6 +151,19 @@ export async function whyKeyDeleted(e: QueueEntry): Promise<LockLostError> {
   return e.session.signal.aborted ? lost(e.name, 'session-expired', e.session.signal.reason) : lost(e.name, 'stolen');
 }
 
+/**
+ * Throws LockLostError('session-expired') unless `e`'s session still vouches for its lease now, the
+ * moment a grant would be made. A session is only as good as its validUntil: a lease granted (or
+ * renewed) by a member that answered late, say after a SIGSTOP, can arrive with its validUntil
+ * already passed, and a key on it proves nothing. The session is marked lost at once, so that a
+ * retry (onFreshLease) stands on a new one.
+ */
+export function assertSessionLive(e: QueueEntry): void {
+  const s = e.session;
+  if (!s.signal.aborted && s.validUntil <= performance.now()) s.lose(`its validUntil passed before the grant (the lease was granted or renewed ${s.ttl} s or more before the answer came)`);
+  if (s.signal.aborted) throw lost(e.name, 'session-expired', s.signal.reason);
+}
+
 export function lost(name: string, reason: LockLostReason, cause?: unknown): LockLostError {
   return new LockLostError(name, reason, cause === undefined ? undefined : { cause });
 }

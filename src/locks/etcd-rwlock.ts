@@ -64,7 +64,7 @@ import { LockLostError, WatchCompactedError, invalidValue } from '../errors.js';
 import { BaseLocker } from './base-locker.js';
 import { HeldLock } from './held-lock.js';
 import { EtcdHold, SessionPool, abandonAttempt, endAttempt, etcdLockerOptions, onFreshLease, persist, type Attempt } from './etcd-attempts.js';
-import { deleteOwnKey, enqueue, waitTurn, whyKeyDeleted, type QueueEntry } from './etcd-queue.js';
+import { assertSessionLive, deleteOwnKey, enqueue, waitTurn, whyKeyDeleted, type QueueEntry } from './etcd-queue.js';
 import { resolveAcquire, type ResolvedAcquire } from './options.js';
 import type { AcquireOptions, Lock, Locker, LockerOptions } from './types.js';
 import type { Wait } from './waiting.js';
@@ -199,7 +199,10 @@ class EtcdRWLockSide extends BaseLocker {
     try {
       const place = await persist(wait, () => enqueue(a.entry, signal));
       rev = place.rev;
-      if (place.first) return place;
+      if (place.first) {
+        assertSessionLive(a.entry);
+        return place;
+      }
       if (!wait) {
         await deleteOwnKey(a.entry, rev); // out of the line again before saying no
         void endAttempt(a);
@@ -208,6 +211,7 @@ class EtcdRWLockSide extends BaseLocker {
       // A retry after a transient failure starts from `place` again: waitTurn re-reads what changed since.
       const header = await persist(wait, () => waitTurn(a.entry, place, wait));
       if (wait.signal.aborted) throw wait.signal.reason; // granted after the wait ended: give it back
+      assertSessionLive(a.entry);
       return { rev, header };
     } catch (err) {
       void abandonAttempt(a, rev, err);

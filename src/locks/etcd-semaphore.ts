@@ -48,7 +48,7 @@ import { LockLostError, WatchCompactedError } from '../errors.js';
 import { BaseLocker } from './base-locker.js';
 import { HeldLock } from './held-lock.js';
 import { EtcdHold, SessionPool, abandonAttempt, endAttempt, etcdLockerOptions, onFreshLease, persist, type Attempt } from './etcd-attempts.js';
-import { deleteOwnKey, lost, ownsKey, prefixRange, whyKeyDeleted, type QueueEntry } from './etcd-queue.js';
+import { assertSessionLive, deleteOwnKey, lost, ownsKey, prefixRange, whyKeyDeleted, type QueueEntry } from './etcd-queue.js';
 import { checkLimit, resolveAcquire, type ResolvedAcquire } from './options.js';
 import type { AcquireOptions, Lock, SemaphoreOptions } from './types.js';
 import type { Wait } from './waiting.js';
@@ -312,7 +312,10 @@ export class EtcdSemaphore extends BaseLocker {
     try {
       const standing = await persist(wait, () => enqueue(a.entry, signal));
       rev = standing.rev;
-      if (standing.older.length < this.limit) return new Contender(a.entry, standing, this.limit, 'holds');
+      if (standing.older.length < this.limit) {
+        assertSessionLive(a.entry);
+        return new Contender(a.entry, standing, this.limit, 'holds');
+      }
       if (!wait) {
         await deleteOwnKey(a.entry, rev); // out of the line again before saying no
         void endAttempt(a);
@@ -321,6 +324,7 @@ export class EtcdSemaphore extends BaseLocker {
       contender = new Contender(a.entry, standing, this.limit, 'waits');
       await contender.admitted(wait);
       if (wait.signal.aborted) throw wait.signal.reason; // admitted after the wait ended: give it back
+      assertSessionLive(a.entry);
       return contender;
     } catch (err) {
       contender?.stop();
