@@ -201,6 +201,11 @@ export interface EtcdStreamOpenPayload { stream: string; endpoint: string }
 export interface EtcdStreamMessagePayload { stream: string; endpoint: string | undefined; message: unknown }
 /** `error` undefined when we closed the stream ourselves. */
 export interface EtcdStreamClosePayload { stream: string; endpoint: string; error: Error | undefined }
+/**
+ * One HTTP/2 frame of the 'h2' transport, sent ('out') or received ('in'): its type name (DATA, HEADERS,
+ * SETTINGS, …), flags, stream and payload length. Never the payload (HEADERS carry the auth token).
+ */
+export interface EtcdH2FramePayload { endpoint: string; direction: 'in' | 'out'; type: string; flags: number; streamId: number; length: number }
 export interface EtcdSessionPayload {
   lease: bigint;
   event: 'granted' | 'renewed' | 'lost' | 'closed';
@@ -224,6 +229,8 @@ export const etcdChannels = {
   streamReceive: channel<EtcdStreamMessagePayload>('wirelock:etcd:stream:receive'),
   /** A stream ended. */
   streamClose: channel<EtcdStreamClosePayload>('wirelock:etcd:stream:close'),
+  /** An HTTP/2 frame of the 'h2' transport was sent or received. */
+  h2Frame: channel<EtcdH2FramePayload>('wirelock:etcd:h2:frame'),
   /** A session changed state. */
   session: channel<EtcdSessionPayload>('wirelock:etcd:session'),
 } as const;

@@ -54,6 +54,7 @@ function formats(): Array<[Channel<never>, Format<never>]> {
     f(e.streamOpen, (m) => `   etcd ${m.stream} stream opened`),
     f(e.streamSend, (m) => `→  etcd ${m.stream} (stream)  ${show(m.message)}`),
     f(e.streamReceive, (m) => `←  etcd ${m.stream} (stream)  ${show(m.message)}`),
+    f(e.h2Frame, (m) => `${m.direction === 'out' ? '→' : '←'}    h2 ${m.type}${frameFlags(m.type, m.flags)} stream ${m.streamId}, ${m.length} B`),
     f(l.acquire, (m) =>
       `●  lock "${m.key}" acquired: fence ${m.fence}` +
       (m.validUntil !== undefined ? `, valid for ${formatMs(m.validUntil - performance.now())}` : '') +
@@ -63,6 +64,17 @@ function formats(): Array<[Channel<never>, Format<never>]> {
     f(l.release, (m) => `●  lock "${m.key}" released by its holder`),
     f(l.lost, (m) => `!  lock "${m.key}" LOST (${m.reason})`),
   ];
+}
+
+/** An HTTP/2 frame's flags by name (RFC 9113 6): the ones its type defines. */
+function frameFlags(type: string, flags: number): string {
+  const names: Array<[number, string]> =
+    type === 'SETTINGS' || type === 'PING' ? [[0x1, 'ACK']]
+      : type === 'DATA' ? [[0x1, 'END_STREAM'], [0x8, 'PADDED']]
+        : type === 'HEADERS' || type === 'CONTINUATION' ? [[0x1, 'END_STREAM'], [0x4, 'END_HEADERS'], [0x8, 'PADDED'], [0x20, 'PRIORITY']]
+          : [];
+  const set = names.filter(([bit]) => flags & bit).map(([, name]) => name);
+  return set.length ? ` [${set.join(' ')}]` : '';
 }
 
 function errorText(error: unknown): string {

@@ -63,11 +63,21 @@ export interface EtcdOptions {
    * @defaultValue `3000`, or `callTimeoutMs` if that is shorter
    */
   connectTimeoutMs?: number;
+  /**
+   * The gRPC transport: `'h2'`, wirelock's own gRPC over HTTP/2 on node:net/node:tls (every frame on
+   * the `wirelock:etcd:h2:frame` diagnostics channel), or `'grpc-js'`, @grpc/grpc-js. Both keep the
+   * same promises (failover, retries, hasleader, re-authentication, TLS with client certificates).
+   * The environment variable `WIRELOCK_ETCD_TRANSPORT` (`h2` or `grpc-js`) sets the default for a
+   * whole process, e.g. to try one without changing code.
+   * @defaultValue `'h2'`
+   */
+  transport?: 'h2' | 'grpc-js';
 }
 
 export type { CallOptions, TxnOptions };
 
 const DEFAULT_CALL_TIMEOUT_MS = 5000;
+const DEFAULT_TRANSPORT = 'h2';
 const DEFAULT_CONNECT_TIMEOUT_MS = 3000;
 
 /**
@@ -231,5 +241,7 @@ function checkOptions(opts: EtcdOptions): ConstructorParameters<typeof Transport
   if (opts.password !== undefined && typeof opts.password !== 'string') throw invalidType('password must be a string');
   if (opts.password !== undefined && opts.username === undefined) throw invalidValue('a password needs a username');
   const callTimeoutMs = checkTimeout('callTimeoutMs', opts.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS);
-  return { endpoints: endpoints.map(String), username: opts.username, password: opts.password, tls: opts.tls, callTimeoutMs };
+  const transport = opts.transport ?? process.env.WIRELOCK_ETCD_TRANSPORT ?? DEFAULT_TRANSPORT;
+  if (transport !== 'h2' && transport !== 'grpc-js') throw invalidValue(`transport must be 'h2' or 'grpc-js', got ${JSON.stringify(String(transport))}`);
+  return { endpoints: endpoints.map(String), username: opts.username, password: opts.password, tls: opts.tls, callTimeoutMs, transport };
 }

@@ -8,12 +8,12 @@
  * TimeoutError and takes the stream down with it, so the next renewal opens a fresh stream on the
  * next endpoint: a paused or partitioned member must not hold every lease hostage.
  */
-import type grpc from '@grpc/grpc-js';
 import { etcdChannels } from '../diagnostics.js';
 import { onAbort } from '../abort.js';
 import { TimeoutError } from '../errors.js';
 import { codec, method } from './codec.js';
 import { Status, isInvalidToken, isUnavailable, streamBroke } from './status.js';
+import type { RpcDuplex } from './endpoints.js';
 import type { Endpoint, Transport } from './transport.js';
 import type { LeaseKeepAliveRequest, LeaseKeepAliveResponse } from './types.js';
 
@@ -29,7 +29,7 @@ export class KeepAliveStream {
   readonly #check = codec<LeaseKeepAliveRequest>('etcdserverpb.LeaseKeepAliveRequest');
   /** Renewals sent and not yet answered, per lease ID, oldest first. */
   readonly #waiting = new Map<bigint, Waiter[]>();
-  #call: grpc.ClientDuplexStream<LeaseKeepAliveRequest, LeaseKeepAliveResponse> | undefined;
+  #call: RpcDuplex<LeaseKeepAliveRequest, LeaseKeepAliveResponse> | undefined;
   #endpoint: Endpoint | undefined;
   #token: string | undefined;
 
@@ -101,7 +101,7 @@ export class KeepAliveStream {
     this.#rejectAll(this.#transport.closeSignal.reason ?? new Error('keep-alive stream closed'));
   }
 
-  #open(): grpc.ClientDuplexStream<LeaseKeepAliveRequest, LeaseKeepAliveResponse> {
+  #open(): RpcDuplex<LeaseKeepAliveRequest, LeaseKeepAliveResponse> {
     const { call, endpoint } = this.#transport.openStream(this.#method);
     this.#call = call;
     this.#endpoint = endpoint;
@@ -115,12 +115,12 @@ export class KeepAliveStream {
       if (queue?.length === 0) this.#waiting.delete(res.ID);
       waiter?.resolve(res);
     });
-    call.on('error', (err: grpc.ServiceError) => this.#onBreak(call, err));
+    call.on('error', (err: { code: number; details: string }) => this.#onBreak(call, err));
     call.on('end', () => this.#onBreak(call, undefined));
     return call;
   }
 
-  #onBreak(call: grpc.ClientDuplexStream<LeaseKeepAliveRequest, LeaseKeepAliveResponse>, failure: { code: number; details: string } | undefined): void {
+  #onBreak(call: RpcDuplex<LeaseKeepAliveRequest, LeaseKeepAliveResponse>, failure: { code: number; details: string } | undefined): void {
     if (call !== this.#call) return;
     this.#call = undefined;
     call.cancel();

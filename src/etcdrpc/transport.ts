@@ -1,23 +1,26 @@
 /**
- * The gRPC side of the etcd client: one channel per endpoint, failover between them, the call
- * deadline, retries, and the auth token.
+ * The gRPC side of the etcd client: one channel per endpoint (endpoints.ts: wirelock's own HTTP/2, or
+ * grpc-js), failover between them, the call deadline, retries, and the auth token.
  *
  * Retry rules (the same lines etcd's Go client draws):
  * - reads and lease calls are sent again, on the next endpoint, after an Unavailable answer;
- * - writes are sent again only when grpc-js had no connection to send them on (so the first
+ * - writes are sent again only when the transport had no connection to send them on (so the first
  *   one cannot have been applied), unless the caller vouches that the write is idempotent;
  * - "invalid auth token" (an expired simple token) re-authenticates once and sends the call again:
  *   etcd rejects such a call before applying it.
  * Every attempt shares one deadline (`callTimeoutMs`); a DEADLINE_EXCEEDED becomes TimeoutError.
  */
-import * as grpc from '@grpc/grpc-js';
 import type { SecureContextOptions } from 'node:tls';
 import { etcdChannels, redactEtcd } from '../diagnostics.js';
-import { backoffMs, noop, onAbort, sharedController, sleep } from '../abort.js';
-import { ClosedError, ProtocolError, invalidType, invalidValue } from '../errors.js';
+import { backoffMs, sharedController, sleep } from '../abort.js';
+import { ClosedError, ProtocolError } from '../errors.js';
 import { method, type MethodInfo } from './codec.js';
+import { makeEndpoints, type RpcDuplex, type RpcEndpoint, type TransportKind } from './endpoints.js';
+import type { HeaderList } from './h2/hpack.js';
 import { isInvalidToken, isUnavailable, toError, wasNotSent } from './status.js';
 import type { AuthenticateRequest, AuthenticateResponse } from './types.js';
+
+export type { RpcEndpoint as Endpoint, TransportKind } from './endpoints.js';
 
 /** Options of one etcd call. */
 export interface CallOptions {
@@ -50,55 +53,17 @@ export interface TransportOptions {
   tls?: SecureContextOptions;
   /** Deadline of each call, retries included, in milliseconds. */
   callTimeoutMs: number;
+  /** Which gRPC transport: wirelock's own HTTP/2 ('h2') or @grpc/grpc-js. */
+  transport: TransportKind;
 }
 
 /** The least time worth starting one more attempt with, before a call's deadline. */
 const MIN_ATTEMPT_MS = 20;
 
-/** etcd refuses keepalive pings more often than every 5 s (GOAWAY too_many_pings). */
-const CHANNEL_OPTIONS: grpc.ChannelOptions = {
-  'grpc.keepalive_time_ms': 10_000,
-  'grpc.keepalive_timeout_ms': 5_000,
-  // etcd's enforcement policy counts a ping with no stream open as a strike.
-  'grpc.keepalive_permit_without_calls': 0,
-  // Come back quickly when a member restarts (grpc's default backoff grows to two minutes).
-  'grpc.initial_reconnect_backoff_ms': 100,
-  'grpc.max_reconnect_backoff_ms': 2_000,
-  // Retries are ours (transport.unary); grpc-js's own layer would only add a buffering copy per call.
-  'grpc.enable_retries': 0,
-};
-
-/** One member's address and its gRPC channel. */
-export class Endpoint {
-  /** As given, e.g. "http://127.0.0.1:2379": the name errors and diagnostics use. */
-  readonly url: string;
-  readonly #target: string;
-  readonly #credentials: grpc.ChannelCredentials;
-  #client: grpc.Client | undefined;
-
-  constructor(url: string, credentials: grpc.ChannelCredentials) {
-    this.url = url;
-    this.#target = new URL(url).host;
-    this.#credentials = credentials;
-  }
-
-  /** The channel, created on first use and kept (grpc-js reconnects it by itself). */
-  get client(): grpc.Client {
-    this.#client ??= new grpc.Client(this.#target, this.#credentials, CHANNEL_OPTIONS);
-    return this.#client;
-  }
-
-  /** Closes the channel; the next use of `client` creates a new one. */
-  close(): void {
-    this.#client?.close();
-    this.#client = undefined;
-  }
-}
-
 /** The channels of one client, the endpoint calls go to, the auth token, and unary calls with their retries. */
 export class Transport {
   /** One per endpoint URL, in the order given. */
-  readonly endpoints: readonly Endpoint[];
+  readonly endpoints: readonly RpcEndpoint[];
   /** Default deadline of each call, retries included, in milliseconds. */
   readonly callTimeoutMs: number;
   readonly #username: string | undefined;
@@ -107,11 +72,9 @@ export class Transport {
   #current = 0;
   #token: string | undefined;
   #authenticating: Promise<void> | undefined;
-  readonly #inflight = new Set<ReturnType<grpc.Channel['createCall']>>();
 
   constructor(opts: TransportOptions) {
-    const credentials = channelCredentials(opts.endpoints, opts.tls);
-    this.endpoints = opts.endpoints.map((url) => new Endpoint(url, credentials));
+    this.endpoints = makeEndpoints(opts.transport, opts.endpoints, opts.tls);
     this.callTimeoutMs = opts.callTimeoutMs;
     this.#username = opts.username;
     this.#password = opts.password;
@@ -123,12 +86,12 @@ export class Transport {
   }
 
   /** The endpoint new calls and streams go to. */
-  get current(): Endpoint {
+  get current(): RpcEndpoint {
     return this.endpoints[this.#current]!;
   }
 
   /** `failed` did not serve: move on to the next endpoint (unless someone already did). */
-  failover(failed: Endpoint): void {
+  failover(failed: RpcEndpoint): void {
     if (this.current === failed) this.#current = (this.#current + 1) % this.endpoints.length;
   }
 
@@ -136,10 +99,10 @@ export class Transport {
    * Metadata for a call or stream: the auth token, and for streams `hasleader: true`, which makes a
    * member with no leader refuse the stream instead of keeping it open and silent.
    */
-  metadata(kind: 'unary' | 'stream'): grpc.Metadata {
-    const md = new grpc.Metadata();
-    if (this.#token !== undefined) md.set('token', this.#token);
-    if (kind === 'stream') md.set('hasleader', 'true');
+  metadata(kind: 'unary' | 'stream'): HeaderList {
+    const md: HeaderList = [];
+    if (this.#token !== undefined) md.push(['token', this.#token]);
+    if (kind === 'stream') md.push(['hasleader', 'true']);
     return md;
   }
 
@@ -215,14 +178,10 @@ export class Transport {
     }
   }
 
-  /**
-   * One attempt, straight on the channel (the layer grpc-js's Client builds on): with no interceptors
-   * to run, this skips a caller-stack capture and two wrapper objects per call (docs/bench.md has
-   * what that saved).
-   */
-  #attempt<Req, Res>(
+  /** One attempt on `endpoint`, with the diagnostics around it. Rejects with a wirelock error. */
+  async #attempt<Req, Res>(
     m: MethodInfo<Req, Res>,
-    endpoint: Endpoint,
+    endpoint: RpcEndpoint,
     request: Req,
     bytes: Buffer,
     deadline: number,
@@ -230,55 +189,34 @@ export class Transport {
     attempt: number,
     signal: AbortSignal | undefined,
   ): Promise<Res> {
-    return new Promise<Res>((resolve, reject) => {
-      const sentAt = performance.now();
-      if (etcdChannels.call.hasSubscribers) {
-        etcdChannels.call.publish({ method: m.name, endpoint: endpoint.url, request: redactEtcd(m.name, request), attempt });
-      }
-      // grpc-js wants a wall-clock deadline; the budget itself is measured on the monotonic clock.
-      const call = endpoint.client.getChannel().createCall(m.path, Date.now() + Math.max(1, deadline - sentAt), null, null, null);
-      let answer: Buffer | undefined;
-      call.start(this.metadata('unary'), {
-        onReceiveMetadata: noop,
-        onReceiveMessage: (message: Buffer) => {
-          answer = message;
-        },
-        onReceiveStatus: (status: grpc.StatusObject) => {
-          offAbort();
-          this.#inflight.delete(call);
-          if (status.code !== grpc.status.OK) return reject(toError(status, m.name, endpoint.url, timeoutMs));
-          let res: Res;
-          try {
-            if (answer === undefined) throw new Error('no message');
-            res = m.response.decode(answer);
-          } catch (err) {
-            return reject(new ProtocolError(`${m.name} from ${endpoint.url}: the answer could not be decoded`, { cause: err }));
-          }
-          if (etcdChannels.response.hasSubscribers) {
-            etcdChannels.response.publish({
-              method: m.name,
-              endpoint: endpoint.url,
-              response: redactEtcd(m.name, res),
-              durationMs: performance.now() - sentAt,
-            });
-          }
-          resolve(res);
-        },
-      });
-      call.sendMessageWithContext({}, bytes);
-      call.halfClose();
-      call.startRead();
-      const offAbort = onAbort(signal, () => call.cancelWithStatus(grpc.status.CANCELLED, 'aborted by the caller'));
-      // Not a listener on the close signal per call: hundreds may be in flight.
-      this.#inflight.add(call);
-    });
+    const sentAt = performance.now();
+    if (etcdChannels.call.hasSubscribers) {
+      etcdChannels.call.publish({ method: m.name, endpoint: endpoint.url, request: redactEtcd(m.name, request), attempt });
+    }
+    let answer: Buffer;
+    try {
+      answer = await endpoint.unary(m.path, bytes, this.metadata('unary'), deadline, signal);
+    } catch (failure) {
+      const { code, details } = failure as { code: number; details: string };
+      throw toError({ code, details }, m.name, endpoint.url, timeoutMs);
+    }
+    let res: Res;
+    try {
+      res = m.response.decode(answer);
+    } catch (err) {
+      throw new ProtocolError(`${m.name} from ${endpoint.url}: the answer could not be decoded`, { cause: err });
+    }
+    if (etcdChannels.response.hasSubscribers) {
+      etcdChannels.response.publish({ method: m.name, endpoint: endpoint.url, response: redactEtcd(m.name, res), durationMs: performance.now() - sentAt });
+    }
+    return res;
   }
 
   /** Opens a bidi stream on the current endpoint (token and hasleader in its metadata). */
-  openStream<Req, Res>(m: MethodInfo<Req, Res>): { call: grpc.ClientDuplexStream<Req, Res>; endpoint: Endpoint } {
+  openStream<Req, Res>(m: MethodInfo<Req, Res>): { call: RpcDuplex<Req, Res>; endpoint: RpcEndpoint } {
     if (this.closed) throw this.#closing.signal.reason;
     const endpoint = this.current;
-    const call = endpoint.client.makeBidiStreamRequest<Req, Res>(m.path, m.request.encode, m.response.decode, this.metadata('stream'));
+    const call = endpoint.stream(m, this.metadata('stream'));
     if (etcdChannels.streamOpen.hasSubscribers) etcdChannels.streamOpen.publish({ stream: m.name, endpoint: endpoint.url });
     return { call, endpoint };
   }
@@ -292,29 +230,6 @@ export class Transport {
   close(): void {
     if (this.closed) return;
     this.#closing.abort(new ClosedError('EtcdClient'));
-    for (const call of this.#inflight) call.cancelWithStatus(grpc.status.CANCELLED, 'client closed');
-    this.#inflight.clear();
     for (const e of this.endpoints) e.close();
   }
-}
-
-function pem(value: unknown, name: string): Buffer | null {
-  if (value === undefined || value === null) return null;
-  if (typeof value === 'string' || Buffer.isBuffer(value)) return Buffer.from(value);
-  if (Array.isArray(value) && value.every((v) => typeof v === 'string' || Buffer.isBuffer(v))) {
-    return Buffer.from(value.map((v) => v.toString()).join('\n'));
-  }
-  throw invalidType(`tls.${name} must be a PEM string or Buffer (or an array of them)`);
-}
-
-/** Plain for http:// endpoints, TLS for https:// (with the given CA and client certificate). */
-function channelCredentials(endpoints: string[], tls: SecureContextOptions | undefined): grpc.ChannelCredentials {
-  const secure = endpoints.map((e) => new URL(e).protocol === 'https:');
-  if (secure.some((s) => s !== secure[0])) throw invalidValue('endpoints must all be http:// or all https://');
-  if (!secure[0]) {
-    if (tls !== undefined) throw invalidValue('tls options need https:// endpoints');
-    return grpc.credentials.createInsecure();
-  }
-  if (tls?.passphrase !== undefined) throw invalidValue('tls.passphrase is not supported: give an unencrypted key');
-  return grpc.credentials.createSsl(pem(tls?.ca, 'ca'), pem(tls?.key, 'key'), pem(tls?.cert, 'cert'));
 }

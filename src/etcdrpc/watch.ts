@@ -18,12 +18,12 @@
  * (for us or for any call), and a stream opened then carries none: etcd would refuse every create
  * on it for good ("user name is empty"). So a stream is opened only once a token is there.
  */
-import type grpc from '@grpc/grpc-js';
 import { etcdChannels } from '../diagnostics.js';
 import { backoffMs } from '../abort.js';
 import { EtcdError, WatchCompactedError, invalidType } from '../errors.js';
 import { codec, method } from './codec.js';
 import { Status, isInvalidToken, isUnavailable, streamBroke } from './status.js';
+import type { RpcDuplex } from './endpoints.js';
 import type { Endpoint, Transport } from './transport.js';
 import type { Bytes, Event, Int64, ResponseHeader, WatchCreateRequest, WatchFilter, WatchRequest, WatchResponse } from './types.js';
 
@@ -138,7 +138,7 @@ export class WatchStream {
   readonly #checkCreate = codec<WatchCreateRequest>('etcdserverpb.WatchCreateRequest');
   readonly #watchers = new Map<number, WatchState>();
   #nextId = 1;
-  #call: grpc.ClientDuplexStream<WatchRequest, WatchResponse> | undefined;
+  #call: RpcDuplex<WatchRequest, WatchResponse> | undefined;
   #endpoint: Endpoint | undefined;
   #token: string | undefined;
   /** Sent creates not yet answered, oldest first. */
@@ -234,7 +234,7 @@ export class WatchStream {
     this.#token = this.#transport.token;
     this.#pending = [];
     call.on('data', (res: WatchResponse) => this.#onData(call, res));
-    call.on('error', (err: grpc.ServiceError) => this.#onBreak(call, err));
+    call.on('error', (err: { code: number; details: string }) => this.#onBreak(call, err));
     call.on('end', () => this.#onBreak(call, undefined));
     for (const w of this.#watchers.values()) this.#sendCreate(w);
     this.#startProbe(call);
@@ -253,7 +253,7 @@ export class WatchStream {
     this.#write({ create_request: { ...w.request, watch_id: w.id, start_revision: w.nextRev } });
   }
 
-  #onData(call: grpc.ClientDuplexStream<WatchRequest, WatchResponse>, res: WatchResponse): void {
+  #onData(call: RpcDuplex<WatchRequest, WatchResponse>, res: WatchResponse): void {
     if (call !== this.#call) return;
     this.#heard = true;
     this.#failures = 0;
@@ -305,7 +305,7 @@ export class WatchStream {
     deliver(() => w.handlers.onError(error));
   }
 
-  #onBreak(call: grpc.ClientDuplexStream<WatchRequest, WatchResponse>, failure: { code: number; details: string } | undefined): void {
+  #onBreak(call: RpcDuplex<WatchRequest, WatchResponse>, failure: { code: number; details: string } | undefined): void {
     if (call !== this.#call) return;
     this.#call = undefined;
     this.#stopProbe();
@@ -338,7 +338,7 @@ export class WatchStream {
   }
 
   /** A silent stream is a dead one: ask for progress, and move on if nothing came back in time. */
-  #startProbe(call: grpc.ClientDuplexStream<WatchRequest, WatchResponse>): void {
+  #startProbe(call: RpcDuplex<WatchRequest, WatchResponse>): void {
     this.#heard = true;
     this.#probeTimer = setInterval(() => {
       if (call !== this.#call) return;
