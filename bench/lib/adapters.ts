@@ -25,6 +25,16 @@ export interface Library {
   ours: boolean;
   /** A worker with its own connection(s). */
   make(): Promise<LockAdapter>;
+  /**
+   * A library outside this process (etcd's Go client): it runs the scenarios itself and reports the
+   * same figures. `make` is then unused.
+   */
+  external?: {
+    uncontended(seconds: number): Promise<number>;
+    contended(workers: number, seconds: number): Promise<import('./scenarios.js').ContendedResult>;
+  };
+  /** Shown for reference, never the anchor a ratio is taken against (wirelock on its other transport). */
+  reference?: boolean;
 }
 
 const TTL_MS = 10_000;
@@ -272,18 +282,22 @@ export function redlockLibraries(urls: string[]): Library[] {
   ];
 }
 
-/** Libraries for etcd. etcd3's Lock does not wait: it fails at once if held, so it is retried every `pollMs`. */
-export function etcdLibraries(endpoint: string, pollMs: number[]): Library[] {
-  const libs: Library[] = [
-    {
-      name: 'wirelock EtcdLocker',
-      ours: true,
-      make: async () => {
-        const client = await EtcdClient.connect({ endpoints: [endpoint] });
-        return fromLocker(new EtcdLocker(client), () => client.close());
-      },
+/**
+ * Libraries for etcd: wirelock on its own HTTP/2 transport (the subject) and on grpc-js (for
+ * reference), etcd's Go concurrency.Mutex (bench/go/mutex), and etcd3. etcd3's Lock does not wait: it
+ * fails at once if held, so it is retried every `pollMs`.
+ */
+export function etcdLibraries(endpoint: string, pollMs: number[], go?: Library): Library[] {
+  const wirelock = (transport: 'h2' | 'grpc-js'): Library => ({
+    name: transport === 'h2' ? 'wirelock EtcdLocker' : 'wirelock EtcdLocker on grpc-js',
+    ours: transport === 'h2',
+    reference: transport !== 'h2',
+    make: async () => {
+      const client = await EtcdClient.connect({ endpoints: [endpoint], transport });
+      return fromLocker(new EtcdLocker(client), () => client.close());
     },
-  ];
+  });
+  const libs: Library[] = [wirelock('h2'), wirelock('grpc-js'), ...(go ? [go] : [])];
   for (const poll of pollMs) {
     libs.push({
       name: `etcd3 Lock (retry every ${poll} ms)`,

@@ -45,6 +45,7 @@ export async function wakeHandoffs(a: Locker, b: Locker, count: number): Promise
 
 /** Sequential acquire+release, a new key each cycle, for `seconds`. Returns cycles/s. */
 export async function uncontended(lib: Library, seconds: number): Promise<number> {
+  if (lib.external) return lib.external.uncontended(seconds);
   const w = await lib.make();
   try {
     const end = performance.now() + seconds * 1000;
@@ -84,6 +85,7 @@ export async function contended(
   lib: Library,
   opts: { workers: number; seconds: number; serverOps?: () => Promise<number>; limit?: number; readShare?: number },
 ): Promise<ContendedResult> {
+  if (lib.external) return lib.external.contended(opts.workers, opts.seconds);
   const limit = opts.limit ?? 1;
   // Read-write runs: each cycle is a read with probability readShare (shared, through lockShared when
   // the library has it, else the same exclusive lock); a grant beside a conflicting holder is a violation.

@@ -13,21 +13,10 @@
  * test fails. The build cache lives in the OS temp dir and outlives the process, so only the first run
  * on a machine pays for compiling grpc and clientv3; each process still builds each program once.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
-import { findBinary, tempDir } from '../../src/testing/process.js';
-
-const run = promisify(execFile);
-
-const GOPATH = '/usr/share/gocode';
-/** The package the programs import; a directory, since golang-etcd-server-dev installs no binary. */
-const ETCD_SOURCES = path.join(GOPATH, 'src/go.etcd.io/etcd/clientv3/concurrency');
-const INSTALL = 'apt-get install -y golang-go golang-etcd-server-dev';
+import { goBuild } from '../../bench/lib/go-build.js';
 
 const builds = new Map<string, Promise<string>>();
 
@@ -44,32 +33,8 @@ export function buildGoProgram(dir: string): Promise<string> {
   return build;
 }
 
-async function compile(dir: string): Promise<string> {
-  let go: string;
-  try {
-    go = findBinary('go', 'golang-go');
-  } catch {
-    throw new Error(`go not found on PATH: install the Go toolchain and etcd's Go sources with \`${INSTALL}\``);
-  }
-  if (!existsSync(ETCD_SOURCES)) {
-    throw new Error(`etcd's Go sources are missing (no ${ETCD_SOURCES}): install them with \`${INSTALL}\``);
-  }
-  const source = fileURLToPath(new URL(`../go/${dir}`, import.meta.url));
-  const binary = path.join(tempDir('go'), path.basename(dir));
-  const env = {
-    ...process.env,
-    GO111MODULE: 'off',
-    GOPATH,
-    GOCACHE: path.join(os.tmpdir(), 'wirelock-go-cache'),
-    GOFLAGS: '', // a -mod=… from the caller's environment is an error in GOPATH mode
-  };
-  try {
-    await run(go, ['build', '-o', binary, '.'], { cwd: source, env, timeout: 300_000 });
-  } catch (err) {
-    const stderr = (err as { stderr?: string }).stderr ?? '';
-    throw new Error(`go build of test/go/${dir} failed:\n${stderr || String(err)}`, { cause: err });
-  }
-  return binary;
+function compile(dir: string): Promise<string> {
+  return goBuild(fileURLToPath(new URL(`../go/${dir}`, import.meta.url)), `test/go/${dir}`);
 }
 
 /** How to start a Go program: which etcd, which name, which session TTL. */

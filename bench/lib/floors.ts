@@ -1,0 +1,148 @@
+/**
+ * The floors: what one uncontended lock cycle costs with no client library at all, so the bench can say
+ * how far above the wire each client sits. Both write pre-encoded bytes to a bare net.Socket and read
+ * only as much of the answer as they must; they do the server the same work a lock cycle does.
+ *
+ * - RESP: `SET key token NX PX 10000`, then a compare-and-delete `EVALSHA` (the raw ioredis row's
+ *   two commands), one after the other, on one key.
+ * - HTTP/2: two gRPC unary `KV.Txn` calls a cycle (a put-if-absent and a compare-and-delete, the two
+ *   raft writes of an etcd lock cycle), with a header block encoded once (literals without
+ *   indexing, so it needs no HPACK state), answering the server's SETTINGS and PINGs, and counting
+ *   a call done at its END_STREAM. Nothing of the answer is decoded.
+ */
+import net from 'node:net';
+import { method } from '../../src/etcdrpc/codec.js';
+import { HpackEncoder } from '../../src/etcdrpc/h2/hpack.js';
+import { CLIENT_PREFACE, FrameType, dataFrame, frameHeader, pingFrame, settingsAck, settingsFrame, windowUpdateFrame } from '../../src/etcdrpc/h2/frames.js';
+import { encodeGrpcMessage } from '../../src/etcdrpc/h2/grpc-framing.js';
+import { encodeCommand } from '../../src/resp/encoder.js';
+import type { TxnRequest, TxnResponse } from '../../src/etcdrpc/types.js';
+import { CompareResult, CompareTarget } from '../../src/etcdrpc/types.js';
+import type { Library } from './adapters.js';
+
+function connect(url: string): Promise<net.Socket> {
+  const u = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(Number(u.port), u.hostname, () => resolve(socket));
+    socket.once('error', reject);
+    socket.setNoDelay(true);
+  });
+}
+
+const COMPARE_AND_DELETE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+
+/** Cycles/s of SET NX PX + EVALSHA on a bare socket (every reply is one line: count the line ends). */
+async function respFloor(url: string, seconds: number): Promise<number> {
+  const socket = await connect(url);
+  let pending: (() => void) | undefined;
+  let lines = 0;
+  let want = 0;
+  socket.on('data', (chunk: Buffer) => {
+    for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) lines++;
+    if (pending && lines >= want) pending();
+  });
+  const roundTrip = (bytes: Buffer, replies: number): Promise<void> =>
+    new Promise((resolve) => {
+      want = lines + replies;
+      pending = resolve;
+      socket.write(bytes);
+    });
+  // SCRIPT LOAD answers a bulk string: two line ends.
+  await roundTrip(encodeCommand(['SCRIPT', 'LOAD', COMPARE_AND_DELETE]), 2);
+  const { createHash } = await import('node:crypto');
+  const sha = createHash('sha1').update(COMPARE_AND_DELETE).digest('hex');
+  const set = encodeCommand(['SET', 'floor:{k}', 'tok', 'NX', 'PX', '10000']);
+  const del = encodeCommand(['EVALSHA', sha, '1', 'floor:{k}', 'tok']);
+  const end = performance.now() + seconds * 1000;
+  const start = performance.now();
+  let n = 0;
+  try {
+    while (performance.now() < end) {
+      await roundTrip(set, 1);
+      await roundTrip(del, 1);
+      n++;
+    }
+  } finally {
+    socket.destroy();
+  }
+  return n / ((performance.now() - start) / 1000);
+}
+
+/** Cycles/s of two pre-encoded KV.Txn unary calls on a bare HTTP/2 connection. */
+async function h2Floor(url: string, seconds: number): Promise<number> {
+  const socket = await connect(url);
+  const txn = method<TxnRequest, TxnResponse>('KV', 'Txn');
+  const key = Buffer.from('floor/key');
+  const put = encodeGrpcMessage(txn.request.encode({
+    compare: [{ key, target: CompareTarget.CREATE, result: CompareResult.EQUAL, create_revision: 0n }],
+    success: [{ request_put: { key, value: Buffer.alloc(0) } }],
+  } as TxnRequest));
+  const del = encodeGrpcMessage(txn.request.encode({ success: [{ request_delete_range: { key } }] } as TxnRequest));
+  const u = new URL(url);
+  const block = new HpackEncoder({ huffman: false }).encode(
+    [[':method', 'POST'], [':scheme', 'http'], [':path', txn.path], [':authority', u.host], ['content-type', 'application/grpc'], ['te', 'trailers']],
+    { noIndex: new Set([':method', ':scheme', ':path', ':authority', 'content-type', 'te']) },
+  );
+  // The header frame's stream id is patched per call; the block never changes (no HPACK state).
+  const request = (id: number, body: Buffer): Buffer => Buffer.concat([frameHeader(block.length, FrameType.HEADERS, 0x4, id), block, dataFrame(id, body, true)]);
+  let waitingFor = -1;
+  let done: (() => void) | undefined;
+  let buf: Buffer = Buffer.alloc(0);
+  socket.on('data', (chunk: Buffer) => {
+    buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
+    let replies: Buffer[] | undefined;
+    while (buf.length >= 9) {
+      const length = buf.readUIntBE(0, 3);
+      if (buf.length < 9 + length) break;
+      const type = buf[3]!;
+      const flags = buf[4]!;
+      const id = buf.readUInt32BE(5) & 0x7fffffff;
+      if (type === FrameType.SETTINGS && !(flags & 1)) (replies ??= []).push(settingsAck());
+      else if (type === FrameType.PING && !(flags & 1)) (replies ??= []).push(pingFrame(buf.subarray(9, 17), true));
+      else if (type === FrameType.HEADERS && flags & 1 && id === waitingFor) done?.();
+      buf = buf.subarray(9 + length);
+    }
+    if (replies) socket.write(Buffer.concat(replies));
+  });
+  // Windows as large as they go: the floor never gives any back.
+  socket.write(Buffer.concat([CLIENT_PREFACE, settingsFrame([[2, 0], [4, 2 ** 31 - 1]]), windowUpdateFrame(0, 2 ** 31 - 1 - 65_535)]));
+  let next = 1;
+  const call = (body: Buffer): Promise<void> =>
+    new Promise((resolve) => {
+      waitingFor = next;
+      done = resolve;
+      socket.write(request(next, body));
+      next += 2;
+    });
+  const end = performance.now() + seconds * 1000;
+  const start = performance.now();
+  let n = 0;
+  try {
+    await call(del); // warm: the first call also carries the connection's start
+    while (performance.now() < end) {
+      await call(put);
+      await call(del);
+      n++;
+    }
+  } finally {
+    socket.destroy();
+  }
+  return n / ((performance.now() - start) / 1000);
+}
+
+/** A floor as a bench row: never the anchor (reference), run in this process without a LockAdapter. */
+function floorLibrary(name: string, run: (seconds: number) => Promise<number>): Library {
+  return {
+    name,
+    ours: false,
+    reference: true,
+    make: () => Promise.reject(new Error('a floor runs its own loop')),
+    external: {
+      uncontended: run,
+      contended: () => Promise.reject(new Error('a floor has no contended loop')),
+    },
+  };
+}
+
+export const respFloorLibrary = (url: string): Library => floorLibrary('floor: bare net.Socket, SET NX PX + EVALSHA', (s) => respFloor(url, s));
+export const h2FloorLibrary = (url: string): Library => floorLibrary('floor: bare HTTP/2 socket, 2 pre-encoded KV.Txn', (s) => h2Floor(url, s));
