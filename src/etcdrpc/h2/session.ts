@@ -27,6 +27,7 @@ import {
   errorCodeName,
   FrameType,
   Http2Error,
+  MAX_STREAM_ID,
   Setting,
   dataFrame,
   goawayFrame,
@@ -218,6 +219,12 @@ export class Http2Session {
    * connection cannot take new streams; the caller then uses another one.
    */
   request(headers: HeaderList, events: StreamEvents, opts: { endStream?: boolean; sensitive?: ReadonlySet<string>; noIndex?: ReadonlySet<string> } = {}): H2Stream {
+    // Stream ids are 31 bits and never reused (RFC 9113 5.1.1): a connection that ran out drains, and
+    // its owner opens a new one.
+    if (this.#nextId > MAX_STREAM_ID && !this.#draining) {
+      this.#draining = true;
+      if (this.#streams.size === 0) this.close();
+    }
     if (!this.usable) throw new ConnectionError(this.label, `failed to connect: the connection is ${this.#closedWith ? 'closed' : 'going away'}`);
     const stream = new H2Stream(this, this.#nextId, events, this.#peerInitialWindow);
     this.#nextId += 2;
@@ -227,6 +234,7 @@ export class Http2Session {
       const block = this.#encoder.encode(headers, opts);
       for (const frame of headersFrames(stream.id, block, { endStream: opts.endStream === true, maxFrameSize: this.#peerMaxFrame })) this.#queue(frame, stream);
       this.#armKeepalive();
+      if (stream.queue.length > 0) this.pump(stream); // DATA sent while it waited for a slot
     };
     // Stream ids must be opened in order (RFC 9113 5.1.1): one that waits for a slot holds back the rest.
     if (this.#streams.size < this.#peerMaxStreams && this.#waiting.length === 0) open();
