@@ -203,6 +203,23 @@ describe('h2 transport: a member that goes away, a peer that reads nothing, a pe
     }
   });
 
+  it('a TLS peer that never finishes its handshake: the call ends at its own deadline, not at the connect timeout', async () => {
+    const sockets: net.Socket[] = [];
+    const stuck = net.createServer((s) => void sockets.push(s)); // reads the ClientHello, never answers
+    await new Promise<void>((resolve) => stuck.listen(0, '127.0.0.1', resolve));
+    const url = `https://127.0.0.1:${(stuck.address() as net.AddressInfo).port}`;
+    try {
+      const started = performance.now();
+      const err = await EtcdClient.connect({ endpoints: [url], transport: 'h2', connectTimeoutMs: 700 }).catch((e: Error) => e);
+      const took = performance.now() - started;
+      expect(err, String(err)).to.be.instanceOf(TimeoutError);
+      expect(took).to.be.within(650, 1500); // the TLS connect itself would wait 5 s
+    } finally {
+      for (const s of sockets) s.destroy();
+      await new Promise((resolve) => stuck.close(resolve));
+    }
+  });
+
   it('a peer that is not HTTP/2 (it answers HTTP/1.1): a ConnectionError that names the endpoint and says so', async () => {
     const http1 = net.createServer((s) => {
       s.once('data', () => s.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n'));

@@ -140,6 +140,21 @@ class CallReader implements StreamEvents {
   }
 }
 
+/** `p`, unless the deadline (performance.now() clock) passes or `signal` aborts first. */
+function untilDeadline<T>(p: Promise<T>, deadline: number, signal: AbortSignal | undefined): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => finish(() => reject(new RpcFailure(Status.DEADLINE_EXCEEDED, 'deadline exceeded while connecting'))), Math.max(1, deadline - performance.now()));
+    const onAbort = (): void => finish(() => reject(new RpcFailure(Status.CANCELLED, 'aborted by the caller')));
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const finish = (settle: () => void): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      settle();
+    };
+    p.then((v) => finish(() => resolve(v)), (err: unknown) => finish(() => reject(err)));
+  });
+}
+
 /** One etcd member: one HTTP/2 connection, made on first use and again after it is lost. */
 export class H2Channel {
   readonly #url: URL;
@@ -216,7 +231,9 @@ export class H2Channel {
    * at the deadline, CANCELLED when `signal` aborts (the stream is reset either way).
    */
   async unary(path: string, request: Buffer, metadata: HeaderList, deadline: number, signal?: AbortSignal): Promise<Buffer> {
-    const session = await this.#get();
+    // A connection still being made (a blackholed address takes connectTimeoutMs) must not hold the
+    // call past its own deadline.
+    const session = this.#session?.usable ? this.#session : await untilDeadline(this.#get(), deadline, signal);
     return new Promise<Buffer>((resolve, reject) => {
       let answer: Buffer | undefined;
       let stream: H2Stream | undefined;
