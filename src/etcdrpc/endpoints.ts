@@ -9,7 +9,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import type { SecureContextOptions } from 'node:tls';
-import { noop } from '../abort.js';
+import { noop, onAbort } from '../abort.js';
 import { invalidType, invalidValue } from '../errors.js';
 import type { MethodInfo } from './codec.js';
 import { H2Channel } from './h2/grpc.js';
@@ -126,14 +126,14 @@ class GrpcJsEndpoint implements RpcEndpoint {
       // grpc-js wants a wall-clock deadline; the budget itself is measured on the monotonic clock.
       const call = this.#channel.getChannel().createCall(path, Date.now() + Math.max(1, deadline - performance.now()), null, null, null);
       let answer: Buffer | undefined;
-      const onAbort = (): void => call.cancelWithStatus(grpc.status.CANCELLED, 'aborted by the caller');
+      let offAbort = noop;
       call.start(toMetadata(metadata), {
         onReceiveMetadata: noop,
         onReceiveMessage: (message: Buffer) => {
           answer = message;
         },
         onReceiveStatus: (status: grpc.StatusObject) => {
-          signal?.removeEventListener('abort', onAbort);
+          offAbort();
           this.#inflight.delete(call);
           if (status.code !== grpc.status.OK) return reject({ code: status.code, details: status.details });
           if (answer === undefined) return reject({ code: grpc.status.INTERNAL, details: 'no message' });
@@ -143,7 +143,7 @@ class GrpcJsEndpoint implements RpcEndpoint {
       call.sendMessageWithContext({}, request);
       call.halfClose();
       call.startRead();
-      signal?.addEventListener('abort', onAbort, { once: true });
+      offAbort = onAbort(signal, () => call.cancelWithStatus(grpc.status.CANCELLED, 'aborted by the caller'));
       this.#inflight.add(call);
     });
   }

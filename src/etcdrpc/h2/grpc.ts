@@ -17,7 +17,7 @@
 import { EventEmitter } from 'node:events';
 import type tls from 'node:tls';
 import { Status } from '../status.js';
-import { backoffMs } from '../../abort.js';
+import { backoffMs, noop, onAbort } from '../../abort.js';
 import { Http2Session, type H2Stream, type StreamEvents } from './session.js';
 import { GrpcFramingError, GrpcMessageReader, encodeGrpcMessage, formatGrpcTimeout, decodeGrpcMessageText } from './grpc-framing.js';
 import { ErrorCode } from './frames.js';
@@ -143,14 +143,14 @@ class CallReader implements StreamEvents {
 /** `p`, unless the deadline (performance.now() clock) passes or `signal` aborts first. */
 function untilDeadline<T>(p: Promise<T>, deadline: number, signal: AbortSignal | undefined): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => finish(() => reject(new RpcFailure(Status.DEADLINE_EXCEEDED, 'deadline exceeded while connecting'))), Math.max(1, deadline - performance.now()));
-    const onAbort = (): void => finish(() => reject(new RpcFailure(Status.CANCELLED, 'aborted by the caller')));
-    signal?.addEventListener('abort', onAbort, { once: true });
+    let off = noop;
     const finish = (settle: () => void): void => {
       clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
+      off();
       settle();
     };
+    const timer = setTimeout(() => finish(() => reject(new RpcFailure(Status.DEADLINE_EXCEEDED, 'deadline exceeded while connecting'))), Math.max(1, deadline - performance.now()));
+    off = onAbort(signal, () => finish(() => reject(new RpcFailure(Status.CANCELLED, 'aborted by the caller'))));
     p.then((v) => finish(() => resolve(v)), (err: unknown) => finish(() => reject(err)));
   });
 }
@@ -237,9 +237,10 @@ export class H2Channel {
     return new Promise<Buffer>((resolve, reject) => {
       let answer: Buffer | undefined;
       let stream: H2Stream | undefined;
+      let off = noop;
       const done = (failure: RpcFailure | undefined): void => {
         clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
+        off();
         if (failure) return reject(failure);
         if (answer === undefined) return reject(new RpcFailure(Status.INTERNAL, `${this.#opts.url} answered OK with no message`));
         resolve(answer);
@@ -250,17 +251,16 @@ export class H2Channel {
         stream?.cancel(ErrorCode.CANCEL);
         done(new RpcFailure(Status.DEADLINE_EXCEEDED, 'deadline exceeded'));
       }, left);
-      const onAbort = (): void => {
-        stream?.cancel(ErrorCode.CANCEL);
-        done(new RpcFailure(Status.CANCELLED, 'aborted by the caller'));
-      };
-      signal?.addEventListener('abort', onAbort, { once: true });
       try {
         stream = session.request(this.#headers(path, metadata, left), events, { sensitive: SENSITIVE, noIndex: NO_INDEX });
       } catch (err) {
         return done(new RpcFailure(Status.UNAVAILABLE, (err as Error).message.replace(/^\S+: /, '')));
       }
       stream.send(encodeGrpcMessage(request), true);
+      off = onAbort(signal, () => {
+        stream!.cancel(ErrorCode.CANCEL);
+        done(new RpcFailure(Status.CANCELLED, 'aborted by the caller'));
+      });
     });
   }
 
