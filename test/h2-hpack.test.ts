@@ -18,19 +18,11 @@ import fc from 'fast-check';
 import { ProtocolError } from '../src/errors.js';
 import { HpackDecoder, HpackEncoder, HpackError, STATIC_TABLE, decodeInteger, encodeInteger, type HeaderList } from '../src/etcdrpc/h2/hpack.js';
 import { huffmanDecode, huffmanEncode, huffmanEncodedLength } from '../src/etcdrpc/h2/huffman.js';
+import { thrown } from './support/thrown.js';
 
 /** Octets from a hex dump as the RFC prints it ("8286 8441 ..."). */
 const hex = (dump: string): Buffer => Buffer.from(dump.replace(/\s+/g, ''), 'hex');
 const latin1 = (bytes: Uint8Array): string => Buffer.from(bytes).toString('latin1');
-
-function thrown(fn: () => unknown): Error {
-  try {
-    fn();
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error('expected a throw');
-}
 
 /** Decoding `block` fails with an HpackError whose message matches `message`. */
 function decodeError(block: Buffer, message: RegExp, decoder = new HpackDecoder()): HpackError {

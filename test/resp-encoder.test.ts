@@ -2,17 +2,9 @@ import { expect } from 'chai';
 import fc from 'fast-check';
 import RedisParser from 'redis-parser';
 import { encodeCommand } from '../src/resp/encoder.js';
+import { thrown } from './support/thrown.js';
 
 const enc = (args: Array<string | Buffer | number>): string => encodeCommand(args).toString('latin1');
-
-function thrown(fn: () => unknown): Error {
-  try {
-    fn();
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error('expected a throw');
-}
 
 describe('RESP encoder', () => {
   it('encodes strings as an array of bulk strings', () => {
