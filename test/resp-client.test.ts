@@ -335,13 +335,40 @@ describe('RedisClient against redis-server', () => {
     }
   });
 
-  it('evalScript: EVALSHA first, EVAL once after SCRIPT FLUSH, error replies are not retried', async () => {
+  it('evalScript keeps the order of what is sent behind a script\'s first run, on each new connection', async () => {
+    const key = `order-${Math.random()}`;
+    const set = new Script(`redis.call('SET', KEYS[1], ARGV[1]) return 1 -- ${Math.random()}`, 1);
+    await client.send(['SCRIPT', 'LOAD', 'return 0']); // the connection is up
+    // Not awaited: the GET is written right behind the script. Had the script gone by SHA first, the
+    // server's NOSCRIPT would have let the GET run before the script's second sending.
+    const ran = client.evalScript(set, [key], ['1']);
+    const read = client.send(['GET', key]);
+    expect(await ran).to.equal(1);
+    expect(String(await read)).to.equal('1');
+    // A new connection (the old one killed) does not assume the server still has it: in full again.
+    const rec = record(['wirelock:resp:command', 'wirelock:resp:connect']);
+    try {
+      await admin.send(['CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes']);
+      await waitFor(() => rec.events.some((e) => e.channel === 'wirelock:resp:connect'), 3000, 'the reconnect');
+      const again = client.evalScript(set, [key], ['2']);
+      const reread = client.send(['GET', key]);
+      expect(await again).to.equal(1);
+      expect(String(await reread)).to.equal('2');
+      const names = rec.events.filter((e) => e.channel === 'wirelock:resp:command').map((e) => String(e.payload.args[0])).filter((n) => n === 'EVAL' || n === 'EVALSHA');
+      expect(names).to.deep.equal(['EVAL']);
+    } finally {
+      rec.stop();
+    }
+  });
+
+  it('evalScript: EVAL on a connection\'s first run, EVALSHA after, EVAL once after SCRIPT FLUSH, error replies are not retried', async () => {
     const script = new Script(`return 'echo:' .. ARGV[1] .. ':${Math.random()}'`, 0);
     const rec = record(['wirelock:resp:command']);
     const sent = (): string[] =>
       rec.events.map((e) => String(e.payload.args[0])).filter((name) => name === 'EVAL' || name === 'EVALSHA');
     try {
       expect(String(await client.evalScript(script, [], ['a']))).to.match(/^echo:a:/);
+      expect(sent()).to.deep.equal(['EVAL']);
       await client.send(['SCRIPT', 'FLUSH']);
       rec.events.length = 0;
       expect(String(await client.evalScript(script, [], ['b']))).to.match(/^echo:b:/);
@@ -352,7 +379,7 @@ describe('RedisClient against redis-server', () => {
       expect(await client.send(['SCRIPT', 'EXISTS', script.sha])).to.deep.equal([1]);
 
       const failing = new Script(`return redis.call('NOSUCHCOMMAND${Math.random()}')`, 0);
-      await client.evalScript(failing, [], []).catch(() => {}); // NOSCRIPT, then EVAL caches it
+      await client.evalScript(failing, [], []).catch(() => {}); // EVAL caches it, though it fails
       rec.events.length = 0;
       const err = await rejection(client.evalScript(failing, [], []));
       expect(err).to.be.instanceOf(RespError);

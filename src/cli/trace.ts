@@ -2,6 +2,7 @@
  * `wirelock trace`: acquire and release once, and print what went over the wire, from the
  * diagnostics channels (the same payloads any subscriber gets; secrets are already redacted there).
  */
+import { createHash } from 'node:crypto';
 import dc from 'node:diagnostics_channel';
 import { etcdChannels, lockChannels, respChannels, type Channel } from '../diagnostics.js';
 import type { CommonFlags } from './args.js';
@@ -24,8 +25,21 @@ export function show(value: unknown, max = 320): string {
   return text.length > max ? `${text.slice(0, max - 1)}…` : text;
 }
 
+/**
+ * A command's arguments as one line. A script sent in full (EVAL, its first run on a connection) is
+ * shown by the SHA1 its later EVALSHAs name it by, and its length, not its source.
+ */
 function args(list: Array<string | number | Buffer>): string {
-  return list.map((a) => (Buffer.isBuffer(a) ? `<${a.length} bytes>` : String(a))).map((a) => (/[\s"]/.test(a) || a === '' ? JSON.stringify(a) : a)).join(' ');
+  const shown = list.map((a, i) => {
+    if (i === 1 && String(list[0]).toUpperCase() === 'EVAL') {
+      const source = Buffer.isBuffer(a) ? a : Buffer.from(String(a));
+      return `<source of ${createHash('sha1').update(source).digest('hex')}, ${source.length} bytes>`;
+    }
+    if (Buffer.isBuffer(a)) return `<${a.length} bytes>`;
+    const text = String(a);
+    return /[\s"]/.test(text) || text === '' ? JSON.stringify(text) : text;
+  });
+  return shown.join(' ');
 }
 
 type Line = (text: string) => void;

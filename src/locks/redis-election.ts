@@ -164,7 +164,8 @@ export class RedisElection implements Election {
    * The lock's release, then a message on `:elected`: a release announces only the next waiter, and
    * with nobody queued it announces nothing, yet observers must learn that nobody leads. The message
    * goes once the release is answered, so an observer woken by it reads after the release (sent at
-   * once, it could overtake a release that had to be resent in full after NOSCRIPT).
+   * once, it could overtake a release that had to be resent in full after a NOSCRIPT, as one is
+   * after a SCRIPT FLUSH).
    */
   #resigner(lock: HeldLock): () => Promise<void> {
     let resigned: Promise<void> | undefined;

@@ -94,12 +94,16 @@ export class RedisClient {
     return this.#link.send(args, opts);
   }
 
-  /** EVALSHA, and EVAL once if the server answers NOSCRIPT (which also caches the script there). */
+  /**
+   * EVAL the first time on each connection (which caches the script on the server), EVALSHA after;
+   * and EVAL again if the server answers NOSCRIPT all the same (its cache was flushed: SCRIPT FLUSH).
+   */
   async evalScript(script: Script, keys: RespArg[], args: RespArg[], opts?: CommandOptions): Promise<RespValue> {
     if (keys.length !== script.numKeys) {
       throw invalidValue(`script takes ${script.numKeys} keys, got ${keys.length}`);
     }
     const start = performance.now();
+    if (this.#link.scriptInFull(script.sha)) return this.send(['EVAL', script.lua, script.numKeys, ...keys, ...args], opts);
     try {
       return await this.send(['EVALSHA', script.sha, script.numKeys, ...keys, ...args], opts);
     } catch (err) {
@@ -114,8 +118,9 @@ export class RedisClient {
   /**
    * @internal A script and, right behind it in the same write on the same connection, one more
    * command (WAIT: it must count the replicas that have this script's writes; a WAIT sent later could
-   * go out on a new connection, whose own writes are none, and be acknowledged at once). NOSCRIPT:
-   * both again with EVAL. `then` resolves with the second command's reply.
+   * go out on a new connection, whose own writes are none, and be acknowledged at once). The script
+   * goes as evalScript sends it; on NOSCRIPT both go again, with EVAL. `then` resolves with the second
+   * command's reply.
    */
   async evalScriptThen(script: Script, keys: RespArg[], args: RespArg[], then: RespArg[], opts: CommandOptions | undefined, thenTimeoutMs: number): Promise<{ reply: RespValue; then: Promise<RespValue> }> {
     if (keys.length !== script.numKeys) throw invalidValue(`script takes ${script.numKeys} keys, got ${keys.length}`);
@@ -125,11 +130,12 @@ export class RedisClient {
       after.catch(noop); // read by the caller only when it wants it
       return { reply, then: after };
     };
-    let sent = send(false);
+    const full = this.#link.scriptInFull(script.sha);
+    let sent = send(full);
     try {
       return { reply: await sent.reply, then: sent.then };
     } catch (err) {
-      if (!(err instanceof RespError) || err.prefix !== 'NOSCRIPT') throw err;
+      if (full || !(err instanceof RespError) || err.prefix !== 'NOSCRIPT') throw err;
       sent = send(true);
       return { reply: await sent.reply, then: sent.then };
     }

@@ -296,7 +296,8 @@ export class RedisCluster {
   }
 
   /**
-   * EVALSHA on the master of the keys' slot, and EVAL once if it answers NOSCRIPT. The script is sent
+   * The script on the master of the keys' slot: EVAL the first time on each connection, EVALSHA after
+   * (and EVAL again if a flushed cache answers NOSCRIPT), as RedisClient does. The script is sent
    * as its {@link Script.sharded} form (PUBLISH made SPUBLISH). Its keys must share a slot (one
    * {hash tag}); a TypeError says so otherwise, before anything is sent.
    */
@@ -458,11 +459,12 @@ export class RedisCluster {
         after.catch(noop); // read only when the caller wants it
         return { reply, then: after };
       };
-      let sent = send(false, left);
+      const full = link.scriptInFull(sharded.sha);
+      let sent = send(full, left);
       try {
         return { reply: await sent.reply, then: sent.then };
       } catch (err) {
-        if (!(err instanceof RespError) || err.prefix !== 'NOSCRIPT') throw err;
+        if (full || !(err instanceof RespError) || err.prefix !== 'NOSCRIPT') throw err;
         sent = send(true, Math.max(1, left - (performance.now() - start)));
         return { reply: await sent.reply, then: sent.then };
       }

@@ -89,6 +89,8 @@ interface ParserState {
 export class RespConnection {
   /** A number unique in this process, naming the connection in diagnostics_channel messages. */
   readonly id = nextConnectionId++;
+  /** SHA1s of the scripts sent in full (EVAL) on this connection: the server has them cached since. */
+  readonly scripts = new Set<string>();
   /** host:port of the server. */
   readonly address: string;
   readonly #socket: net.Socket;

@@ -130,6 +130,22 @@ export class ReconnectingConnection {
     return this.#conn;
   }
 
+  /**
+   * Whether a script must go in full (EVAL) rather than by SHA: true unless it has been sent in full
+   * on the live connection before, and then that is noted, as the caller sends it in full now. Sending
+   * it in full the first time on each connection, instead of trying EVALSHA and falling back on
+   * NOSCRIPT, keeps every command in the order it was sent: a fallback EVAL would go out after
+   * whatever was sent behind its EVALSHA meanwhile (a clean-up queued behind an attempt, say). A
+   * command sent while no connection is up goes in full, on whichever connection takes it.
+   */
+  scriptInFull(sha: string): boolean {
+    const scripts = this.#conn?.scripts;
+    if (!scripts) return true;
+    if (scripts.has(sha)) return false;
+    scripts.add(sha);
+    return true;
+  }
+
   send(args: ReadonlyArray<RespArg>, opts?: CommandOptions): Promise<RespValue> {
     const conn = this.#conn;
     const sent = conn ? conn.send(args, opts) : this.#sendLater(args, opts);

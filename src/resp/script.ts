@@ -1,12 +1,13 @@
 /**
- * A Lua script sent by its SHA1 (EVALSHA); when the server does not know it yet (NOSCRIPT: a fresh or
- * restarted server, or SCRIPT FLUSH), it is sent once in full with EVAL, which also caches it.
+ * A Lua script, sent in full (EVAL, which also caches it on the server) the first time on each
+ * connection, and by its SHA1 (EVALSHA) after; in full again if the server answers NOSCRIPT all the
+ * same (SCRIPT FLUSH).
  */
 import { createHash } from 'node:crypto';
 
 /**
- * A Lua script for {@link RedisClient.evalScript}: sent by SHA1 with EVALSHA, and in full with EVAL
- * only when the server answers NOSCRIPT.
+ * A Lua script for {@link RedisClient.evalScript}: sent in full with EVAL the first time on each
+ * connection, by SHA1 with EVALSHA after.
  */
 export class Script {
   /** The script's Lua source. */
