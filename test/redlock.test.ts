@@ -444,6 +444,67 @@ describe('Redlock', function () {
     expect(await locksOn(nodes, k, [null, null, null])).to.deep.equal([null, null, null]);
     expect(await rejection(a.acquire(k))).to.be.instanceOf(ClosedError);
   });
+
+  it('serves waiters in the order their waits began, each woken by the release before it', async () => {
+    const nodes = servers.slice(0, 3);
+    const k = key();
+    const holder = await redlock(nodes);
+    const held = await holder.acquire(k, { ttlMs: 10_000 });
+    const waiters = await Promise.all(Array.from({ length: 6 }, () => redlock(nodes)));
+    const order: number[] = [];
+    const done: Array<Promise<void>> = [];
+    for (const [i, w] of waiters.entries()) {
+      done.push(w.acquire(k, { ttlMs: 10_000, waitTimeoutMs: 15_000 }).then(async (lock) => {
+        order.push(i);
+        await sleep(5);
+        await lock.release();
+      }));
+      await sleep(15); // each wait begins (takes its ticket) after the one before
+    }
+    await sleep(100);
+    const t0 = performance.now();
+    await held.release();
+    await Promise.all(done);
+    expect(order).to.deep.equal([0, 1, 2, 3, 4, 5]);
+    // Woken by releases: a waiter left to its fallback would sleep ttl/3 (3.3 s) before looking again.
+    expect(performance.now() - t0).to.be.lessThan(3000);
+    const admin = await clients(nodes);
+    const queued = await Promise.all(admin.map((c) => c.send(['EXISTS', `${lockKey(k)}:queue`, `${lockKey(k)}:queue:exp`])));
+    expect(queued).to.deep.equal([0, 0, 0]);
+  });
+
+  it('leaves every node’s queue when a wait ends without the lock (deadline, abort), waking the next in line', async () => {
+    const nodes = servers.slice(0, 3);
+    const k = key();
+    const [a, b, c] = [await redlock(nodes), await redlock(nodes), await redlock(nodes)];
+    const held = await a.acquire(k, { ttlMs: 10_000 });
+    const ac = new AbortController();
+    const timedOut = rejection(b.acquire(k, { waitTimeoutMs: 300 }));
+    const aborted = rejection(b.acquire(k, { signal: ac.signal }));
+    await sleep(20);
+    const third = c.acquire(k, { waitTimeoutMs: 15_000 });
+    await sleep(100);
+    ac.abort(new Error('stop'));
+    expect(await timedOut).to.be.instanceOf(LockTimeoutError);
+    expect(((await aborted) as Error).message).to.equal('stop');
+    const admin = await clients(nodes);
+    const queue = `${lockKey(k)}:queue`;
+    // Only the third waiter is left in line on every node.
+    const until = performance.now() + 1000;
+    let sizes: unknown[] = [];
+    while (performance.now() < until) {
+      sizes = await Promise.all(admin.map((cl) => cl.send(['ZCARD', queue])));
+      if (sizes.every((n) => n === 1)) break;
+      await sleep(10);
+    }
+    expect(sizes).to.deep.equal([1, 1, 1]);
+    const t0 = performance.now();
+    await held.release();
+    const lock = await third;
+    expect(performance.now() - t0).to.be.lessThan(2000);
+    await lock.release();
+    expect(await Promise.all(admin.map((cl) => cl.send(['EXISTS', queue])))).to.deep.equal([0, 0, 0]);
+  });
 });
 
 /** Resolves with the lock's abort reason once its signal aborts, or rejects after ms. */

@@ -1,14 +1,16 @@
 /**
  * The Lua scripts of the Redis locks. Each runs atomically on the server, so a check and the write it
- * guards cannot be split by another client. Redlock uses ACQUIRE / RELEASE / EXTEND on each node;
- * RedisLocker uses the queued variants QUEUE_ACQUIRE / QUEUE_RELEASE (and the same EXTEND).
+ * guards cannot be split by another client. RedisLocker uses QUEUE_ACQUIRE / QUEUE_RELEASE / EXTEND;
+ * Redlock runs the same queue on each node, with REDLOCK_ACQUIRE (QUEUE_ACQUIRE with tickets),
+ * REDLOCK_YIELD, QUEUE_RELEASE, EXTEND and RAISE_FENCE.
  *
  * Keys, for a lock named K under prefix P (the {…} hash tag keeps all of them in one cluster slot).
  * Every key has an expiry, so what a name leaves on the server is gone one ttl after its last use:
  * memory is bounded by the live locks and waiters, not by every name ever locked.
  *   P{K}            the lock: value = the holder's random token, with a PX expiry
  *   P{K}:fence      the last fence granted (see nextFence), kept a little longer than the granting lock
- *   P{K}:queue      RedisLocker's waiters, in arrival order (ZSET token -> server time in µs)
+ *   P{K}:queue      the waiters, in arrival order (ZSET token -> server time in µs; for Redlock, the
+ *                   waiter's ticket: see REDLOCK_ACQUIRE)
  *   P{K}:queue:exp  when each waiter's place lapses unless it refreshes it (ZSET token -> server ms);
  *                   both queue keys expire when the last place in them lapses
  *   P{K}:release    the pub/sub channel a release is announced on (waiters subscribe to it)
@@ -60,35 +62,6 @@ end`;
 export const REDLOCK_FENCE_STEP_US = 100_000;
 
 /**
- * KEYS[1] lock, KEYS[2] fence counter; ARGV[1] token, ARGV[2] ttl ms.
- * Granted: {1, fence}. Held by someone else: {0, the holder's remaining PTTL} so the waiter knows how long
- * the lock can last at most, without a second round trip.
- */
-export const ACQUIRE = new Script(
-  `${nextFence(REDLOCK_FENCE_STEP_US)}
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return grant()
-end
-return {0, redis.call('PTTL', KEYS[1])}`,
-  2,
-);
-
-/**
- * KEYS[1] lock; ARGV[1] token, ARGV[2] release channel.
- * Deletes the lock only if it still holds our token (never another holder's), then wakes the waiters.
- * 1 = released, 0 = it was not ours (expired, or taken over).
- */
-export const RELEASE = new Script(
-  `if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  redis.call('PUBLISH', ARGV[2], ARGV[1])
-  return 1
-end
-return 0`,
-  1,
-);
-
-/**
  * KEYS[1] lock, KEYS[2..] keys that live exactly as long as the lock (an election's leader record);
  * ARGV[1] token, ARGV[2] ttl ms.
  * 1 = extended; 0 = the key is gone (expired); -1 = someone else holds it now (stolen).
@@ -124,9 +97,15 @@ for _, w in ipairs(lapsed) do redis.call('ZREM', KEYS[3], w) end
 if #lapsed > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now) end
 local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]`;
 
-/** Lua (inside an `if`): join the queue as `member`, keeping an earlier place; the place lasts ARGV[3] ms, and both queue keys live until the last place in them lapses. */
-function joinQueue(member: string): string {
-  return `  redis.call('ZADD', KEYS[3], 'NX', t[1] * 1000000 + t[2], ${member})
+/** Where a newcomer joins the queue: at the server's clock in µs, so in arrival order. */
+const ARRIVAL = 't[1] * 1000000 + t[2]';
+
+/**
+ * Lua (inside an `if`): join the queue as `member` at `score` (arrival order unless told), keeping an
+ * earlier place; the place lasts ARGV[3] ms, and both queue keys live until the last place in them lapses.
+ */
+function joinQueue(member: string, score = ARRIVAL): string {
+  return `  redis.call('ZADD', KEYS[3], 'NX', ${score}, ${member})
   redis.call('ZADD', KEYS[4], now + tonumber(ARGV[3]), ${member})
   local left = string.format('%.0f', redis.call('ZRANGE', KEYS[4], -1, -1, 'WITHSCORES')[2] - now)
   redis.call('PEXPIRE', KEYS[3], left)
@@ -156,8 +135,25 @@ ${indent}redis.call('PEXPIRE', KEYS[1], string.format('%.0f', last - now))`;
  * Granted: {1, fence}. Not granted: {0, the holder's PTTL (-2 if the lock is free but not our turn),
  * ms until the head's place lapses (-1 if no one else is waiting)}.
  */
-export const QUEUE_ACQUIRE = new Script(
-  `${nextFence(1)}
+export const QUEUE_ACQUIRE = new Script(queueAcquire(1), 4);
+
+/**
+ * QUEUE_ACQUIRE's Lua, with the fence started at `stepUs`. Newcomers join at the end (arrival order),
+ * or, given `ticket` (the Lua of the score), at their ticket's place, which may be ahead of the
+ * head: then a free lock is theirs at once.
+ */
+function queueAcquire(stepUs: number, ticket?: string): string {
+  const joined = ticket
+    ? `${joinQueue('ARGV[1]', ticket)}
+  head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
+  if head == ARGV[1] and redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+    redis.call('ZREM', KEYS[3], ARGV[1])
+    redis.call('ZREM', KEYS[4], ARGV[1])
+    return grant()
+  end`
+    : `${joinQueue('ARGV[1]')}
+  head = head or ARGV[1]`;
+  return `${nextFence(stepUs)}
 if redis.call('EXISTS', KEYS[3]) == 0 and redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return grant()
 end
@@ -170,17 +166,15 @@ if (not head or head == ARGV[1]) and redis.call('SET', KEYS[1], ARGV[1], 'NX', '
   return grant()
 end
 if ARGV[3] ~= '0' then
-${joinQueue('ARGV[1]')}
-  head = head or ARGV[1]
+${joined}
 end
 local pttl = redis.call('PTTL', KEYS[1])
 if #lapsed > 0 and pttl == -2 and head ~= ARGV[1] then
   redis.call('PUBLISH', ARGV[4], head)
 end
 ${headLeft('ARGV[1]')}
-return {0, pttl, headLeft}`,
-  4,
-);
+return {0, pttl, headLeft}`;
+}
 
 /**
  * KEYS as QUEUE_ACQUIRE; ARGV[1] token, ARGV[2] channel.
@@ -205,6 +199,38 @@ elseif head and redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('PUBLISH', ARGV[2], head)
 end
 return released`,
+  4,
+);
+
+/*
+ * Redlock's queue. Each node keeps the same queue as RedisLocker's, but a waiter joins it at its
+ * ticket (the wall-clock µs at which its wait began, the same number on every node) rather than at
+ * the node's clock, so every node orders the waiters alike, ties broken by token. The head on one
+ * node is then the head on all of them once its entries have landed, and two waiters cannot keep
+ * splitting the nodes between them.
+ */
+
+/**
+ * QUEUE_ACQUIRE for one Redlock node: the fence starts at Redlock's 100 ms step, and a waiter joins
+ * at its ticket. KEYS as QUEUE_ACQUIRE; ARGV[1] token, ARGV[2] ttl ms, ARGV[3] how long our place
+ * lasts (0: do not queue), ARGV[4] channel, ARGV[5] ticket. Replies as QUEUE_ACQUIRE.
+ */
+export const REDLOCK_ACQUIRE = new Script(queueAcquire(REDLOCK_FENCE_STEP_US, 'tonumber(ARGV[5])'), 4);
+
+/**
+ * After a round that did not win a quorum: gives this node's grant back but keeps our place, at our
+ * ticket, and wakes the head if that is someone else. KEYS as QUEUE_ACQUIRE; ARGV[1] token,
+ * ARGV[2] channel, ARGV[3] how long our place lasts, ARGV[4] ticket.
+ * 1 = it was ours and is free now; 0 = it was not ours (nothing changed). Never deletes another holder's lock.
+ */
+export const REDLOCK_YIELD = new Script(
+  `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+${DROP_LAPSED}
+${joinQueue('ARGV[1]', 'tonumber(ARGV[4])')}
+head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
+if head ~= ARGV[1] then redis.call('PUBLISH', ARGV[2], head) end
+return 1`,
   4,
 );
 

@@ -23,7 +23,7 @@ import { jitter, noop } from '../abort.js';
 import { BaseLocker } from './base-locker.js';
 import { HeldLock, type LockOps } from './held-lock.js';
 import { DEFAULT_TTL_MS, checkPrefix, checkTtl, driftMs, resolveAcquire, type ResolvedAcquire } from './options.js';
-import { ACQUIRE, EXTEND, RAISE_FENCE, RELEASE, redisKeys, type RedisKeys } from './redis-scripts.js';
+import { EXTEND, QUEUE_RELEASE, RAISE_FENCE, REDLOCK_ACQUIRE, REDLOCK_YIELD, redisKeys, type RedisKeys } from './redis-scripts.js';
 import {
   RedlockNodes, answered, heldElsewhere, isGrant, quorumPttl, retryLater, validityMs, type Answer, type Describe,
 } from './redlock-nodes.js';
@@ -45,6 +45,17 @@ export interface RedlockOptions extends LockerOptions {
   nodeTimeoutMs?: number;
 }
 
+/**
+ * One acquire's identity on the nodes: the token it locks and queues under, and its ticket, its place
+ * in every node's queue (wall-clock µs when the wait began: the same on every node, so they all order
+ * the waiters alike). `queued` false: a single attempt that does not join the queues (tryAcquire).
+ */
+interface Claim {
+  token: string;
+  ticket: number;
+  queued: boolean;
+}
+
 /** One acquire attempt. `answers[i]` is undefined while node i has not answered. */
 interface Outcome {
   lock: HeldLock | undefined;
@@ -59,6 +70,8 @@ interface Outcome {
   elapsedMs: number;
   validityMs: number;
   timeoutMs: number;
+  /** Not held, and every node's answer is known (so the token can be used again): see #takeBack. */
+  clean: boolean;
 }
 
 /**
@@ -115,7 +128,7 @@ export class Redlock extends BaseLocker {
     const o = this.#resolve(key, opts);
     this.checkOpen();
     const start = performance.now();
-    const out = await this.#oneRound(key, redisKeys(this.#prefix, key), o, start);
+    const out = await this.#oneRound(key, redisKeys(this.#prefix, key), o, start, newClaim(false));
     if (out.lock) return this.#acquired(out.lock, start, 1);
     // null means "someone else holds it"; unreachable nodes and late quorums are not that.
     if (out.granted >= this.#quorum || !this.#contended(out)) throw this.#acquireError(key, out, 1);
@@ -137,61 +150,84 @@ export class Redlock extends BaseLocker {
     // Uncontended fast path: one round, nothing to set up. It also serves waitTimeoutMs: 0, which
     // means one round (a 0 ms deadline would otherwise cancel that round while on the wire); any
     // other deadline bounds the first round too, inside the wait.
+    // A single round (waitTimeoutMs: 0) does not join the queues; a wait joins them from its first round.
+    const claim = newClaim(o.waitTimeoutMs !== 0);
     let first: Outcome | undefined;
     if (o.waitTimeoutMs === 0 || (o.waitTimeoutMs === Infinity && !o.signal)) {
       try {
-        first = await this.#oneRound(key, keys, o, start);
+        first = await this.#oneRound(key, keys, o, start, claim);
       } catch (err) {
         throw gaveUp(this.backend, key, start, o.signal, err);
       }
       if (first.lock) return this.#acquired(first.lock, start, 1);
       if (o.waitTimeoutMs === 0) throw gaveUp(this.backend, key, start, o.signal, this.#deadlineError(key, start, first, 1), 'timeout');
+      if (this.closed) {
+        // Closed while the first round queued us: the wait will not start, so leave the queues here.
+        this.#leave(keys, claim.token, o.ttlMs);
+        this.checkOpen();
+      }
     }
-    const state = { last: first };
+    const state = { last: first, claim };
     const timeoutError = (wait: Wait): Error => this.#deadlineError(key, start, state.last, wait.attempts);
     return this.waitFor(key, start, o, (wait) => this.#waitQuorum(wait, keys, o, state), timeoutError);
   }
 
   /** One round, abandoned (and its lock given back, should it win) when the caller's signal aborts. */
-  #oneRound(key: string, keys: RedisKeys, o: ResolvedAcquire, start: number): Promise<Outcome> {
-    if (!o.signal) return this.#attempt(key, keys, o);
+  #oneRound(key: string, keys: RedisKeys, o: ResolvedAcquire, start: number, claim: Claim): Promise<Outcome> {
+    if (!o.signal) return this.#attempt(key, keys, o, claim);
     // No deadline: one round is one round, however long it takes (each node is bounded by its timeout).
     const init = { key, start, waitTimeoutMs: Infinity, signal: o.signal, closing: this.closing.signal };
-    return waitFor(init, () => this.#attempt(key, keys, o), async (out) => out.lock?.release());
+    return waitFor(init, () => this.#attempt(key, keys, o, claim), async (out) => out.lock?.release());
   }
 
   /**
-   * The slow path. Subscribes to the release channel on every node, then after each failed attempt:
-   * - held elsewhere: sleeps until release messages have freed enough nodes for a quorum (counting the
-   *   nodes we had got ourselves), or until the holders' keys on those nodes have run out (their
-   *   PTTLs), plus jitter. A release on one node alone wakes no one who could not win with it: that
-   *   keeps two waiters from waking each other with their partial releases while a third party holds
-   *   the lock. If we had got some nodes ourselves (a split vote, or a quorum that came too late), a
-   *   short random pause follows, so the racers do not try again in lockstep;
+   * The slow path, in every node's queue. Subscribes to the release channel on every node, then after
+   * each failed attempt:
+   * - held elsewhere (or free but someone else's turn): sleeps until release messages naming us (or
+   *   naming nobody: no one else queued there) have freed enough nodes for a quorum, counting the
+   *   nodes we had got ourselves; or until the holders' keys on those nodes have run out (their PTTLs),
+   *   plus jitter; and at least every ttl/3, so that our places in the queues do not lapse. A release
+   *   names the head of that node's queue, and the queues order the waiters alike (by ticket), so the
+   *   waiters do not all race for each release, and a split vote is not fought again: the next round
+   *   goes to the ticket that is first everywhere;
    * - no quorum reachable (nodes down, stopped, restarting, erroring): backs off, capped, with jitter,
    *   until the deadline, then QuorumError with each node's cause.
+   * Whatever ends the wait but a grant takes our places out of the queues (and any late grant back).
    */
-  async #waitQuorum(wait: Wait, keys: RedisKeys, o: ResolvedAcquire, state: { last: Outcome | undefined }): Promise<HeldLock> {
-    // Nodes that announced a release since the last attempt began; or look again whatever they say
-    // (just subscribed, or a subscriber reconnected and may have missed messages).
+  async #waitQuorum(wait: Wait, keys: RedisKeys, o: ResolvedAcquire, state: { last: Outcome | undefined; claim: Claim }): Promise<HeldLock> {
+    const { claim } = state;
+    // Nodes that named us (or no one) in a release since the last attempt began; or look again whatever
+    // they say (just subscribed, or a subscriber reconnected and may have missed messages).
     const freed: boolean[] = new Array(this.#nodes.size).fill(false);
     let lookAgain = false;
     const ready = (): boolean => lookAgain || (state.last !== undefined && this.#freedQuorum(state.last, freed));
-    const listeners = this.#nodes.clients.map((_, i) => (message: unknown): void => {
+    const listeners = this.#nodes.clients.map((_, i) => (message: string | Buffer | null): void => {
       if (message === null) lookAgain = true;
-      else freed[i] = true;
+      else if (message.length === 0 || String(message) === claim.token) freed[i] = true;
+      else return;
       if (ready()) wait.wake();
     });
     let unsubscribe: (() => void) | undefined;
+    let granted = false;
     if (state.last) wait.attempts = 1; // the fast path's round
     try {
       for (let retry = state.last === undefined; ; retry = true) {
         if (retry) {
+          // A round not every node answered may still land under its token later: that token leaves
+          // every queue (sent ahead of the next attempt), and the wait goes on under a new one, at the
+          // same ticket, so in the same place.
+          if (state.last && !state.last.clean) {
+            this.#leave(keys, claim.token, o.ttlMs);
+            claim.token = randomToken();
+          }
           freed.fill(false);
           lookAgain = false;
-          state.last = await this.#attempt(wait.key, keys, o);
+          state.last = await this.#attempt(wait.key, keys, o, claim);
           wait.attempts++;
-          if (state.last.lock) return this.#acquired(state.last.lock, wait.start, wait.attempts);
+          if (state.last.lock) {
+            granted = true;
+            return this.#acquired(state.last.lock, wait.start, wait.attempts);
+          }
         }
         wait.takeWake(); // wake-ups judged against the previous attempt do not count
         const out = state.last!;
@@ -205,6 +241,7 @@ export class Redlock extends BaseLocker {
       }
     } finally {
       unsubscribe?.();
+      if (!granted) this.#leave(keys, claim.token, o.ttlMs);
     }
   }
 
@@ -219,11 +256,8 @@ export class Redlock extends BaseLocker {
     if (!ready()) {
       const pttl = this.#quorumPttl(out, ttlMs);
       if (lockChannels.wait.hasSubscribers) lockChannels.wait.publish({ backend: 'redlock', key: wait.key, pttl, attempts: wait.attempts });
-      await wait.pause(pttl + 1 + jitter(5));
+      await wait.pause(Math.min(pttl + 1 + jitter(5), ttlMs / 3));
     }
-    // We got some nodes and someone else got the others (or we got a quorum too late): others are
-    // racing for it as well. A random pause stops the racers from trying again in lockstep.
-    if (out.granted > 0) await wait.sleep(1 + jitter(Math.max(2, Math.ceil(4 * out.elapsedMs))));
   }
 
   /** Whether the nodes we got, plus those that announced a release since, make a quorum. */
@@ -239,7 +273,7 @@ export class Redlock extends BaseLocker {
    * Subscribes `listeners[i]` to `channel` on node i, waiting at most `boundMs` for the confirmations:
    * a node that confirms later still wakes us later, and a missed message costs at most one PTTL.
    */
-  async #subscribe(channel: string, listeners: Array<(message: unknown) => void>, wait: Wait, boundMs: number): Promise<() => void> {
+  async #subscribe(channel: string, listeners: Array<(message: string | Buffer | null) => void>, wait: Wait, boundMs: number): Promise<() => void> {
     const offs: Array<() => void> = [];
     let done = false;
     const stop = (): void => {
@@ -273,14 +307,15 @@ export class Redlock extends BaseLocker {
     return out.granted + out.held >= this.#quorum;
   }
 
-  async #attempt(key: string, keys: RedisKeys, o: ResolvedAcquire): Promise<Outcome> {
-    const token = randomToken();
+  async #attempt(key: string, keys: RedisKeys, o: ResolvedAcquire, claim: Claim): Promise<Outcome> {
+    const { token } = claim;
     // Redis takes whole milliseconds: round up, so the lease is never shorter than asked.
     const ttl = Math.ceil(o.ttlMs);
     const timeoutMs = this.#timeoutFor(ttl);
     const start = performance.now();
     const nodes = this.#nodes;
-    const answers = await nodes.round((c) => nodes.call(c, ACQUIRE, [keys.lock, keys.fence], [token, ttl], timeoutMs), isGrant);
+    const args = [token, ttl, claim.queued ? ttl : 0, keys.channel, claim.ticket];
+    const answers = await nodes.round((c) => nodes.call(c, REDLOCK_ACQUIRE, queueKeys(keys), args, timeoutMs), isGrant);
     const { out, fence } = tally(answers, timeoutMs);
     // A quorum with no validity left is too late already: no fence step for it (our keys may be gone).
     const late = (): boolean => {
@@ -307,20 +342,52 @@ export class Redlock extends BaseLocker {
       }
     }
     out.elapsedMs = performance.now() - start;
-    await this.#takeBack(answers, keys, token, timeoutMs, start + ttl);
+    out.clean = await this.#takeBack(answers, keys, claim, ttl, timeoutMs, start + ttl);
     return out;
   }
 
   /**
-   * Not held: takes back every SET of ours that may have landed. A node that said "held" cannot have
-   * one (SET NX failed atomically); every other node, answered or not, gets the compare-and-delete.
+   * Not held: takes back every SET of ours that may have landed. A node that said "not granted" cannot
+   * have one (SET NX failed atomically, or was not tried). Every other node gets, behind the attempt on
+   * the same connection, REDLOCK_YIELD while we wait (the grant goes back, our place stays) or
+   * QUEUE_RELEASE (the grant and our place go); a node whose attempt failed (its connection is gone, so
+   * nothing is ordered behind it) gets QUEUE_RELEASE, retried in the background. True if every node's
+   * state under this token is known, so the next round may use it again.
    */
-  async #takeBack(answers: Array<Answer | undefined>, keys: RedisKeys, token: string, timeoutMs: number, until: number): Promise<void> {
-    const releases: Array<Promise<Answer>> = [];
+  async #takeBack(answers: Array<Answer | undefined>, keys: RedisKeys, claim: Claim, ttl: number, timeoutMs: number, until: number): Promise<boolean> {
+    const nodes = this.#nodes;
+    const backs: Array<Promise<Answer>> = [];
+    let clean = true;
     answers.forEach((a, i) => {
-      if (!heldElsewhere(a)) releases.push(this.#releaseOn(this.#nodes.clients[i]!, keys, token, timeoutMs, until));
+      if (heldElsewhere(a)) return;
+      const client = nodes.clients[i]!;
+      if (a?.failure !== undefined || !claim.queued) {
+        if (a?.failure !== undefined) clean = false;
+        backs.push(this.#releaseOn(client, keys, claim.token, timeoutMs, until));
+        return;
+      }
+      const args = [claim.token, keys.channel, ttl, claim.ticket];
+      backs.push(nodes.call(client, REDLOCK_YIELD, queueKeys(keys), args, timeoutMs).then((y) => {
+        if (y.failure !== undefined) {
+          clean = false;
+          if (retryLater(y)) this.#cleanup(client, keys, claim.token, until);
+        }
+        return y;
+      }));
     });
-    await Promise.all(releases);
+    await Promise.all(backs);
+    return clean;
+  }
+
+  /**
+   * The wait is over without the lock, or goes on under a new token: takes the places of `token` out
+   * of every node's queue, and any grant under it that may still land (QUEUE_RELEASE, which wakes the
+   * next head).
+   * In the background, retried while the token could matter (one TTL).
+   */
+  #leave(keys: RedisKeys, token: string, ttlMs: number): void {
+    const until = performance.now() + ttlMs;
+    for (const client of this.#nodes.clients) this.#cleanup(client, keys, token, until, false);
   }
 
   /**
@@ -396,19 +463,21 @@ export class Redlock extends BaseLocker {
    * yet", it is tried again in the background until `until` (after which the key has expired anyway).
    */
   async #releaseOn(client: RedisClient, keys: RedisKeys, token: string, timeoutMs: number, until: number): Promise<Answer> {
-    const a = await this.#nodes.call(client, RELEASE, [keys.lock], [token, keys.channel], timeoutMs);
+    const a = await this.#nodes.call(client, QUEUE_RELEASE, queueKeys(keys), [token, keys.channel], timeoutMs);
     if (retryLater(a)) this.#cleanup(client, keys, token, until);
     return a;
   }
 
-  #cleanup(client: RedisClient, keys: RedisKeys, token: string, until: number): void {
+  /** QUEUE_RELEASE under `token` on one node, in the background, until it gets an answer or `until`. */
+  #cleanup(client: RedisClient, keys: RedisKeys, token: string, until: number, afterFailure = true): void {
     const step = async (): Promise<boolean> => {
       const left = until - performance.now();
-      const a = await this.#nodes.call(client, RELEASE, [keys.lock], [token, keys.channel], Math.max(1, Math.min(client.commandTimeoutMs, left)));
+      const a = await this.#nodes.call(client, QUEUE_RELEASE, queueKeys(keys), [token, keys.channel], Math.max(1, Math.min(client.commandTimeoutMs, left)));
       return !retryLater(a);
     };
-    // The node just failed: give its reconnect a moment before the first retry.
-    void retryInBackground(step, { until, firstDelayMs: 50 });
+    // After a failure, give the node's reconnect a moment before the first retry; otherwise send it
+    // now, so that it goes out ahead of anything sent after it on the same connection.
+    void retryInBackground(step, { until, firstDelayMs: afterFailure ? 50 : undefined });
   }
 
   /**
@@ -432,7 +501,8 @@ export class Redlock extends BaseLocker {
       if (raise) return raise.failure ?? { kind: 'gone', cause: undefined };
       if (a.failure) return a.failure;
       const [granted, pttl] = a.reply as [number, number];
-      if (granted !== 1) return { kind: 'held', cause: { pttlMs: pttl, message: `PTTL ${pttl} ms` } };
+      // -2: the lock is free there, but promised to a waiter ahead of us in that node's line.
+      if (granted !== 1) return { kind: 'held', cause: { pttlMs: pttl, message: pttl === -2 ? 'free, another waiter\'s turn' : `PTTL ${pttl} ms` } };
       return late && { kind: 'late', cause: late };
     }, out.raiseFailures.map((r) => r?.error));
   }
@@ -456,7 +526,7 @@ const extendFailure: Describe = (a) => {
 function tally(answers: Array<Answer | undefined>, timeoutMs: number): { out: Outcome; fence: number } {
   const out: Outcome = {
     lock: undefined, answers, raiseFailures: [], raiseFailed: false,
-    granted: 0, held: 0, errors: 0, elapsedMs: 0, validityMs: 0, timeoutMs,
+    granted: 0, held: 0, errors: 0, elapsedMs: 0, validityMs: 0, timeoutMs, clean: false,
   };
   let fence = 0;
   for (const a of answers) {
@@ -470,4 +540,14 @@ function tally(answers: Array<Answer | undefined>, timeoutMs: number): { out: Ou
     } else out.held++;
   }
   return { out, fence };
+}
+
+/** A new acquire's claim: a fresh token, and a ticket from the wall clock in µs. */
+function newClaim(queued: boolean): Claim {
+  return { token: randomToken(), ticket: Math.floor((performance.timeOrigin + performance.now()) * 1000), queued };
+}
+
+/** The four keys of the queued scripts, in their order. */
+function queueKeys(keys: RedisKeys): string[] {
+  return [keys.lock, keys.fence, keys.queue, keys.queueExpiry];
 }
