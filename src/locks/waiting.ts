@@ -18,7 +18,7 @@
  * only work is to wait for a lock must not exit with code 0 because every socket is down and every
  * reconnect timer is unref'd.
  */
-import { MAX_TIMER_MS, backoffMs, keepAlive, noop, onAbort, sleep } from '../abort.js';
+import { MAX_TIMER_MS, backoffMs, keepAlive, noop, onAbort, sharedController, sleep } from '../abort.js';
 import { ClosedError, LockTimeoutError } from '../errors.js';
 import { lockChannels, type LockBackend, type LockGiveUpPayload } from '../diagnostics.js';
 
@@ -42,6 +42,9 @@ export interface WaitInit {
   timeoutError?: (wait: Wait) => Error;
 }
 
+/** The signal of a wait that nothing can end but its own success (a raw etcd Mutex's lock() with no signal and no deadline). */
+const NEVER = sharedController().signal;
+
 /** One wait in progress: its signal, its backoff, its wake-ups. Handed to the attempt loop. */
 export class Wait {
   readonly key: string;
@@ -52,7 +55,6 @@ export class Wait {
   attempts = 0;
   /** The last transient failure, reported as the timeout's cause. */
   lastError: unknown;
-  readonly #controller = new AbortController();
   readonly #dispose: () => void;
   #failures = 0;
   #woken = false;
@@ -61,8 +63,17 @@ export class Wait {
   constructor(init: WaitInit) {
     this.key = init.key;
     this.start = init.start;
-    this.signal = this.#controller.signal;
-    const abort = (reason: unknown): void => this.#controller.abort(reason);
+    if (init.signal === undefined && init.waitTimeoutMs > MAX_TIMER_MS) {
+      // No caller's signal and no deadline: only the close can end the wait, so its signal is the
+      // wait's own, with no controller of our own and no listener to link them (an uncontended etcd
+      // acquire waits from its first RPC on, and this was a share of its CPU).
+      this.signal = init.closing ?? NEVER;
+      this.#dispose = keepAlive();
+      return;
+    }
+    const controller = new AbortController();
+    this.signal = controller.signal;
+    const abort = (reason: unknown): void => controller.abort(reason);
     const offCaller = onAbort(init.signal, abort);
     const offClose = onAbort(init.closing, abort);
     const timer =
