@@ -10,6 +10,9 @@
  */
 import net from 'node:net';
 import RedisParser from 'redis-parser';
+import type { RedisClient } from '../../src/index.js';
+import { QUEUE_ACQUIRE, QUEUE_RELEASE, redisKeys } from '../../src/locks/redis-scripts.js';
+import { Script } from '../../src/resp/script.js';
 
 export interface CountingProxy {
   /** redis:// URL of the proxy. */
@@ -75,4 +78,66 @@ export async function etcdMessages(endpoint: string, opts: { sent?: boolean; met
     sum += Number(line.slice(line.lastIndexOf(' ') + 1));
   }
   return sum;
+}
+
+/**
+ * CPU time the Redis servers have used so far, user and system, in µs, summed over `servers` (INFO
+ * cpu, from the server's getrusage). Read before and after a round, it is what the round cost the
+ * servers: running the commands and scripts, and the reads, writes and event-loop waits around them.
+ */
+export async function redisCpuUs(servers: RedisClient[]): Promise<number> {
+  let total = 0;
+  for (const c of servers) {
+    const info = String(await c.send(['INFO', 'cpu']));
+    const field = (name: string): number => Number(new RegExp(`^${name}:([0-9.]+)`, 'm').exec(info)?.[1] ?? NaN);
+    total += (field('used_cpu_user') + field('used_cpu_sys')) * 1e6;
+  }
+  return total;
+}
+
+/** Time inside the server per call, µs (INFO commandstats usec_per_call), of the uncontended cycle's commands. */
+export interface CommandCosts {
+  /** wirelock's RedisLocker: QUEUE_ACQUIRE and QUEUE_RELEASE, on a new key each cycle. */
+  acquire: number;
+  release: number;
+  /** What raw ioredis sends: SET NX PX, and a compare-and-delete script. */
+  setNx: number;
+  compareAndDelete: number;
+}
+
+/**
+ * Runs `cycles` uncontended cycles of each pair of commands, 16 at a time, and reads how long the
+ * server spent inside each command (commandstats counts from the command's start to its end inside
+ * the server: no I/O; a script's time includes the commands it calls). Each phase starts from
+ * CONFIG RESETSTAT, so each figure is one command's own.
+ */
+export async function commandCosts(client: RedisClient, cycles: number): Promise<CommandCosts> {
+  const cad = new Script("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0", 1);
+  const run = `cost:${process.pid}:${Date.now()}`;
+  const keys = Array.from({ length: cycles }, (_, i) => redisKeys('bench:', `${run}:${i}`));
+  const perCall = async (command: string, f: (i: number) => Promise<unknown>): Promise<number> => {
+    await client.send(['CONFIG', 'RESETSTAT']);
+    let next = 0;
+    await Promise.all(Array.from({ length: 16 }, async () => {
+      while (next < cycles) await f(next++);
+    }));
+    const info = String(await client.send(['INFO', 'commandstats']));
+    const m = new RegExp(`^cmdstat_${command}:calls=(\\d+),usec=(\\d+)`, 'm').exec(info);
+    return m ? Number(m[2]) / Number(m[1]) : NaN;
+  };
+  const lockArgs = (i: number): [string[], string[]] => {
+    const k = keys[i]!;
+    return [[k.lock, k.fence, k.queue, k.queueExpiry], [`t${i}`, k.channel]];
+  };
+  // The first run of each script on this connection goes as EVAL: run each once, so that every
+  // measured call is an EVALSHA.
+  const warm = redisKeys('bench:', `${run}:warm`);
+  await client.evalScript(QUEUE_ACQUIRE, [warm.lock, warm.fence, warm.queue, warm.queueExpiry], ['w', 10000, 0, warm.channel]);
+  await client.evalScript(QUEUE_RELEASE, [warm.lock, warm.fence, warm.queue, warm.queueExpiry], ['w', warm.channel]);
+  await client.evalScript(cad, [warm.lock], ['w']);
+  const acquire = await perCall('evalsha', (i) => { const [k, [t, ch]] = lockArgs(i); return client.evalScript(QUEUE_ACQUIRE, k, [t!, 10000, 0, ch!]); });
+  const release = await perCall('evalsha', (i) => { const [k, a] = lockArgs(i); return client.evalScript(QUEUE_RELEASE, k, a); });
+  const setNx = await perCall('set', (i) => client.send(['SET', `${keys[i]!.lock}:raw`, `t${i}`, 'NX', 'PX', 10000]));
+  const compareAndDelete = await perCall('evalsha', (i) => client.evalScript(cad, [`${keys[i]!.lock}:raw`], [`t${i}`]));
+  return { acquire, release, setNx, compareAndDelete };
 }

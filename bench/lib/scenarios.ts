@@ -46,6 +46,11 @@ export async function wakeHandoffs(a: Locker, b: Locker, count: number): Promise
 /** Sequential acquire+release, a new key each cycle, for `seconds`. Returns cycles/s. */
 export async function uncontended(lib: Library, seconds: number): Promise<number> {
   if (lib.external) return lib.external.uncontended(seconds);
+  return (await uncontendedCycles(lib, seconds)).rate;
+}
+
+/** {@link uncontended}, also saying how many cycles ran (an in-process library only). */
+export async function uncontendedCycles(lib: Library, seconds: number): Promise<{ rate: number; cycles: number }> {
   const w = await lib.make();
   try {
     const end = performance.now() + seconds * 1000;
@@ -56,7 +61,7 @@ export async function uncontended(lib: Library, seconds: number): Promise<number
       await unlock();
       n++;
     }
-    return n / ((performance.now() - start) / 1000);
+    return { rate: n / ((performance.now() - start) / 1000), cycles: n };
   } finally {
     await w.close();
   }
