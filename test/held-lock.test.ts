@@ -277,6 +277,19 @@ describe('HeldLock (fake clock, fake ops)', () => {
       expect(ended).to.deep.equal([lock]);
     });
 
+    it('lost: false while held and after a release, true after a loss', async () => {
+      const released = newLock();
+      expect(released.lost).to.equal(false);
+      await released.release();
+      expect(released.lost).to.equal(false);
+      expect(released.endReason).to.be.instanceOf(LockReleasedError);
+      expect(released.lost).to.equal(false); // still, once the release's error has been built
+      const gone = newLock();
+      gone.lose('stolen');
+      expect(gone.lost).to.equal(true);
+      expect(gone.endReason).to.be.instanceOf(LockLostError);
+    });
+
     it('stops every timer: no extension and no expiry after it', async () => {
       const lock = newLock();
       await lock.release();

@@ -28,7 +28,6 @@ import { lockChannels } from '../diagnostics.js';
 import { isLeaseGone, isTransientEtcdError } from '../etcdrpc/status.js';
 import type { Compare } from '../etcdrpc/types.js';
 import { noop, raceAbort } from '../abort.js';
-import { LockLostError } from '../errors.js';
 import { BaseLocker } from './base-locker.js';
 import { HeldLock } from './held-lock.js';
 import { EtcdHold, SessionPool, abandonAttempt, endAttempt, etcdLockerOptions, leaseWentBeforeGrant, type Attempt } from './etcd-attempts.js';
@@ -204,7 +203,7 @@ export class EtcdLocker extends BaseLocker {
         session.offEnded(ended);
         this.forget(l);
         // Lost (not released): clean up the key and pass the turn without waiting for release().
-        if (l.endReason instanceof LockLostError) void hold.release().catch(noop);
+        if (l.lost) void hold.release().catch(noop);
       },
     });
     const renewed = (validUntil: number): void => lock.renewed(validUntil);

@@ -116,6 +116,14 @@ export class HeldLock implements Lock {
     return this.#ended === undefined;
   }
 
+  /**
+   * @internal Whether the lock ended by a loss (a LockLostError), not by its release; false while
+   * held. Unlike `endReason instanceof LockLostError`, it builds no LockReleasedError for a release.
+   */
+  get lost(): boolean {
+    return this.#ended instanceof LockLostError;
+  }
+
   /** Why the lock ended (LockLostError or LockReleasedError), or undefined while held. */
   get endReason(): Error | undefined {
     return this.#ended && this.#reason();

@@ -92,7 +92,6 @@ class CallReader implements StreamEvents {
     }
     // Trailers (or a trailers-only answer): the call's status.
     const code = Number(headers.find(([n]) => n === 'grpc-status')?.[1] ?? NaN);
-    const message = decodeGrpcMessageText(headers.find(([n]) => n === 'grpc-message')?.[1] ?? '');
     if (!Number.isInteger(code)) return this.#end(new RpcFailure(Status.UNKNOWN, `${this.#label} ended the call without a grpc-status`));
     if (code === Status.OK) {
       try {
@@ -102,7 +101,7 @@ class CallReader implements StreamEvents {
       }
       return this.#end(undefined);
     }
-    this.#end(new RpcFailure(code, message));
+    this.#end(new RpcFailure(code, decodeGrpcMessageText(headers.find(([n]) => n === 'grpc-message')?.[1] ?? '')));
   }
 
   data(chunk: Buffer, endStream: boolean): void {
