@@ -8,6 +8,7 @@ import type { Lock, RedlockNodeFailure, RedlockOptions } from '../src/index.js';
 import { startRedisNodes, type RedisServer } from '../src/testing/servers.js';
 import { checkHistory, type Hold } from '../src/testing/history.js';
 import { FaultProxy } from './support/proxy.js';
+import { REDLOCK_ACQUIRE, TICKET_SKEW_US, redisKeys } from '../src/locks/redis-scripts.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -471,6 +472,30 @@ describe('Redlock', function () {
     const admin = await clients(nodes);
     const queued = await Promise.all(admin.map((c) => c.send(['EXISTS', `${lockKey(k)}:queue`, `${lockKey(k)}:queue:exp`])));
     expect(queued).to.deep.equal([0, 0, 0]);
+  });
+
+  it('takes a ticket as at most 1 s away from the node’s clock, so a client with a skewed clock cannot go ahead of everyone', async () => {
+    const [admin] = await clients(servers.slice(0, 1));
+    const k = redisKeys('wirelock:', key());
+    const keys = [k.lock, k.fence, k.queue, k.queueExpiry];
+    await admin!.send(['SET', k.lock, 'holder', 'PX', 10_000]);
+    const [sec, us] = (await admin!.send(['TIME'])) as [string, string];
+    const now = Number(sec) * 1e6 + Number(us);
+    const hour = 3600 * 1e6;
+    const join = async (token: string, ticket: number): Promise<number> => {
+      const reply = (await admin!.evalScript(REDLOCK_ACQUIRE, keys, [token, 10_000, 10_000, k.channel, ticket])) as number[];
+      expect(reply[0], 'not granted: the lock is held').to.equal(0);
+      return Number(await admin!.send(['ZSCORE', k.queue, token]));
+    };
+    const fair = await join('fair', now + 1000); // a clock 1 ms ahead: taken as it is
+    const behind = await join('behind', now - hour);
+    const ahead = await join('ahead', now + hour);
+    expect(fair).to.equal(now + 1000);
+    // Held within the bound of the node's clock when each joined (a few ms after `now`).
+    expect(behind).to.be.within(now - TICKET_SKEW_US, now - TICKET_SKEW_US + 1e6 / 10);
+    expect(ahead).to.be.within(now + TICKET_SKEW_US, now + TICKET_SKEW_US + 1e6 / 10);
+    // Joining again keeps the place (ZADD NX).
+    expect(await join('behind', now - 2 * hour)).to.equal(behind);
   });
 
   it('leaves every node’s queue when a wait ends without the lock (deadline, abort), waking the next in line', async () => {

@@ -208,14 +208,29 @@ return released`,
  * the node's clock, so every node orders the waiters alike, ties broken by token. The head on one
  * node is then the head on all of them once its entries have landed, and two waiters cannot keep
  * splitting the nodes between them.
+ *
+ * A ticket is the client's clock, so each node takes it as at most TICKET_SKEW_US away from its own:
+ * a client whose clock is an hour behind would otherwise go ahead of everyone on every acquire, and
+ * one that loops acquires would starve the rest. Within that bound (clocks kept by NTP are ms apart)
+ * the ticket is used as it is, so the nodes still agree.
  */
+
+/** How far from a node's clock a Redlock ticket may place a waiter (1 s), in µs. */
+export const TICKET_SKEW_US = 1_000_000;
+
+/** Lua: the ticket in `arg`, held within TICKET_SKEW_US of this node's clock (`t`, from DROP_LAPSED). */
+function ticketScore(arg: string): string {
+  const now = 't[1] * 1000000 + t[2]';
+  return `math.min(math.max(tonumber(${arg}), ${now} - ${TICKET_SKEW_US}), ${now} + ${TICKET_SKEW_US})`;
+}
 
 /**
  * QUEUE_ACQUIRE for one Redlock node: the fence starts at Redlock's 100 ms step, and a waiter joins
- * at its ticket. KEYS as QUEUE_ACQUIRE; ARGV[1] token, ARGV[2] ttl ms, ARGV[3] how long our place
- * lasts (0: do not queue), ARGV[4] channel, ARGV[5] ticket. Replies as QUEUE_ACQUIRE.
+ * at its ticket (held within TICKET_SKEW_US of the node's clock). KEYS as QUEUE_ACQUIRE; ARGV[1]
+ * token, ARGV[2] ttl ms, ARGV[3] how long our place lasts (0: do not queue), ARGV[4] channel,
+ * ARGV[5] ticket. Replies as QUEUE_ACQUIRE.
  */
-export const REDLOCK_ACQUIRE = new Script(queueAcquire(REDLOCK_FENCE_STEP_US, 'tonumber(ARGV[5])'), 4);
+export const REDLOCK_ACQUIRE = new Script(queueAcquire(REDLOCK_FENCE_STEP_US, ticketScore('ARGV[5]')), 4);
 
 /**
  * After a round that did not win a quorum: gives this node's grant back but keeps our place, at our
@@ -227,7 +242,7 @@ export const REDLOCK_YIELD = new Script(
   `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
 ${DROP_LAPSED}
-${joinQueue('ARGV[1]', 'tonumber(ARGV[4])')}
+${joinQueue('ARGV[1]', ticketScore('ARGV[4]'))}
 head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
 if head ~= ARGV[1] then redis.call('PUBLISH', ARGV[2], head) end
 return 1`,
