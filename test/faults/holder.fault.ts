@@ -1,10 +1,11 @@
 /**
  * Fault suite, full run only (`npm run test:faults`): the holder's process fails, for every backend.
  * 2. paused (SIGSTOP) for 2×TTL; 6. its wall clock jumps ±1 h (faketime --exclude-monotonic), and what
- * happens when its monotonic clock itself jumps; 9. killed (SIGKILL).
+ * happens when its monotonic clock itself jumps; 6c. (Redlock) a contender's wall clock an hour behind;
+ * 9. killed (SIGKILL).
  */
 import { suiteServers, type Env } from '../support/faults-env.js';
-import { clockJump, killedHolder, monotonicFaked, pausedHolder } from './scenarios/holder.js';
+import { clockJump, killedHolder, monotonicFaked, pausedHolder, skewedClockWaiter } from './scenarios/holder.js';
 
 describe('faults: the holder process fails', function () {
   this.timeout(60_000);
@@ -26,6 +27,9 @@ describe('faults: the holder process fails', function () {
         killedHolder(env(), `${name}-killed`, ttlMs, slackMs, `${name}, TTL ${ttlMs} ms`));
     });
   }
+
+  it('6c. Redlock/3: a waiter whose wall clock is 1 h behind does not go ahead of one that came 1.5 s before it', () =>
+    skewedClockWaiter(servers.redis.env('redlock'), 'skewed-waiter', 10_000, 'Redlock/3'));
 
   describe('6b. a faked MONOTONIC clock (documented, not protected against)', () => {
     it('+1 h: every timer is overdue: the holder gives the lock up at once', () =>

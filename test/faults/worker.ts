@@ -416,7 +416,7 @@ async function run(c: Record<string, any>): Promise<void> {
       }
     }
     case 'clock':
-      return emit({ type: 'clock', dateSkewMs: dateSkew(), at: hr(), validUntil: lock ? hrOf(lock.validUntil) : null });
+      return emit({ type: 'clock', dateSkewMs: dateSkew(), now: Date.now(), at: hr(), validUntil: lock ? hrOf(lock.validUntil) : null });
     default:
       throw new Error(`unknown command ${String(c.op)}`);
   }

@@ -259,3 +259,53 @@ export async function monotonicFaked(env: Env, key: string, ttlMs: number, mode:
     clock.remove();
   }
 }
+
+/**
+ * 6c. Redlock's queue orders waiters by a ticket from the client's clock. A third process holds the
+ * lock; a normal client starts waiting, and 1.5 s later a client whose wall clock is an hour behind
+ * (faketime, from its start) starts waiting too; then the holder releases. Pass: the normal client,
+ * which came first, gets the lock first. Each node takes a ticket as at most 1 s off its own clock,
+ * so the skewed client's ticket counts as 1 s before its arrival, still after the other's; taken as
+ * it came, an hour before everyone's, it would go first, now and on every later acquire.
+ */
+export async function skewedClockWaiter(env: Env, key: string, ttlMs: number, label: string): Promise<void> {
+  await env.reset();
+  const clock = clockFile('-1h');
+  const [holder, normal, skewed] = await Promise.all([
+    worker(env, { name: 'holder' }),
+    worker(env, { name: 'normal' }),
+    worker(env, { name: 'skewed', faketime: { file: clock.file, fakeMonotonic: false } }),
+  ]);
+  try {
+    // Behind from its start, so its performance.timeOrigin (a ticket's base) is an hour behind too.
+    const skew = ((await skewed.request({ op: 'clock' }, 'clock', 3000)).now as number) - Date.now();
+    expect(Math.abs(skew + 3_600_000), `the skewed client's wall clock is ${skew} ms off, not -1 h`).to.be.below(60_000);
+    await acquired(holder, key, ttlMs, 5000);
+    normal.send({ op: 'acquire', key, ttlMs, waitTimeoutMs: 20_000 });
+    await sleep(1500);
+    skewed.send({ op: 'acquire', key, ttlMs, waitTimeoutMs: 20_000 });
+    await sleep(300);
+    expect((await holder.request({ op: 'release' }, 'released', 5000)).ok).to.equal(true);
+    const got = (w: FaultWorker): boolean => w.all('acquired').some((e) => e.got);
+    await waitUntil(() => got(normal) || got(skewed), 20_000, 'a grant after the release');
+    const first = got(normal) ? normal : skewed;
+    const second = first === normal ? skewed : normal;
+    expect((await first.request({ op: 'release' }, 'released', 5000)).ok).to.equal(true);
+    await waitUntil(() => got(second), 20_000, `${second.id}'s grant after ${first.id}'s release`);
+    expect((await second.request({ op: 'release' }, 'released', 5000)).ok).to.equal(true);
+    expect([...normal.all('acquire-failed'), ...skewed.all('acquire-failed')], 'failed acquires').to.deep.equal([]);
+    report(`${label}: the skewed client's wall clock ${Math.round(skew / 60_000)} min off; it began waiting 1.5 s after the other; granted first: ${first === normal ? 'the other (it came first)' : 'THE SKEWED CLIENT'}`);
+    expect(first.id, 'the client granted first').to.equal(normal.id);
+  } finally {
+    await Promise.all([holder.stop(), normal.stop(), skewed.stop()]);
+    clock.remove();
+  }
+}
+
+async function waitUntil(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const until = performance.now() + timeoutMs;
+  while (!cond()) {
+    if (performance.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}
