@@ -139,12 +139,12 @@ export function quorumPttl(pttls: number[], needed: number, ttlMs: number): numb
   return sorted[Math.min(needed, sorted.length) - 1] ?? 0;
 }
 
-/** The ACQUIRE script granted the lock on this node: {1, fence}. */
+/** REDLOCK_ACQUIRE granted the lock on this node: {1, fence}. */
 export function isGrant(a: Answer): boolean {
   return a.failure === undefined && (a.reply as [number, number])[0] === 1;
 }
 
-/** ACQUIRE found another holder ({0, pttl}): SET NX failed atomically, so our token is not there. */
+/** REDLOCK_ACQUIRE did not grant ({0, pttl, headLeft}): SET NX failed atomically or was not tried, so our token is not there. */
 export function heldElsewhere(a: Answer | undefined): boolean {
   return a !== undefined && a.failure === undefined && (a.reply as [number, number])[0] !== 1;
 }

@@ -1,16 +1,18 @@
 /**
  * Redlock: one lock over N independent Redis masters, held while a majority, Q = floor(N/2)+1, agrees.
- * Each node runs the same scripts as RedisLocker (src/locks/redis-scripts.ts); docs/redlock.md has the
- * commands on the wire and what the fence does and does not guarantee.
+ * Each node keeps RedisLocker's queue of waiters (src/locks/redis-scripts.ts), ordered by each waiter's
+ * ticket; docs/redlock.md has the commands on the wire and what the fence does and does not guarantee.
  *
- * acquire  EVALSHA ACQUIRE on every node at once, each bounded by nodeTimeoutMs. Held only if Q nodes
+ * acquire  REDLOCK_ACQUIRE on every node at once, each bounded by nodeTimeoutMs: SET NX PX if the
+ *          node's queue is empty or we are its head, else join it at our ticket. Held only if Q nodes
  *          granted AND validity = ttl - elapsed - drift > 0 (drift = ttl * driftFactor + 2 ms, elapsed on
- *          performance.now()). Otherwise EVALSHA RELEASE on every node that may hold our token (those
- *          that timed out too: their SET may still land), then wait and try again.
+ *          performance.now()). Otherwise each node that may hold our token (those that timed out too:
+ *          their SET may still land) gets REDLOCK_YIELD (grant back, place kept) or QUEUE_RELEASE, then
+ *          we wait for releases naming us and try again.
  * fence    the highest counter among the granting nodes. Granting nodes whose counter is behind are
- *          raised to it (EVALSHA RAISE_FENCE) unless Q of them are already there, so a quorum carries it.
- * extend   EVALSHA EXTEND on every node; needs Q confirmations before validUntil.
- * release  EVALSHA RELEASE on every node, each bounded by nodeTimeoutMs.
+ *          raised to it (RAISE_FENCE) unless Q of them are already there, so a quorum carries it.
+ * extend   EXTEND on every node; needs Q confirmations before validUntil.
+ * release  QUEUE_RELEASE on every node, each bounded by nodeTimeoutMs: it names the next waiter.
  *
  * A round resolves as soon as its outcome is known (Q yes, or too many no for Q), so a stopped node
  * costs at most nodeTimeoutMs and usually nothing: its command lands or times out on its own.
