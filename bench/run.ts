@@ -41,15 +41,12 @@ async function alternate<T>(libs: Library[], measure: (lib: Library) => Promise<
 /**
  * `uncontended` over `libs`, rounds alternating as in alternate(), and what each cycle cost the Redis
  * servers, in CPU µs (redisCpuUs read before and after each round; the warm-up round is left out).
- * The floor runs outside the adapters: its cycles are its rate times the round's length.
  */
 async function uncontendedWithServerCpu(libs: Library[], servers: RedisClient[]): Promise<{ rates: Map<Library, number[]>; cpu: Map<Library, number[]> }> {
   const cpu = new Map<Library, number[]>(libs.map((l) => [l, []]));
   const rates = await alternate(libs, async (lib) => {
     const before = await redisCpuUs(servers);
-    const { rate, cycles } = lib.external
-      ? await lib.external.uncontended(P.uncontendedS).then((r) => ({ rate: r, cycles: r * P.uncontendedS }))
-      : await uncontendedCycles(lib, P.uncontendedS);
+    const { rate, cycles } = await uncontendedCycles(lib, P.uncontendedS);
     cpu.get(lib)!.push(((await redisCpuUs(servers)) - before) / cycles);
     return rate;
   });

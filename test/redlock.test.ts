@@ -8,7 +8,7 @@ import type { Lock, RedlockNodeFailure, RedlockOptions } from '../src/index.js';
 import { startRedisNodes, type RedisServer } from '../src/testing/servers.js';
 import { checkHistory, type Hold } from '../src/testing/history.js';
 import { FaultProxy } from './support/proxy.js';
-import { REDLOCK_ACQUIRE, TICKET_SKEW_US, redisKeys } from '../src/locks/redis-scripts.js';
+import { REDLOCK_ACQUIRE, TICKET_SKEW_US, queueKeys, redisKeys } from '../src/locks/redis-scripts.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -477,7 +477,7 @@ describe('Redlock', function () {
   it('takes a ticket as at most 1 s away from the node’s clock, so a client with a skewed clock cannot go ahead of everyone', async () => {
     const [admin] = await clients(servers.slice(0, 1));
     const k = redisKeys('wirelock:', key());
-    const keys = [k.lock, k.fence, k.queue, k.queueExpiry];
+    const keys = queueKeys(k);
     await admin!.send(['SET', k.lock, 'holder', 'PX', 10_000]);
     const [sec, us] = (await admin!.send(['TIME'])) as [string, string];
     const now = Number(sec) * 1e6 + Number(us);

@@ -10,6 +10,7 @@ import RedlockV4 from 'redlock';
 import { Mutex as SemaphoreMutex, RedlockMutex as SemaphoreRedlockMutex, Semaphore as SemaphoreSemaphore } from 'redis-semaphore';
 import { Etcd3, EtcdLockFailedError } from 'etcd3';
 import { EtcdClient, EtcdLocker, RedisClient, RedisCluster, RedisLocker, RedisRWLock, RedisSemaphore, Redlock, type Locker } from '../../src/index.js';
+import { COMPARE_AND_DELETE } from './floors.js';
 
 export interface LockAdapter {
   /** Waits until held; resolves with the function that releases. */
@@ -195,7 +196,7 @@ export function rawIoredis(url: string): Library {
       const c = ioredis(url) as IORedis & { unlockRaw(key: string, token: string): Promise<number> };
       c.defineCommand('unlockRaw', {
         numberOfKeys: 1,
-        lua: "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
+        lua: COMPARE_AND_DELETE,
       });
       return {
         async lock(key) {

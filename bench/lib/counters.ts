@@ -11,8 +11,9 @@
 import net from 'node:net';
 import RedisParser from 'redis-parser';
 import type { RedisClient } from '../../src/index.js';
-import { QUEUE_ACQUIRE, QUEUE_RELEASE, redisKeys } from '../../src/locks/redis-scripts.js';
+import { QUEUE_ACQUIRE, QUEUE_RELEASE, queueKeys, redisKeys, type RedisKeys } from '../../src/locks/redis-scripts.js';
 import { Script } from '../../src/resp/script.js';
+import { COMPARE_AND_DELETE } from './floors.js';
 
 export interface CountingProxy {
   /** redis:// URL of the proxy. */
@@ -112,7 +113,7 @@ export interface CommandCosts {
  * CONFIG RESETSTAT, so each figure is one command's own.
  */
 export async function commandCosts(client: RedisClient, cycles: number): Promise<CommandCosts> {
-  const cad = new Script("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0", 1);
+  const cad = new Script(COMPARE_AND_DELETE, 1);
   const run = `cost:${process.pid}:${Date.now()}`;
   const keys = Array.from({ length: cycles }, (_, i) => redisKeys('bench:', `${run}:${i}`));
   const perCall = async (command: string, f: (i: number) => Promise<unknown>): Promise<number> => {
@@ -125,18 +126,16 @@ export async function commandCosts(client: RedisClient, cycles: number): Promise
     const m = new RegExp(`^cmdstat_${command}:calls=(\\d+),usec=(\\d+)`, 'm').exec(info);
     return m ? Number(m[2]) / Number(m[1]) : NaN;
   };
-  const lockArgs = (i: number): [string[], string[]] => {
-    const k = keys[i]!;
-    return [[k.lock, k.fence, k.queue, k.queueExpiry], [`t${i}`, k.channel]];
-  };
+  const acquireOn = (k: RedisKeys, token: string): Promise<unknown> => client.evalScript(QUEUE_ACQUIRE, queueKeys(k), [token, 10000, 0, k.channel]);
+  const releaseOn = (k: RedisKeys, token: string): Promise<unknown> => client.evalScript(QUEUE_RELEASE, queueKeys(k), [token, k.channel]);
   // The first run of each script on this connection goes as EVAL: run each once, so that every
   // measured call is an EVALSHA.
   const warm = redisKeys('bench:', `${run}:warm`);
-  await client.evalScript(QUEUE_ACQUIRE, [warm.lock, warm.fence, warm.queue, warm.queueExpiry], ['w', 10000, 0, warm.channel]);
-  await client.evalScript(QUEUE_RELEASE, [warm.lock, warm.fence, warm.queue, warm.queueExpiry], ['w', warm.channel]);
+  await acquireOn(warm, 'w');
+  await releaseOn(warm, 'w');
   await client.evalScript(cad, [warm.lock], ['w']);
-  const acquire = await perCall('evalsha', (i) => { const [k, [t, ch]] = lockArgs(i); return client.evalScript(QUEUE_ACQUIRE, k, [t!, 10000, 0, ch!]); });
-  const release = await perCall('evalsha', (i) => { const [k, a] = lockArgs(i); return client.evalScript(QUEUE_RELEASE, k, a); });
+  const acquire = await perCall('evalsha', (i) => acquireOn(keys[i]!, `t${i}`));
+  const release = await perCall('evalsha', (i) => releaseOn(keys[i]!, `t${i}`));
   const setNx = await perCall('set', (i) => client.send(['SET', `${keys[i]!.lock}:raw`, `t${i}`, 'NX', 'PX', 10000]));
   const compareAndDelete = await perCall('evalsha', (i) => client.evalScript(cad, [`${keys[i]!.lock}:raw`], [`t${i}`]));
   return { acquire, release, setNx, compareAndDelete };

@@ -29,7 +29,8 @@ function connect(url: string): Promise<net.Socket> {
   });
 }
 
-const COMPARE_AND_DELETE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+/** The compare-and-delete script raw ioredis runs to release (bench/lib/adapters.ts), and the floor and commandCosts too. */
+export const COMPARE_AND_DELETE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
 
 /** Cycles/s of SET NX PX + EVALSHA on a bare socket (every reply is one line: count the line ends). */
 async function respFloor(url: string, seconds: number): Promise<number> {

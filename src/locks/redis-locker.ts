@@ -33,7 +33,7 @@ import { BaseLocker } from './base-locker.js';
 import { HeldLock, type LockOps } from './held-lock.js';
 import { DEFAULT_TTL_MS, checkPrefix, checkTtl, driftMs, resolveAcquire, type ResolvedAcquire } from './options.js';
 import type { Script } from '../resp/script.js';
-import { EXTEND, EXTEND_WITH_RECORD, QUEUE_ACQUIRE, QUEUE_RELEASE, redisKeys, type RedisKeys } from './redis-scripts.js';
+import { EXTEND, EXTEND_WITH_RECORD, QUEUE_ACQUIRE, QUEUE_RELEASE, queueKeys, redisKeys, type RedisKeys } from './redis-scripts.js';
 import { randomToken } from './token.js';
 import type { RespValue } from '../resp/connection.js';
 import type { AcquireOptions, Lock, RedisLockerOptions } from './types.js';
@@ -292,7 +292,7 @@ export class RedisLocker extends BaseLocker {
     try {
       ({ reply, acked } = await this.#evalReplicated(
         this.#kind.acquire,
-        [keys.lock, keys.fence, keys.queue, keys.queueExpiry],
+        queueKeys(keys),
         [token, ttl, queue ? ttl : 0, keys.channel, ...this.#kind.extraArgs],
         signal,
       ));
@@ -346,7 +346,7 @@ export class RedisLocker extends BaseLocker {
   #release(keys: RedisKeys, token: string, timeoutMs?: number): Promise<unknown> {
     return this.#client.evalScript(
       this.#kind.release,
-      [keys.lock, keys.fence, keys.queue, keys.queueExpiry],
+      queueKeys(keys),
       [token, keys.channel, ...this.#kind.extraArgs],
       timeoutMs === undefined ? undefined : { timeoutMs },
     );

@@ -220,8 +220,7 @@ export const TICKET_SKEW_US = 1_000_000;
 
 /** Lua: the ticket in `arg`, held within TICKET_SKEW_US of this node's clock (`t`, from DROP_LAPSED). */
 function ticketScore(arg: string): string {
-  const now = 't[1] * 1000000 + t[2]';
-  return `math.min(math.max(tonumber(${arg}), ${now} - ${TICKET_SKEW_US}), ${now} + ${TICKET_SKEW_US})`;
+  return `math.min(math.max(tonumber(${arg}), ${ARRIVAL} - ${TICKET_SKEW_US}), ${ARRIVAL} + ${TICKET_SKEW_US})`;
 }
 
 /**
@@ -482,6 +481,11 @@ export interface RedisKeys {
 
 export function redisKeys(prefix: string, key: string): RedisKeys {
   return keysUnder(`${prefix}{${key}}`);
+}
+
+/** The KEYS of the queued scripts (QUEUE_*, REDLOCK_*, SEMAPHORE_*, RW_* acquire and release), in their order. */
+export function queueKeys(keys: RedisKeys): string[] {
+  return [keys.lock, keys.fence, keys.queue, keys.queueExpiry];
 }
 
 /** A semaphore's keys: the lock's layout under `P{K}:sem`, so a lock and a semaphore of one name never share a key. */

@@ -25,7 +25,7 @@ import { jitter, noop } from '../abort.js';
 import { BaseLocker } from './base-locker.js';
 import { HeldLock, type LockOps } from './held-lock.js';
 import { DEFAULT_TTL_MS, checkPrefix, checkTtl, driftMs, resolveAcquire, type ResolvedAcquire } from './options.js';
-import { EXTEND, QUEUE_RELEASE, RAISE_FENCE, REDLOCK_ACQUIRE, REDLOCK_YIELD, redisKeys, type RedisKeys } from './redis-scripts.js';
+import { EXTEND, QUEUE_RELEASE, RAISE_FENCE, REDLOCK_ACQUIRE, REDLOCK_YIELD, queueKeys, redisKeys, type RedisKeys } from './redis-scripts.js';
 import {
   RedlockNodes, answered, heldElsewhere, isGrant, quorumPttl, retryLater, validityMs, type Answer, type Describe,
 } from './redlock-nodes.js';
@@ -316,8 +316,9 @@ export class Redlock extends BaseLocker {
     const timeoutMs = this.#timeoutFor(ttl);
     const start = performance.now();
     const nodes = this.#nodes;
+    const scriptKeys = queueKeys(keys);
     const args = [token, ttl, claim.queued ? ttl : 0, keys.channel, claim.ticket];
-    const answers = await nodes.round((c) => nodes.call(c, REDLOCK_ACQUIRE, queueKeys(keys), args, timeoutMs), isGrant);
+    const answers = await nodes.round((c) => nodes.call(c, REDLOCK_ACQUIRE, scriptKeys, args, timeoutMs), isGrant);
     const { out, fence } = tally(answers, timeoutMs);
     // A quorum with no validity left is too late already: no fence step for it (our keys may be gone).
     const late = (): boolean => {
@@ -358,6 +359,8 @@ export class Redlock extends BaseLocker {
    */
   async #takeBack(answers: Array<Answer | undefined>, keys: RedisKeys, claim: Claim, ttl: number, timeoutMs: number, until: number): Promise<boolean> {
     const nodes = this.#nodes;
+    const scriptKeys = queueKeys(keys);
+    const yieldArgs = [claim.token, keys.channel, ttl, claim.ticket];
     const backs: Array<Promise<Answer>> = [];
     let clean = true;
     answers.forEach((a, i) => {
@@ -368,8 +371,7 @@ export class Redlock extends BaseLocker {
         backs.push(this.#releaseOn(client, keys, claim.token, timeoutMs, until));
         return;
       }
-      const args = [claim.token, keys.channel, ttl, claim.ticket];
-      backs.push(nodes.call(client, REDLOCK_YIELD, queueKeys(keys), args, timeoutMs).then((y) => {
+      backs.push(nodes.call(client, REDLOCK_YIELD, scriptKeys, yieldArgs, timeoutMs).then((y) => {
         if (y.failure !== undefined) {
           clean = false;
           if (retryLater(y)) this.#cleanup(client, keys, claim.token, until);
@@ -547,9 +549,4 @@ function tally(answers: Array<Answer | undefined>, timeoutMs: number): { out: Ou
 /** A new acquire's claim: a fresh token, and a ticket from the wall clock in µs. */
 function newClaim(queued: boolean): Claim {
   return { token: randomToken(), ticket: Math.floor((performance.timeOrigin + performance.now()) * 1000), queued };
-}
-
-/** The four keys of the queued scripts, in their order. */
-function queueKeys(keys: RedisKeys): string[] {
-  return [keys.lock, keys.fence, keys.queue, keys.queueExpiry];
 }
