@@ -3,6 +3,8 @@
  * the shared etcd suite does not show by itself (it runs on both transports; see .ci/run):
  * - every frame on wirelock:etcd:h2:frame both ways: the preface's SETTINGS, the server's SETTINGS
  *   and its PINGs answered, HEADERS with HPACK from etcd's dynamic table and Huffman strings;
+ * - a PING's ack rides behind our next request (etcd then pings on every second call only), and
+ *   leaves within its bound when nothing else is written (a scripted peer);
  * - values larger than every flow-control window, both ways (a 5 MiB Put and its Range);
  * - a member that is stopped: its connection ends, the watch carries on on another member; GOAWAY
  *   from etcd ("too_many_pings") ends the streams with its reason, and the next call reconnects;
@@ -17,6 +19,9 @@ import { ConnectionError, EtcdClient, EtcdLocker, TimeoutError } from '../src/in
 import type { EtcdH2FramePayload } from '../src/diagnostics.js';
 import { startEtcd, startEtcdCluster, type EtcdCluster, type EtcdServer } from '../src/testing/servers.js';
 import { H2Channel, RpcFailure } from '../src/etcdrpc/h2/grpc.js';
+import { CLIENT_PREFACE, Flags, FrameType, dataFrame, headersFrames, pingFrame, settingsFrame } from '../src/etcdrpc/h2/frames.js';
+import { encodeGrpcMessage } from '../src/etcdrpc/h2/grpc-framing.js';
+import { HpackEncoder } from '../src/etcdrpc/h2/hpack.js';
 
 /** The h2 frames published while `fn` runs. */
 async function framesDuring<T>(fn: () => Promise<T>): Promise<{ result: T; frames: EtcdH2FramePayload[] }> {
@@ -65,6 +70,27 @@ describe("etcd over wirelock's own HTTP/2 transport", function () {
     // HPACK: from the second request on, the repeated headers are table indexes: HEADERS shrink.
     const sizes = frames.filter((f) => f.direction === 'out' && f.type === 'HEADERS').map((f) => f.length);
     expect(Math.min(...sizes.slice(1))).to.be.below(sizes[0]! / 2);
+  });
+
+  it("answers etcd's pings behind its next request: grpc-go then pings on every second call, not on every call", async () => {
+    const c = await EtcdClient.connect({ endpoints: [etcd.clientUrl], transport: 'h2' });
+    const locker = new EtcdLocker(c);
+    try {
+      await (await locker.acquire('h2-pings')).release(); // the session's lease, and the first calls
+      const { frames } = await framesDuring(async () => {
+        for (let i = 0; i < 50; i++) await (await locker.acquire('h2-pings')).release();
+      });
+      const calls = frames.filter((f) => f.direction === 'out' && f.type === 'HEADERS').length;
+      const pings = frames.filter((f) => f.direction === 'in' && f.type === 'PING' && f.flags === 0).length;
+      expect(calls).to.equal(100); // one Txn to acquire, one to release
+      // grpc-go's server pings on a request's DATA unless its last ping is unanswered. Answered at
+      // once, the ack would let it ping on all 100 calls; here an ack arrives with the next request,
+      // after its DATA. (A cycle slower than the ack's 5 ms bound lets one more ping through.)
+      expect(pings).to.be.within(40, 70);
+    } finally {
+      await locker.close();
+      await c.close();
+    }
   });
 
   it('moves values larger than every flow-control window both ways (5 MiB Put, then Range)', async () => {
@@ -217,6 +243,83 @@ describe('h2 transport: a member that goes away, a peer that reads nothing, a pe
     } finally {
       for (const s of sockets) s.destroy();
       await new Promise((resolve) => stuck.close(resolve));
+    }
+  });
+
+  it("a PING's ack rides at the end of our next write, and leaves within its bound when we write nothing", async () => {
+    // A scripted peer: its SETTINGS; then, as grpc-go does, a PING as soon as a request's DATA is in
+    // (on streams 1, 5, 9, 13, 17), and the answer in a write of its own just after.
+    const seen: Array<{ type: number; flags: number; streamId: number; opaque?: string; at: number }> = [];
+    const sockets: net.Socket[] = [];
+    const encoder = new HpackEncoder();
+    const answer = (id: number): Buffer =>
+      Buffer.concat([
+        ...headersFrames(id, encoder.encode([[':status', '200'], ['content-type', 'application/grpc']]), { endStream: false }),
+        dataFrame(id, encodeGrpcMessage(Buffer.from('ok')), false),
+        ...headersFrames(id, encoder.encode([['grpc-status', '0']]), { endStream: true }),
+      ]);
+    const opaque = (id: number): Buffer => Buffer.from(`ping-${String(id).padStart(3, '0')}`);
+    let lonePingAt = 0;
+    const peer = net.createServer((s) => {
+      sockets.push(s);
+      s.setNoDelay(true); // as etcd's: Nagle would hold the answer back until the ping's TCP ACK
+      let buf = Buffer.alloc(0);
+      let prefaced = false;
+      s.on('data', (chunk: Buffer) => {
+        buf = Buffer.concat([buf, chunk]);
+        if (!prefaced) {
+          if (buf.length < CLIENT_PREFACE.length) return;
+          buf = buf.subarray(CLIENT_PREFACE.length);
+          prefaced = true;
+          s.write(settingsFrame([]));
+        }
+        while (buf.length >= 9 && buf.length >= 9 + buf.readUIntBE(0, 3)) {
+          const length = buf.readUIntBE(0, 3);
+          const [type, flags, streamId] = [buf[3]!, buf[4]!, buf.readUInt32BE(5) & 0x7fffffff];
+          seen.push({ type, flags, streamId, opaque: type === FrameType.PING ? buf.subarray(9, 17).toString() : undefined, at: performance.now() });
+          buf = buf.subarray(9 + length);
+          if (type !== FrameType.DATA || !(flags & Flags.END_STREAM)) continue;
+          if (streamId % 4 === 1) {
+            s.write(pingFrame(opaque(streamId), false));
+            setImmediate(() => s.write(answer(streamId)));
+          } else s.write(answer(streamId));
+          if (streamId === 19) {
+            // The last call: a PING now has no request of ours to ride on.
+            lonePingAt = performance.now();
+            s.write(pingFrame(Buffer.from('lone-pg!'), false));
+          }
+        }
+      });
+    });
+    await new Promise<void>((resolve) => peer.listen(0, '127.0.0.1', resolve));
+    const channel = new H2Channel({ url: `http://127.0.0.1:${(peer.address() as net.AddressInfo).port}` });
+    try {
+      // Ten calls in a row, each made in the callbacks of the answer before it.
+      for (let i = 0; i < 10; i++) {
+        const res = await channel.unary('/etcdserverpb.KV/Range', Buffer.from('q'), [], performance.now() + 2000);
+        expect(res.toString()).to.equal('ok');
+      }
+      const deadline = performance.now() + 2000;
+      while (!seen.some((f) => f.opaque === 'lone-pg!') && performance.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+      const where = (pred: (f: (typeof seen)[number]) => boolean): number => seen.findIndex(pred);
+      // Each ping came ahead of its call's answer, and was answered right after the DATA of the
+      // next request, in its write. Answered at once, every ack would come before it. (Five
+      // exchanges, four needed: a machine that stalls this process for 5 ms between the ping and
+      // the answer sends that ack alone, within its bound, as it should.)
+      const riding = [1, 5, 9, 13, 17].filter((id) => {
+        const ack = where((f) => f.type === FrameType.PING && f.flags === Flags.ACK && f.opaque === opaque(id).toString());
+        return ack !== -1 && ack === where((f) => f.type === FrameType.DATA && f.streamId === id + 2) + 1;
+      });
+      expect(riding.length).to.be.at.least(4);
+      // With nothing of ours to ride on, the lone ping was answered anyway, within its 5 ms bound
+      // (a wide margin here for a busy machine).
+      const lone = seen.find((f) => f.type === FrameType.PING && f.flags === Flags.ACK && f.opaque === 'lone-pg!');
+      expect(lone, 'the lone PING was answered').to.not.equal(undefined);
+      expect(lone!.at - lonePingAt).to.be.below(500);
+    } finally {
+      channel.close();
+      for (const s of sockets) s.destroy();
+      await new Promise((resolve) => peer.close(resolve));
     }
   });
 

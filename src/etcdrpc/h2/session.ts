@@ -5,7 +5,9 @@
  * Invariants, and what keeps them:
  * - Frames leave in the order they were queued, and a tick's frames leave in one write (`#flush`):
  *   a request's HEADERS and DATA, the next request made in the callbacks of an answer, and every
- *   WINDOW_UPDATE and PING ack that a chunk of input asked for, share one syscall.
+ *   WINDOW_UPDATE and SETTINGS ack that a chunk of input asked for, share one syscall.
+ * - A PING is answered with our next write, at its end, or after PING_ACK_DELAY_MS if we write
+ *   nothing sooner (`#deferAck`).
  * - A stream learns exactly one end: `end` (the peer finished it), `reset` (RST_STREAM), or `closed`
  *   (the connection died, or GOAWAY said it was not processed). `sent` on `closed` says whether its
  *   HEADERS reached the socket, so that a write which never left may be sent again elsewhere.
@@ -66,6 +68,12 @@ export interface SessionOptions {
 
 /** Our receive window, per stream and for the connection: 4 MiB, so a large Range answer needs no round trip per 64 KiB. */
 const WINDOW = 4 << 20;
+/**
+ * How long a PING's ack may wait for a write of ours to ride on (see #deferAck). etcd's own
+ * keepalive waits 20 s for an answer by default; grpc-go's bandwidth estimate reads the delay as a
+ * longer round trip, which only slows the growth of the window it gives us.
+ */
+const PING_ACK_DELAY_MS = 5;
 /** The RFC's initial window (6.9.2), the connection's until we raise it with a WINDOW_UPDATE. */
 const DEFAULT_WINDOW = 65_535;
 
@@ -117,6 +125,9 @@ export class Http2Session {
   #flushQueued = false;
   /** A setImmediate flush is pending for frames that input asked for (see #queue). */
   #replyQueued = false;
+  /** PING acks waiting to ride on our next write (see #deferAck), and the timer that sends them anyway. */
+  #acks: Buffer[] = [];
+  #ackTimer: NodeJS.Timeout | undefined;
   /** The peer's settings we obey (RFC 9113 6.5.2 defaults until its SETTINGS arrives). */
   #peerInitialWindow = DEFAULT_WINDOW;
   #peerMaxFrame = 16_384;
@@ -273,6 +284,7 @@ export class Http2Session {
   /** GOAWAY(NO_ERROR) and close: streams still open are closed with ClosedError-like ConnectionError. */
   close(): void {
     if (this.#closedWith) return;
+    this.#takeAcks(); // ahead of the GOAWAY: the last frame we send
     this.#queue(goawayFrame(0, ErrorCode.NO_ERROR));
     this.#flush();
     this.#fail(new ConnectionError(this.label, 'the connection was closed by the client'), { graceful: true });
@@ -280,10 +292,10 @@ export class Http2Session {
 
   /**
    * Queues a frame for this tick's write. Frames our own calls send are flushed in a microtask, so a
-   * request leaves in the tick it was made. Frames that input asked for (a PING ack, a SETTINGS ack,
-   * a WINDOW_UPDATE: `reply`) wait for setImmediate, after the promise callbacks the same input set
-   * off: a caller's next request, made in those callbacks, then shares their write (one syscall a
-   * call instead of two, against grpc-go, which pings with every answer).
+   * request leaves in the tick it was made. Frames that input asked for (a SETTINGS ack, a
+   * WINDOW_UPDATE: `reply`) wait for setImmediate, after the promise callbacks the same input set
+   * off: a caller's next request, made in those callbacks, then shares their write. (PING acks wait
+   * longer: #deferAck.)
    */
   #queue(frame: Buffer, stream?: H2Stream, reply = false): void {
     if (this.#closedWith) return;
@@ -304,8 +316,43 @@ export class Http2Session {
     }
   }
 
+  /**
+   * Answers a PING with our next write, placed after that write's frames, or after PING_ACK_DELAY_MS
+   * if nothing else is written sooner (RFC 9113 6.7 asks for an ack, and only "SHOULD" for priority).
+   * grpc-go's server pings on the DATA of every request when no ping of its is unanswered (its
+   * bandwidth estimate), and that ping comes ahead of the answer, while the call waits. Answered at
+   * once, each ack would be a write of its own: three syscalls for two calls in an acquire+release.
+   * Riding behind the next request, the ack costs no syscall, and that request's DATA finds the
+   * server's ping still unanswered, so the server pings on every second request only.
+   */
+  #deferAck(frame: Buffer): void {
+    if (this.#closedWith) return;
+    this.#acks.push(frame);
+    if (this.#acks.length > 1) return; // the timer already runs, for the oldest ack waiting
+    // One timer for the connection's life, started again for each first ack waiting (when it fires
+    // after the acks have left with a write, it finds none and does nothing).
+    if (this.#ackTimer) this.#ackTimer.refresh();
+    else {
+      this.#ackTimer = setTimeout(() => {
+        if (!this.#closedWith && this.#acks.length > 0) this.#flush();
+      }, PING_ACK_DELAY_MS);
+      this.#ackTimer.unref(); // the socket keeps the process up while the connection is in use
+    }
+  }
+
+  /** The acks waiting go into this write, behind what is queued; published now, in their order on the wire. */
+  #takeAcks(): void {
+    if (this.#acks.length === 0) return;
+    for (const ack of this.#acks) {
+      this.#out.push(ack);
+      if (etcdChannels.h2Frame.hasSubscribers) publishFrame(this.label, 'out', ack);
+    }
+    this.#acks = [];
+  }
+
   #flush(): void {
     this.#flushQueued = false;
+    this.#takeAcks();
     if (this.#out.length === 0 || this.#socket.destroyed) return;
     const chunk = this.#out.length === 1 ? this.#out[0]! : Buffer.concat(this.#out);
     this.#out = [];
@@ -337,6 +384,8 @@ export class Http2Session {
     }
     this.#closedWith = error;
     this.#disarmKeepalive();
+    clearTimeout(this.#ackTimer);
+    this.#acks = [];
     // end(): what is queued (a GOAWAY) still leaves; a peer that never closes its side is cut off.
     this.#socket.end();
     setTimeout(() => this.#socket.destroy(), 1000).unref();
@@ -425,7 +474,7 @@ export class Http2Session {
       },
       settingsAck: () => {},
       ping: (opaque, ack) => {
-        if (!ack) return this.#queue(pingFrame(opaque, true), undefined, true);
+        if (!ack) return this.#deferAck(pingFrame(opaque, true));
         if (opaque.equals(KEEPALIVE_OPAQUE)) {
           clearTimeout(this.#pingDeadline);
           this.#pingDeadline = undefined;
