@@ -5,10 +5,14 @@
  *
  * - RESP: `SET key token NX PX 10000`, then a compare-and-delete `EVALSHA` (the raw ioredis row's
  *   two commands), one after the other, on one key.
- * - HTTP/2: two gRPC unary `KV.Txn` calls a cycle (a put-if-absent and a compare-and-delete, the two
- *   raft writes of an etcd lock cycle), with a header block encoded once (literals without
- *   indexing, so it needs no HPACK state), answering the server's SETTINGS and PINGs, and counting
- *   a call done at its END_STREAM. Nothing of the answer is decoded.
+ * - HTTP/2: the two gRPC unary `KV.Txn` calls of EtcdLocker's cycle, as it sends them (the put on a
+ *   lease with the two newest keys of the range read back, then the delete guarded by the key's
+ *   create revision), with a header block encoded once (literals without indexing, so it needs no
+ *   HPACK state), answering the server's SETTINGS and PINGs, and counting a call done at its
+ *   END_STREAM. Nothing of the answer is decoded.
+ * - And one step up, for the etcd row's breakdown: the same two pre-encoded Txns through wirelock's
+ *   own HTTP/2 channel (src/etcdrpc/h2), each answer decoded by protobufjs, with no client API and
+ *   no lock logic above it.
  */
 import net from 'node:net';
 import { method } from '../../src/etcdrpc/codec.js';
@@ -16,8 +20,11 @@ import { HpackEncoder } from '../../src/etcdrpc/h2/hpack.js';
 import { CLIENT_PREFACE, FrameType, dataFrame, frameHeader, pingFrame, settingsAck, settingsFrame, windowUpdateFrame } from '../../src/etcdrpc/h2/frames.js';
 import { encodeGrpcMessage } from '../../src/etcdrpc/h2/grpc-framing.js';
 import { encodeCommand } from '../../src/resp/encoder.js';
-import type { TxnRequest, TxnResponse } from '../../src/etcdrpc/types.js';
-import { CompareResult, CompareTarget } from '../../src/etcdrpc/types.js';
+import { EtcdClient } from '../../src/etcdrpc/client.js';
+import { H2Channel } from '../../src/etcdrpc/h2/grpc.js';
+import type { MethodInfo } from '../../src/etcdrpc/codec.js';
+import type { LeaseGrantRequest, LeaseRevokeRequest, PutRequest, TxnRequest, TxnResponse } from '../../src/etcdrpc/types.js';
+import { CompareResult, CompareTarget, SortOrder, SortTarget, WatchFilter } from '../../src/etcdrpc/types.js';
 import type { Library } from './adapters.js';
 
 function connect(url: string): Promise<net.Socket> {
@@ -70,15 +77,50 @@ async function respFloor(url: string, seconds: number): Promise<number> {
 }
 
 /** Cycles/s of two pre-encoded KV.Txn unary calls on a bare HTTP/2 connection. */
-async function h2Floor(url: string, seconds: number): Promise<number> {
-  const socket = await connect(url);
+/**
+ * EtcdLocker's two Txns on `lock` (src/locks/etcd-queue.ts: enqueue and deleteOwnKey), for a key on
+ * `lease`. Encoded once: the delete's guard is "create revision > 0" where the locker's names the
+ * revision it read, the same compare for the server.
+ */
+function lockerTxns(lock: string, lease: bigint): { txn: MethodInfo<TxnRequest, TxnResponse>; put: Buffer; del: Buffer } {
   const txn = method<TxnRequest, TxnResponse>('KV', 'Txn');
-  const key = Buffer.from('floor/key');
-  const put = encodeGrpcMessage(txn.request.encode({
+  const key = Buffer.from(`${lock}/${lease.toString(16)}`);
+  const range = { key: Buffer.from(`${lock}/`), range_end: Buffer.from(`${lock}0`) };
+  const put = txn.request.encode({
     compare: [{ key, target: CompareTarget.CREATE, result: CompareResult.EQUAL, create_revision: 0n }],
-    success: [{ request_put: { key, value: Buffer.alloc(0) } }],
-  } as TxnRequest));
-  const del = encodeGrpcMessage(txn.request.encode({ success: [{ request_delete_range: { key } }] } as TxnRequest));
+    success: [
+      { request_put: { key, value: Buffer.alloc(0), lease } },
+      { request_range: { ...range, sort_order: SortOrder.DESCEND, sort_target: SortTarget.CREATE, limit: 2n } },
+    ],
+    failure: [{ request_range: { key } }, { request_range: { ...range, sort_order: SortOrder.ASCEND, sort_target: SortTarget.CREATE, limit: 1n } }],
+  } as TxnRequest);
+  const del = txn.request.encode({
+    compare: [{ key, target: CompareTarget.CREATE, result: CompareResult.GREATER, create_revision: 0n }],
+    success: [{ request_delete_range: { key } }],
+  } as TxnRequest);
+  return { txn, put, del };
+}
+
+/** A lease for the floors' keys, granted through wirelock's client (the lock's session would have one already). */
+async function withLease<T>(url: string, fn: (lease: bigint) => Promise<T>): Promise<T> {
+  const client = await EtcdClient.connect({ endpoints: [url] });
+  try {
+    const { ID } = await client.leaseGrant({ TTL: 60n } as LeaseGrantRequest);
+    try {
+      return await fn(ID);
+    } finally {
+      await client.leaseRevoke({ ID } as LeaseRevokeRequest);
+    }
+  } finally {
+    await client.close();
+  }
+}
+
+async function h2Floor(url: string, seconds: number, lease: bigint): Promise<number> {
+  const socket = await connect(url);
+  const { txn, put: putMessage, del: delMessage } = lockerTxns('floor', lease);
+  const put = encodeGrpcMessage(putMessage);
+  const del = encodeGrpcMessage(delMessage);
   const u = new URL(url);
   const block = new HpackEncoder({ huffman: false }).encode(
     [[':method', 'POST'], [':scheme', 'http'], [':path', txn.path], [':authority', u.host], ['content-type', 'application/grpc'], ['te', 'trailers']],
@@ -131,6 +173,27 @@ async function h2Floor(url: string, seconds: number): Promise<number> {
   return n / ((performance.now() - start) / 1000);
 }
 
+/** The same two Txns through wirelock's H2Channel, each answer decoded: the transport's own cost. */
+async function h2ChannelLoop(url: string, seconds: number, lease: bigint): Promise<number> {
+  const channel = new H2Channel({ url });
+  const { txn, put, del } = lockerTxns('channel', lease);
+  const call = async (body: Buffer): Promise<TxnResponse> => txn.response.decode(await channel.unary(txn.path, body, [], performance.now() + 5000));
+  try {
+    await call(del); // warm: the first call also makes the connection
+    const end = performance.now() + seconds * 1000;
+    const start = performance.now();
+    let n = 0;
+    while (performance.now() < end) {
+      await call(put);
+      await call(del);
+      n++;
+    }
+    return n / ((performance.now() - start) / 1000);
+  } finally {
+    channel.close();
+  }
+}
+
 /** A floor as a bench row: never the anchor (reference), run in this process without a LockAdapter. */
 function floorLibrary(name: string, run: (seconds: number) => Promise<number>): Library {
   return {
@@ -146,4 +209,37 @@ function floorLibrary(name: string, run: (seconds: number) => Promise<number>): 
 }
 
 export const respFloorLibrary = (url: string): Library => floorLibrary('floor: bare net.Socket, SET NX PX + EVALSHA', (s) => respFloor(url, s));
-export const h2FloorLibrary = (url: string): Library => floorLibrary('floor: bare HTTP/2 socket, 2 pre-encoded KV.Txn', (s) => h2Floor(url, s));
+export const h2FloorLibrary = (url: string): Library => floorLibrary("floor: bare HTTP/2 socket, the locker's 2 KV.Txn pre-encoded", (s) => withLease(url, (lease) => h2Floor(url, s, lease)));
+export const h2ChannelLibrary = (url: string): Library => floorLibrary("wirelock's HTTP/2 channel alone: the same 2 Txn, answers decoded", (s) => withLease(url, (lease) => h2ChannelLoop(url, s, lease)));
+
+/**
+ * The floor of an etcd lock handoff, as two clients see it: the ms from one client's guarded delete
+ * (the holder's release, a raft write) to the delete event on another client's watch (how a waiter
+ * learns of it), median of `count`, on wirelock's client. Any etcd lock passes through at least this
+ * between holders: a release must be a write, and the next holder must hear of it.
+ */
+export async function etcdHandoffFloor(url: string, count: number): Promise<number> {
+  const [holder, waiter] = await Promise.all([EtcdClient.connect({ endpoints: [url] }), EtcdClient.connect({ endpoints: [url] })]);
+  const key = Buffer.from('floor/handoff');
+  let heard: (() => void) | undefined;
+  const ready = new Promise<void>((resolve) => (heard = resolve));
+  const watcher = waiter.watch(key, { filters: [WatchFilter.NOPUT] }, { onEvents: () => heard?.(), onError: () => {}, onCreated: () => heard?.() });
+  const times: number[] = [];
+  try {
+    await ready;
+    for (let i = 0; i < count; i++) {
+      await holder.put({ key, value: Buffer.alloc(0) } as PutRequest);
+      const event = new Promise<void>((resolve) => (heard = resolve));
+      const sent = performance.now();
+      const deleted = holder.txn({ compare: [{ key, target: CompareTarget.CREATE, result: CompareResult.GREATER, create_revision: 0n }], success: [{ request_delete_range: { key } }] } as TxnRequest);
+      await event; // the event may come before the holder's own answer
+      times.push(performance.now() - sent);
+      await deleted;
+    }
+  } finally {
+    watcher.cancel();
+    await Promise.all([holder.close(), waiter.close()]);
+  }
+  times.sort((a, b) => a - b);
+  return times[Math.floor(times.length / 2)]!;
+}

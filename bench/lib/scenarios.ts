@@ -80,6 +80,8 @@ export interface ContendedResult {
   waitMax: number;
   /** One holder's release call -> the next holder's grant, median ms. */
   gapP50: number;
+  /** How long a hold of `sleep(1)` took, grant to release call, median ms (NaN when not measured). */
+  holdP50: number;
   minPerWorker: number;
   maxPerWorker: number;
   violations: number;
@@ -107,6 +109,7 @@ export async function contended(
   const counts = new Array<number>(opts.workers).fill(0);
   const waits: number[] = [];
   const gaps: number[] = [];
+  const holds: number[] = [];
   let inside = 0;
   let violations = 0;
   let lastReleaseAt = -1;
@@ -132,6 +135,7 @@ export async function contended(
           else inside--;
           counts[i]!++;
           lastReleaseAt = performance.now();
+          holds.push(lastReleaseAt - granted);
           await unlock();
         }
       }),
@@ -148,6 +152,7 @@ export async function contended(
     waitP99: q(waits, 0.99),
     waitMax: q(waits, 1),
     gapP50: q(gaps, 0.5),
+    holdP50: q(holds, 0.5),
     minPerWorker: Math.min(...counts),
     maxPerWorker: Math.max(...counts),
     violations,

@@ -92,7 +92,7 @@ func contended(workers int, seconds float64) map[string]interface{} {
 		ws[i].cli, ws[i].s = connect()
 	}
 	var mu sync.Mutex
-	var waits, gaps []float64
+	var waits, gaps, holds []float64
 	counts := make([]int, workers)
 	var inside, violations int64
 	var lastRelease int64 = -1 // ns since start
@@ -123,6 +123,10 @@ func contended(workers int, seconds float64) map[string]interface{} {
 				}
 				mu.Unlock()
 				time.Sleep(time.Millisecond)
+				held := ms(time.Since(granted))
+				mu.Lock()
+				holds = append(holds, held)
+				mu.Unlock()
 				atomic.AddInt64(&inside, -1)
 				counts[i]++
 				atomic.StoreInt64(&lastRelease, int64(time.Since(start)))
@@ -140,6 +144,7 @@ func contended(workers int, seconds float64) map[string]interface{} {
 	}
 	sort.Float64s(waits)
 	sort.Float64s(gaps)
+	sort.Float64s(holds)
 	total, lo, hi := 0, counts[0], counts[0]
 	for _, c := range counts {
 		total += c
@@ -152,7 +157,7 @@ func contended(workers int, seconds float64) map[string]interface{} {
 	}
 	return map[string]interface{}{
 		"acqPerSec": float64(total) / elapsed, "waitP50": quantile(waits, 0.5), "waitP99": quantile(waits, 0.99),
-		"waitMax": quantile(waits, 1), "gapP50": quantile(gaps, 0.5), "minPerWorker": lo, "maxPerWorker": hi,
+		"waitMax": quantile(waits, 1), "gapP50": quantile(gaps, 0.5), "holdP50": quantile(holds, 0.5), "minPerWorker": lo, "maxPerWorker": hi,
 		"violations": violations,
 	}
 }
