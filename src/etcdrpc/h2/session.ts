@@ -379,6 +379,7 @@ export class Http2Session {
     if (!opts.graceful && code !== undefined) {
       // RFC 9113 5.4.1: tell the peer why before closing. Last stream id 0: a client that refuses
       // push has processed no stream of the server's.
+      this.#takeAcks();
       this.#out.push(goawayFrame(0, code));
       this.#flush();
     }
