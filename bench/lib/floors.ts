@@ -76,7 +76,6 @@ async function respFloor(url: string, seconds: number): Promise<number> {
   return n / ((performance.now() - start) / 1000);
 }
 
-/** Cycles/s of two pre-encoded KV.Txn unary calls on a bare HTTP/2 connection. */
 /**
  * EtcdLocker's two Txns on `lock` (src/locks/etcd-queue.ts: enqueue and deleteOwnKey), for a key on
  * `lease`. Encoded once: the delete's guard is "create revision > 0" where the locker's names the
@@ -116,6 +115,7 @@ async function withLease<T>(url: string, fn: (lease: bigint) => Promise<T>): Pro
   }
 }
 
+/** Cycles/s of the locker's two KV.Txn unary calls, pre-encoded, on a bare HTTP/2 connection. */
 async function h2Floor(url: string, seconds: number, lease: bigint): Promise<number> {
   const socket = await connect(url);
   const { txn, put: putMessage, del: delMessage } = lockerTxns('floor', lease);
@@ -221,15 +221,21 @@ export const h2ChannelLibrary = (url: string): Library => floorLibrary("wirelock
 export async function etcdHandoffFloor(url: string, count: number): Promise<number> {
   const [holder, waiter] = await Promise.all([EtcdClient.connect({ endpoints: [url] }), EtcdClient.connect({ endpoints: [url] })]);
   const key = Buffer.from('floor/handoff');
-  let heard: (() => void) | undefined;
-  const ready = new Promise<void>((resolve) => (heard = resolve));
-  const watcher = waiter.watch(key, { filters: [WatchFilter.NOPUT] }, { onEvents: () => heard?.(), onError: () => {}, onCreated: () => heard?.() });
+  // What the next event (or the watch's creation) settles; a watch error fails the run instead of hanging it.
+  let waiting: { resolve(): void; reject(err: Error): void } | undefined;
+  const next = (): Promise<void> => new Promise<void>((resolve, reject) => (waiting = { resolve, reject }));
+  const ready = next();
+  const watcher = waiter.watch(key, { filters: [WatchFilter.NOPUT] }, {
+    onEvents: () => waiting?.resolve(),
+    onError: (err) => waiting?.reject(err),
+    onCreated: () => waiting?.resolve(),
+  });
   const times: number[] = [];
   try {
     await ready;
     for (let i = 0; i < count; i++) {
       await holder.put({ key, value: Buffer.alloc(0) } as PutRequest);
-      const event = new Promise<void>((resolve) => (heard = resolve));
+      const event = next();
       const sent = performance.now();
       const deleted = holder.txn({ compare: [{ key, target: CompareTarget.CREATE, result: CompareResult.GREATER, create_revision: 0n }], success: [{ request_delete_range: { key } }] } as TxnRequest);
       await event; // the event may come before the holder's own answer
