@@ -4,7 +4,8 @@
  * only as much of the answer as they must; they do the server the same work a lock cycle does.
  *
  * - RESP: `SET key token NX PX 10000`, then a compare-and-delete `EVALSHA` (the raw ioredis row's
- *   two commands), one after the other, on one key.
+ *   two commands), one after the other, on one key. For Redlock, the same two sent to every node at
+ *   once, each round done at the quorum.
  * - HTTP/2: the two gRPC unary `KV.Txn` calls of EtcdLocker's cycle, as it sends them (the put on a
  *   lease with the two newest keys of the range read back, then the delete guarded by the key's
  *   create revision), with a header block encoded once (literals without indexing, so it needs no
@@ -74,6 +75,61 @@ async function respFloor(url: string, seconds: number): Promise<number> {
     socket.destroy();
   }
   return n / ((performance.now() - start) / 1000);
+}
+
+/**
+ * Cycles/s of the same two commands as respFloor on bare sockets to every Redlock node at once, each
+ * round done when a majority has answered (the quorum a Redlock round ends at). A node that answers
+ * late answers before its next command's reply, so a reply is matched to its round by its place.
+ */
+async function redlockFloor(urls: string[], seconds: number): Promise<number> {
+  const nodes = await Promise.all(
+    urls.map(async (url) => {
+      const node = { socket: await connect(url), sent: 0, lines: 0 };
+      node.socket.on('data', (chunk: Buffer) => {
+        for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) node.lines++;
+        check?.();
+      });
+      return node;
+    }),
+  );
+  const quorum = Math.floor(nodes.length / 2) + 1;
+  let check: (() => void) | undefined;
+  // Every node's reply to this round's command: the first `lines` past the count sent before it.
+  const round = (bytes: Buffer, linesPerReply: number, needed = quorum): Promise<void> =>
+    new Promise((resolve) => {
+      const wants = nodes.map((node) => {
+        node.sent += linesPerReply;
+        node.socket.write(bytes);
+        return node.sent;
+      });
+      check = () => {
+        if (nodes.filter((node, i) => node.lines >= wants[i]!).length >= needed) {
+          check = undefined;
+          resolve();
+        }
+      };
+      check();
+    });
+  try {
+    // SCRIPT LOAD answers a bulk string: two line ends. Every node must have it.
+    await round(encodeCommand(['SCRIPT', 'LOAD', COMPARE_AND_DELETE]), 2, nodes.length);
+    const { createHash } = await import('node:crypto');
+    const sha = createHash('sha1').update(COMPARE_AND_DELETE).digest('hex');
+    const set = encodeCommand(['SET', 'floor:{k}', 'tok', 'NX', 'PX', '10000']);
+    const del = encodeCommand(['EVALSHA', sha, '1', 'floor:{k}', 'tok']);
+    const end = performance.now() + seconds * 1000;
+    const start = performance.now();
+    let n = 0;
+    while (performance.now() < end) {
+      await round(set, 1);
+      await round(del, 1);
+      n++;
+    }
+    return n / ((performance.now() - start) / 1000);
+  } finally {
+    for (const node of nodes) node.socket.destroy();
+  }
 }
 
 /**
@@ -209,6 +265,7 @@ function floorLibrary(name: string, run: (seconds: number) => Promise<number>): 
 }
 
 export const respFloorLibrary = (url: string): Library => floorLibrary('floor: bare net.Socket, SET NX PX + EVALSHA', (s) => respFloor(url, s));
+export const redlockFloorLibrary = (urls: string[]): Library => floorLibrary(`floor: bare net.Sockets to the ${urls.length} nodes, SET NX PX + EVALSHA, each round at the quorum`, (s) => redlockFloor(urls, s));
 export const h2FloorLibrary = (url: string): Library => floorLibrary("floor: bare HTTP/2 socket, the locker's 2 KV.Txn pre-encoded", (s) => withLease(url, (lease) => h2Floor(url, s, lease)));
 export const h2ChannelLibrary = (url: string): Library => floorLibrary("wirelock's HTTP/2 channel alone: the same 2 Txn, answers decoded", (s) => withLease(url, (lease) => h2ChannelLoop(url, s, lease)));
 
