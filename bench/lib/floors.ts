@@ -15,6 +15,7 @@
  *   own HTTP/2 channel (src/etcdrpc/h2), each answer decoded by protobufjs, with no client API and
  *   no lock logic above it.
  */
+import { createHash } from 'node:crypto';
 import net from 'node:net';
 import { method } from '../../src/etcdrpc/codec.js';
 import { HpackEncoder } from '../../src/etcdrpc/h2/hpack.js';
@@ -40,6 +41,28 @@ function connect(url: string): Promise<net.Socket> {
 /** The compare-and-delete script raw ioredis runs to release (bench/lib/adapters.ts), and the floor and commandCosts too. */
 export const COMPARE_AND_DELETE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
 
+/** Cycles/s of `cycle` run back to back for `seconds`. */
+async function cyclesPerSecond(seconds: number, cycle: () => Promise<void>): Promise<number> {
+  const end = performance.now() + seconds * 1000;
+  const start = performance.now();
+  let n = 0;
+  while (performance.now() < end) {
+    await cycle();
+    n++;
+  }
+  return n / ((performance.now() - start) / 1000);
+}
+
+/** The RESP floors' commands: SCRIPT LOAD of the compare-and-delete (a bulk-string answer: two line ends), then the cycle's SET NX PX and EVALSHA. */
+function respFloorCommands(): { load: Buffer; set: Buffer; del: Buffer } {
+  const sha = createHash('sha1').update(COMPARE_AND_DELETE).digest('hex');
+  return {
+    load: encodeCommand(['SCRIPT', 'LOAD', COMPARE_AND_DELETE]),
+    set: encodeCommand(['SET', 'floor:{k}', 'tok', 'NX', 'PX', '10000']),
+    del: encodeCommand(['EVALSHA', sha, '1', 'floor:{k}', 'tok']),
+  };
+}
+
 /** Cycles/s of SET NX PX + EVALSHA on a bare socket (every reply is one line: count the line ends). */
 async function respFloor(url: string, seconds: number): Promise<number> {
   const socket = await connect(url);
@@ -56,25 +79,16 @@ async function respFloor(url: string, seconds: number): Promise<number> {
       pending = resolve;
       socket.write(bytes);
     });
-  // SCRIPT LOAD answers a bulk string: two line ends.
-  await roundTrip(encodeCommand(['SCRIPT', 'LOAD', COMPARE_AND_DELETE]), 2);
-  const { createHash } = await import('node:crypto');
-  const sha = createHash('sha1').update(COMPARE_AND_DELETE).digest('hex');
-  const set = encodeCommand(['SET', 'floor:{k}', 'tok', 'NX', 'PX', '10000']);
-  const del = encodeCommand(['EVALSHA', sha, '1', 'floor:{k}', 'tok']);
-  const end = performance.now() + seconds * 1000;
-  const start = performance.now();
-  let n = 0;
+  const { load, set, del } = respFloorCommands();
   try {
-    while (performance.now() < end) {
+    await roundTrip(load, 2);
+    return await cyclesPerSecond(seconds, async () => {
       await roundTrip(set, 1);
       await roundTrip(del, 1);
-      n++;
-    }
+    });
   } finally {
     socket.destroy();
   }
-  return n / ((performance.now() - start) / 1000);
 }
 
 /**
@@ -112,21 +126,12 @@ async function redlockFloor(urls: string[], seconds: number): Promise<number> {
       check();
     });
   try {
-    // SCRIPT LOAD answers a bulk string: two line ends. Every node must have it.
-    await round(encodeCommand(['SCRIPT', 'LOAD', COMPARE_AND_DELETE]), 2, nodes.length);
-    const { createHash } = await import('node:crypto');
-    const sha = createHash('sha1').update(COMPARE_AND_DELETE).digest('hex');
-    const set = encodeCommand(['SET', 'floor:{k}', 'tok', 'NX', 'PX', '10000']);
-    const del = encodeCommand(['EVALSHA', sha, '1', 'floor:{k}', 'tok']);
-    const end = performance.now() + seconds * 1000;
-    const start = performance.now();
-    let n = 0;
-    while (performance.now() < end) {
+    const { load, set, del } = respFloorCommands();
+    await round(load, 2, nodes.length); // every node must have the script
+    return await cyclesPerSecond(seconds, async () => {
       await round(set, 1);
       await round(del, 1);
-      n++;
-    }
-    return n / ((performance.now() - start) / 1000);
+    });
   } finally {
     for (const node of nodes) node.socket.destroy();
   }
@@ -213,20 +218,15 @@ async function h2Floor(url: string, seconds: number, lease: bigint): Promise<num
       socket.write(request(next, body));
       next += 2;
     });
-  const end = performance.now() + seconds * 1000;
-  const start = performance.now();
-  let n = 0;
   try {
     await call(del); // warm: the first call also carries the connection's start
-    while (performance.now() < end) {
+    return await cyclesPerSecond(seconds, async () => {
       await call(put);
       await call(del);
-      n++;
-    }
+    });
   } finally {
     socket.destroy();
   }
-  return n / ((performance.now() - start) / 1000);
 }
 
 /** The same two Txns through wirelock's H2Channel, each answer decoded: the transport's own cost. */
@@ -236,15 +236,10 @@ async function h2ChannelLoop(url: string, seconds: number, lease: bigint): Promi
   const call = async (body: Buffer): Promise<TxnResponse> => txn.response.decode(await channel.unary(txn.path, body, [], performance.now() + 5000));
   try {
     await call(del); // warm: the first call also makes the connection
-    const end = performance.now() + seconds * 1000;
-    const start = performance.now();
-    let n = 0;
-    while (performance.now() < end) {
+    return await cyclesPerSecond(seconds, async () => {
       await call(put);
       await call(del);
-      n++;
-    }
-    return n / ((performance.now() - start) / 1000);
+    });
   } finally {
     channel.close();
   }
