@@ -97,12 +97,16 @@ describe('Redis Sentinel', function () {
   it('a held lock that replication carried over is kept through a failover, and renewed on the new master', async () => {
     const c = await connect(setup.url);
     const locker = new RedisLocker(c);
-    const lock = await locker.acquire('kept', { ttlMs: 3000 });
+    // The TTL outlasts the failover. No renewal reaches the new master from the promotion until the
+    // client finds it (2.3-2.4 s here when forced, more under load), and its copy expires one TTL after
+    // the last renewal it got, up to ttl/3 before the promotion. 3 s was sometimes too short in CI.
+    const ttlMs = 8000;
+    const lock = await locker.acquire('kept', { ttlMs });
     // The lock is on the replica (which may still be syncing after the previous test's failover).
     await eventually(async () => (await c.send(['WAIT', 1, 1000])) === 1, 10_000, 'the replica acknowledging');
     await setup.failover();
     await eventually(async () => c.connected && c.address === addr(await setup.master()), 10_000, 'the client on the new master');
-    await new Promise((r) => setTimeout(r, 3500)); // past one TTL: it lives only if renewed on the new master
+    await new Promise((r) => setTimeout(r, ttlMs + 500)); // past one TTL: it lives only if renewed on the new master
     expect(lock.signal.aborted, String(lock.signal.reason)).to.equal(false);
     expect(await c.send(['GET', 'wirelock:{kept}'])).to.equal(lock.token);
     await lock.release();
