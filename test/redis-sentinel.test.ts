@@ -15,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { eventually } from './support/etcd.js';
 import { runProcess } from './support/run.js';
 import { makeTlsFiles, type TlsFiles } from './support/tls.js';
+import { sleep } from './support/wait.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -98,7 +99,7 @@ describe('Redis Sentinel', function () {
     const c = await connect(setup.url);
     const locker = new RedisLocker(c);
     // The TTL outlasts the failover. No renewal reaches the new master from the promotion until the
-    // client finds it (2.3-2.4 s here when forced, more under load), and its copy expires one TTL after
+    // client finds it (2.3-2.5 s here when forced, more under load), and its copy expires one TTL after
     // the last renewal it got, up to ttl/3 before the promotion. 3 s was sometimes too short in CI.
     const ttlMs = 8000;
     const lock = await locker.acquire('kept', { ttlMs });
@@ -106,7 +107,7 @@ describe('Redis Sentinel', function () {
     await eventually(async () => (await c.send(['WAIT', 1, 1000])) === 1, 10_000, 'the replica acknowledging');
     await setup.failover();
     await eventually(async () => c.connected && c.address === addr(await setup.master()), 10_000, 'the client on the new master');
-    await new Promise((r) => setTimeout(r, ttlMs + 500)); // past one TTL: it lives only if renewed on the new master
+    await sleep(ttlMs + 500); // past one TTL: it lives only if renewed on the new master
     expect(lock.signal.aborted, String(lock.signal.reason)).to.equal(false);
     expect(await c.send(['GET', 'wirelock:{kept}'])).to.equal(lock.token);
     await lock.release();
@@ -144,7 +145,7 @@ describe('Redis Sentinel', function () {
     const [la, lb] = [new RedisLocker(a), new RedisLocker(b)];
     const held = await la.acquire('handoff', { ttlMs: 20_000 });
     const waiting = lb.acquire('handoff', { ttlMs: 20_000, waitTimeoutMs: 30_000 });
-    await new Promise((r) => setTimeout(r, 200));
+    await sleep(200);
     await eventually(async () => (await a.send(['WAIT', 1, 1000])) === 1, 10_000, 'the replica acknowledging');
     await setup.failover();
     await eventually(async () => a.address === addr(await setup.master()) && b.address === addr(await setup.master()), 10_000, 'both clients on the new master');
